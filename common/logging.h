@@ -46,9 +46,9 @@ class LogMessage {
 #define MM_LOG_LEVEL_WARNING ::mm::LogLevel::kWarning
 #define MM_LOG_LEVEL_ERROR ::mm::LogLevel::kError
 
-#define MM_LOG(level)                                  \
-  if (MM_LOG_LEVEL_##level < ::mm::MinLogLevel()) {    \
-  } else                                               \
+#define MM_LOG(level)                               \
+  if (MM_LOG_LEVEL_##level < ::mm::MinLogLevel()) { \
+  } else                                            \
     ::mm::logging_internal::LogMessage(MM_LOG_LEVEL_##level).stream()
 
 #endif  // MM_COMMON_LOGGING_H_

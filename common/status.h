@@ -20,20 +20,21 @@
 
 // Evaluates `expr` (an absl::Status) and returns it from the enclosing
 // function when it is not OK.
-#define RETURN_IF_ERROR(expr)                                \
-  do {                                                       \
-    ::absl::Status mm_status_ = (expr);                      \
-    if (!mm_status_.ok()) return mm_status_;                 \
+#define RETURN_IF_ERROR(expr)                \
+  do {                                       \
+    ::absl::Status mm_status_ = (expr);      \
+    if (!mm_status_.ok()) return mm_status_; \
   } while (false)
 
 // `ASSIGN_OR_RETURN(lhs, expr)`: evaluates `expr` (an absl::StatusOr<T>),
 // returns its status when not OK, else moves the value into `lhs`, which may
 // be a declaration (`auto x`) or an existing variable.
-#define ASSIGN_OR_RETURN(lhs, expr) \
-  MM_ASSIGN_OR_RETURN_IMPL_(MM_STATUS_CONCAT_(mm_statusor_, __LINE__), lhs, expr)
+#define ASSIGN_OR_RETURN(lhs, expr)                                         \
+  MM_ASSIGN_OR_RETURN_IMPL_(MM_STATUS_CONCAT_(mm_statusor_, __LINE__), lhs, \
+                            expr)
 
-#define MM_ASSIGN_OR_RETURN_IMPL_(statusor, lhs, expr) \
-  auto statusor = (expr);                              \
+#define MM_ASSIGN_OR_RETURN_IMPL_(statusor, lhs, expr)     \
+  auto statusor = (expr);                                  \
   if (!statusor.ok()) return std::move(statusor).status(); \
   lhs = std::move(statusor).value()
 
@@ -44,8 +45,10 @@ namespace mm {
 inline absl::Status Annotate(const absl::Status& status,
                              std::string_view context) {
   if (status.ok()) return status;
-  return absl::Status(status.code(),
-                      absl::StrCat(context, ": ", status.message()));
+  return absl::Status(
+      status.code(),
+      absl::StrCat(absl::string_view(context.data(), context.size()), ": ",
+                   status.message()));
 }
 
 }  // namespace mm

@@ -63,10 +63,10 @@ MATCHER(IsOk, "is OK") {
 
 #define MM_TESTING_CONCAT_INNER_(a, b) a##b
 #define MM_TESTING_CONCAT_(a, b) MM_TESTING_CONCAT_INNER_(a, b)
-#define ASSERT_OK_AND_ASSIGN(lhs, expr)                                 \
-  auto MM_TESTING_CONCAT_(mm_statusor_, __LINE__) = (expr);             \
-  ASSERT_THAT(MM_TESTING_CONCAT_(mm_statusor_, __LINE__),               \
-              ::mm::testing::IsOk());                                   \
+#define ASSERT_OK_AND_ASSIGN(lhs, expr)                     \
+  auto MM_TESTING_CONCAT_(mm_statusor_, __LINE__) = (expr); \
+  ASSERT_THAT(MM_TESTING_CONCAT_(mm_statusor_, __LINE__),   \
+              ::mm::testing::IsOk());                       \
   lhs = std::move(MM_TESTING_CONCAT_(mm_statusor_, __LINE__)).value()
 
 #endif  // MM_TESTS_TESTING_STATUS_MATCHERS_H_

@@ -1,0 +1,99 @@
+#include "common/client.h"
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/grpc_status.h"
+#include "common/status.h"
+#include "grpc/grpc_security_constants.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/security/credentials.h"
+
+namespace mm {
+namespace {
+
+absl::StatusOr<std::string> ReadFileText(const std::string& path,
+                                         const char* what) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return absl::NotFoundError(absl::StrCat(
+        what, " file ", path, " cannot be read: ", std::strerror(errno)));
+  }
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  return buffer.str();
+}
+
+}  // namespace
+
+absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(
+    const std::string& address, const ClientOptions& options) {
+  if (address.empty()) {
+    return absl::InvalidArgumentError("empty service address");
+  }
+  bool is_unix = absl::StartsWith(address, "unix:");
+  std::string token;
+  if (!options.token_file.empty()) {
+    ASSIGN_OR_RETURN(token, ReadFileText(options.token_file, "token"));
+    while (!token.empty() && (token.back() == '\n' || token.back() == '\r' ||
+                              token.back() == ' ')) {
+      token.pop_back();
+    }
+  }
+  std::shared_ptr<grpc::ChannelCredentials> credentials;
+  grpc::ChannelArguments args;
+  if (!options.tls_ca.empty()) {
+    grpc::SslCredentialsOptions ssl;
+    ASSIGN_OR_RETURN(ssl.pem_root_certs, ReadFileText(options.tls_ca, "CA"));
+    if (!options.tls_cert.empty()) {
+      ASSIGN_OR_RETURN(ssl.pem_cert_chain,
+                       ReadFileText(options.tls_cert, "TLS certificate"));
+      ASSIGN_OR_RETURN(ssl.pem_private_key,
+                       ReadFileText(options.tls_key, "TLS key"));
+    }
+    credentials = grpc::SslCredentials(ssl);
+    if (!options.tls_server_name.empty()) {
+      args.SetSslTargetNameOverride(options.tls_server_name);
+    }
+  } else if (!token.empty()) {
+    // Matches the server: token-protected servers without TLS use local
+    // credentials, which carry call credentials between same-host peers.
+    credentials =
+        grpc::experimental::LocalCredentials(is_unix ? UDS : LOCAL_TCP);
+  } else {
+    credentials = grpc::InsecureChannelCredentials();
+  }
+  if (!token.empty()) {
+    credentials = grpc::CompositeChannelCredentials(
+        credentials, grpc::AccessTokenCredentials(token));
+  }
+  args.SetMaxReceiveMessageSize(64 << 20);
+  return grpc::CreateCustomChannel(address, credentials, args);
+}
+
+absl::Status CheckHealth(grpc::Channel& channel, const std::string& service,
+                         absl::Duration timeout) {
+  std::shared_ptr<grpc::Channel> unowned(&channel, [](grpc::Channel*) {});
+  auto stub = grpc::health::v1::Health::NewStub(unowned);
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+  grpc::health::v1::HealthCheckRequest request;
+  request.set_service(service);
+  grpc::health::v1::HealthCheckResponse response;
+  grpc::Status status = stub->Check(&context, request, &response);
+  if (!status.ok()) return FromGrpcStatus(status);
+  if (response.status() != grpc::health::v1::HealthCheckResponse::SERVING) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("service '", service, "' is ",
+                     grpc::health::v1::HealthCheckResponse::ServingStatus_Name(
+                         response.status())));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace mm

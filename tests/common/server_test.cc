@@ -1,0 +1,131 @@
+#include "common/server.h"
+
+#include <sys/stat.h>
+
+#include <thread>
+
+#include "common/client.h"
+#include "common/grpc_status.h"
+#include "gmock/gmock.h"
+#include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
+#include "modelmanager/v1/records.grpc.pb.h"
+#include "tests/testing/status_matchers.h"
+#include "tests/testing/temp_dir.h"
+
+namespace mm {
+namespace {
+
+using ::mm::testing::StatusIs;
+using ::mm::testing::TempDir;
+using ::mm::testing::WriteFile;
+using ::testing::HasSubstr;
+
+// A service with one working rpc, enough to see what reaches handlers.
+class VersionOnlyService final
+    : public modelmanager::v1::ModelRecords::Service {
+ public:
+  grpc::Status GetVersion(
+      grpc::ServerContext*, const modelmanager::v1::GetVersionRequest*,
+      modelmanager::v1::GetVersionResponse* response) override {
+    ++calls;
+    response->set_server_version("test");
+    return grpc::Status::OK;
+  }
+  std::atomic<int> calls{0};
+};
+
+absl::Status CallVersion(const std::shared_ptr<grpc::Channel>& channel) {
+  auto stub = modelmanager::v1::ModelRecords::NewStub(channel);
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() +
+                       std::chrono::seconds(10));
+  modelmanager::v1::GetVersionResponse response;
+  return FromGrpcStatus(stub->GetVersion(&context, {}, &response));
+}
+
+TEST(ServiceHostTest, UnixSocketIsPrivateAndHealthFollowsSetServing) {
+  TempDir dir;
+  VersionOnlyService service;
+  ServerOptions options;
+  options.listen = "unix:" + (dir.path() / "s.sock").string();
+  ASSERT_OK_AND_ASSIGN(auto host,
+                       ServiceHost::Start(options, {&service}, {"svc.A"}));
+  struct stat st;
+  ASSERT_EQ(::stat((dir.path() / "s.sock").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600);
+
+  ASSERT_OK_AND_ASSIGN(auto channel, MakeChannel(host->address(), {}));
+  EXPECT_THAT(CheckHealth(*channel, "", absl::Seconds(10)),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("NOT_SERVING")));
+  host->SetServing(true);
+  EXPECT_OK(CheckHealth(*channel, "", absl::Seconds(10)));
+  EXPECT_OK(CheckHealth(*channel, "svc.A", absl::Seconds(10)));
+  EXPECT_OK(CallVersion(channel));
+  host->Shutdown(absl::Seconds(1));
+  EXPECT_THAT(CheckHealth(*channel, "", absl::Seconds(2)),
+              StatusIs(absl::StatusCode::kUnavailable));
+}
+
+TEST(ServiceHostTest, RefusesToReplaceANonSocketFile) {
+  TempDir dir;
+  WriteFile(dir.path() / "important.txt", "data");
+  ServerOptions options;
+  options.listen = "unix:" + (dir.path() / "important.txt").string();
+  EXPECT_THAT(ServiceHost::Start(options, {}, {}),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("is not a socket")));
+  EXPECT_EQ(testing::ReadFile(dir.path() / "important.txt"), "data");
+}
+
+class TokenAuthTest : public ::testing::TestWithParam<bool> {};
+
+TEST_P(TokenAuthTest, RpcsNeedTheTokenButHealthChecksDoNot) {
+  bool use_unix = GetParam();
+  TempDir dir;
+  WriteFile(dir.path() / "token", "s3cret-token\n");
+  WriteFile(dir.path() / "wrong", "guess");
+  VersionOnlyService service;
+  ServerOptions options;
+  options.listen =
+      use_unix ? "unix:" + (dir.path() / "s.sock").string() : "127.0.0.1:0";
+  options.auth_token_file = (dir.path() / "token").string();
+  ASSERT_OK_AND_ASSIGN(auto host, ServiceHost::Start(options, {&service}, {}));
+  host->SetServing(true);
+
+  ASSERT_OK_AND_ASSIGN(auto anonymous, MakeChannel(host->address(), {}));
+  EXPECT_OK(CheckHealth(*anonymous, "", absl::Seconds(10)));
+
+  ClientOptions good;
+  good.token_file = (dir.path() / "token").string();
+  ASSERT_OK_AND_ASSIGN(auto with_token, MakeChannel(host->address(), good));
+  EXPECT_OK(CallVersion(with_token));
+  EXPECT_OK(CheckHealth(*with_token, "", absl::Seconds(10)));
+
+  ClientOptions bad;
+  bad.token_file = (dir.path() / "wrong").string();
+  ASSERT_OK_AND_ASSIGN(auto wrong_token, MakeChannel(host->address(), bad));
+  EXPECT_THAT(
+      CallVersion(wrong_token),
+      StatusIs(absl::StatusCode::kUnauthenticated, HasSubstr("bearer token")));
+  EXPECT_EQ(service.calls.load(), 1);
+}
+
+INSTANTIATE_TEST_SUITE_P(UnixAndTcp, TokenAuthTest, ::testing::Bool(),
+                         [](const auto& info) {
+                           return info.param ? "Unix" : "Tcp";
+                         });
+
+TEST(ServiceHostTest, TcpPortZeroPicksAFreePort) {
+  ServerOptions options;
+  options.listen = "127.0.0.1:0";
+  ASSERT_OK_AND_ASSIGN(auto host, ServiceHost::Start(options, {}, {}));
+  EXPECT_GT(host->port(), 0);
+  host->SetServing(true);
+  ASSERT_OK_AND_ASSIGN(auto channel, MakeChannel(host->address(), {}));
+  EXPECT_OK(CheckHealth(*channel, "", absl::Seconds(10)));
+}
+
+}  // namespace
+}  // namespace mm
