@@ -273,12 +273,43 @@ void ServiceHost::SetServing(bool serving) {
   }
 }
 
+void ServiceHost::MonitorHealth(std::function<absl::Status()> check,
+                                absl::Duration interval) {
+  monitor_ = std::thread([this, check = std::move(check), interval] {
+    bool first = true;
+    bool was_ok = false;
+    absl::MutexLock lock(&monitor_mu_);
+    while (!monitor_stop_) {
+      monitor_mu_.Unlock();
+      absl::Status status = check();
+      monitor_mu_.Lock();
+      if (monitor_stop_) break;
+      if (first || status.ok() != was_ok) {
+        if (status.ok()) {
+          MM_LOG(INFO) << "dependencies ready: SERVING";
+        } else {
+          MM_LOG(WARNING) << "NOT_SERVING: " << status;
+        }
+        SetServing(status.ok());
+      }
+      first = false;
+      was_ok = status.ok();
+      monitor_mu_.AwaitWithTimeout(absl::Condition(&monitor_stop_), interval);
+    }
+  });
+}
+
 void ServiceHost::AddShutdownHook(std::function<void()> hook) {
   shutdown_hooks_.push_back(std::move(hook));
 }
 
 void ServiceHost::Shutdown(absl::Duration grace) {
   if (shut_down_.exchange(true)) return;
+  {
+    absl::MutexLock lock(&monitor_mu_);
+    monitor_stop_ = true;
+  }
+  if (monitor_.joinable()) monitor_.join();
   if (server_ == nullptr) return;
   SetServing(false);
   for (auto& hook : shutdown_hooks_) hook();

@@ -17,7 +17,11 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -74,6 +78,12 @@ class ServiceHost {
   // streams there), then lets in-flight calls finish until now + grace,
   // cancels the rest and stops. Idempotent.
   void Shutdown(absl::Duration grace);
+  // Runs `check` now and then every `interval` on a background thread,
+  // setting SERVING while it returns OK and NOT_SERVING (logging why) while
+  // it fails, until Shutdown. This is how "SERVING only when dependencies
+  // are ready" stays true when a database goes away and comes back.
+  void MonitorHealth(std::function<absl::Status()> check,
+                     absl::Duration interval);
   // Registers a hook Shutdown runs before draining. Not thread-safe: call
   // during start-up.
   void AddShutdownHook(std::function<void()> hook);
@@ -96,6 +106,9 @@ class ServiceHost {
   std::string address_;
   std::string unix_path_;
   std::vector<std::function<void()>> shutdown_hooks_;
+  absl::Mutex monitor_mu_;
+  bool monitor_stop_ ABSL_GUARDED_BY(monitor_mu_) = false;
+  std::thread monitor_;
 };
 
 // Blocks SIGTERM, SIGINT and SIGPIPE in the calling thread (and every thread
