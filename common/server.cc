@@ -278,7 +278,7 @@ void ServiceHost::MonitorHealth(std::function<absl::Status()> check,
   monitor_ = std::thread([this, check = std::move(check), interval] {
     bool first = true;
     bool was_ok = false;
-    absl::MutexLock lock(&monitor_mu_);
+    MutexLock lock(&monitor_mu_);
     while (!monitor_stop_) {
       monitor_mu_.Unlock();
       absl::Status status = check();
@@ -294,7 +294,9 @@ void ServiceHost::MonitorHealth(std::function<absl::Status()> check,
       }
       first = false;
       was_ok = status.ok();
-      monitor_mu_.AwaitWithTimeout(absl::Condition(&monitor_stop_), interval);
+      monitor_mu_.AwaitWithTimeout(
+          [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return monitor_stop_; },
+          interval);
     }
   });
 }
@@ -306,7 +308,7 @@ void ServiceHost::AddShutdownHook(std::function<void()> hook) {
 void ServiceHost::Shutdown(absl::Duration grace) {
   if (shut_down_.exchange(true)) return;
   {
-    absl::MutexLock lock(&monitor_mu_);
+    MutexLock lock(&monitor_mu_);
     monitor_stop_ = true;
   }
   if (monitor_.joinable()) monitor_.join();

@@ -21,7 +21,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/synchronization/mutex.h"
+#include "common/mutex.h"
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -106,7 +106,7 @@ class ServiceHost {
   std::string address_;
   std::string unix_path_;
   std::vector<std::function<void()>> shutdown_hooks_;
-  absl::Mutex monitor_mu_;
+  Mutex monitor_mu_;
   bool monitor_stop_ ABSL_GUARDED_BY(monitor_mu_) = false;
   std::thread monitor_;
 };

@@ -28,10 +28,10 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "common/logging.h"
+#include "common/mutex.h"
 #include "common/status.h"
 
 namespace mm::sql::internal {
@@ -455,7 +455,7 @@ class PostgresDatabase : public Database {
       : conninfo_(std::move(conninfo)),
         redacted_(RedactUrl(conninfo_)),
         options_(options) {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     idle_.push_back(std::move(first));
     open_ = 1;
     backoff_ = options_.reconnect_backoff_min;
@@ -544,10 +544,10 @@ class PostgresDatabase : public Database {
 
   absl::StatusOr<ConnPtr> Acquire() {
     const absl::Time deadline = absl::Now() + options_.acquire_timeout;
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     while (true) {
       if (!mu_.AwaitWithDeadline(
-              absl::Condition(this, &PostgresDatabase::CanTake), deadline)) {
+              [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return CanTake(); }, deadline)) {
         return absl::ResourceExhaustedError(absl::StrCat(
             "postgres ", redacted_, ": all ", options_.pool_size,
             " pooled connections stayed busy for ",
@@ -602,7 +602,7 @@ class PostgresDatabase : public Database {
     const bool reusable = PQstatus(conn.get()) == CONNECTION_OK &&
                           PQtransactionStatus(conn.get()) == PQTRANS_IDLE;
     if (!reusable) conn.reset();
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     if (reusable) {
       idle_.push_back(std::move(conn));
     } else {
@@ -613,7 +613,7 @@ class PostgresDatabase : public Database {
   const std::string conninfo_;
   const std::string redacted_;
   const Options options_;
-  absl::Mutex mu_;
+  Mutex mu_;
   std::vector<ConnPtr> idle_ ABSL_GUARDED_BY(mu_);
   // Connections that exist: idle, lent out, or being opened.
   int open_ ABSL_GUARDED_BY(mu_) = 0;

@@ -17,9 +17,9 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/logging.h"
+#include "common/mutex.h"
 #include "common/status.h"
 
 namespace mm::sql::internal {
@@ -406,8 +406,8 @@ class SqliteDatabase : public Database {
 
   absl::StatusOr<std::unique_ptr<SqliteConnection>> Take(
       bool (SqliteDatabase::*free)() const, std::string_view role) {
-    absl::MutexLock lock(&mu_);
-    if (!mu_.AwaitWithTimeout(absl::Condition(this, free),
+    MutexLock lock(&mu_);
+    if (!mu_.AwaitWithTimeout([this, free]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return (this->*free)(); },
                               options_.acquire_timeout)) {
       return absl::ResourceExhaustedError(absl::StrCat(
           "sqlite ", path_, ": no ", AsAbsl(role),
@@ -427,18 +427,18 @@ class SqliteDatabase : public Database {
   }
 
   void GiveBackWriter(std::unique_ptr<SqliteConnection> connection) {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     writer_ = std::move(connection);
   }
   void GiveBackReader(std::unique_ptr<SqliteConnection> connection) {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     readers_.push_back(std::move(connection));
   }
 
   const std::string path_;
   const Options options_;
   const size_t reader_count_;
-  absl::Mutex mu_;
+  Mutex mu_;
   // Null while lent out.
   std::unique_ptr<SqliteConnection> writer_ ABSL_GUARDED_BY(mu_);
   // The idle readers.

@@ -32,12 +32,10 @@ absl::Status CheckKey(const std::string& key) {
 }
 
 absl::Status CheckFilter(const std::optional<std::string>& value,
-                         const char* field,
-                         bool (*known)(std::string_view)) {
+                         const char* field, bool (*known)(std::string_view)) {
   if (value && !known(*value)) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "filter ", field, " '", *value, "' is not a known ", field,
-        " value"));
+        "filter ", field, " '", *value, "' is not a known ", field, " value"));
   }
   return absl::OkStatus();
 }
@@ -65,9 +63,9 @@ absl::StatusOr<StoredModel> ModelRegistry::Create(
     return absl::InvalidArgumentError("a model config must be a JSON object");
   }
   if (request_id.size() > kMaxRequestIdBytes) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "request_id is ", request_id.size(), " bytes; the limit is ",
-        kMaxRequestIdBytes));
+    return absl::InvalidArgumentError(
+        absl::StrCat("request_id is ", request_id.size(),
+                     " bytes; the limit is ", kMaxRequestIdBytes));
   }
   StripOutputOnlyFields(config);
   if (!config.contains("key") || config["key"].is_null() ||
@@ -96,14 +94,14 @@ absl::StatusOr<StoredModel> ModelRegistry::Update(const std::string& key,
   for (int attempt = 0; attempt < kUpdateAttempts; ++attempt) {
     ASSIGN_OR_RETURN(StoredModel current, store_->Get(key));
     if (expected_revision > 0 && current.revision != expected_revision) {
-      return absl::AbortedError(absl::StrCat(
-          "model '", key, "' changed since revision ", expected_revision,
-          " (it is now at revision ", current.revision,
-          "); read it again and retry"));
+      return absl::AbortedError(
+          absl::StrCat("model '", key, "' changed since revision ",
+                       expected_revision, " (it is now at revision ",
+                       current.revision, "); read it again and retry"));
     }
-    ASSIGN_OR_RETURN(json updated,
-                     model::ApplyConfigChanges(current.config, clean,
-                                               allow_class_change));
+    ASSIGN_OR_RETURN(
+        json updated,
+        model::ApplyConfigChanges(current.config, clean, allow_class_change));
     absl::StatusOr<StoredModel> stored =
         store_->Replace(key, updated, current.revision);
     if (absl::IsAborted(stored.status()) && expected_revision == 0) {
@@ -127,12 +125,11 @@ absl::StatusOr<StoredModel> ModelRegistry::Replace(const std::string& key,
       config["key"] == "") {
     config["key"] = key;
   } else if (config["key"] != key) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("config key '",
-                     config["key"].is_string()
-                         ? config["key"].get<std::string>()
-                         : config["key"].dump(),
-                     "' does not match the key being replaced, '", key, "'"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "config key '",
+        config["key"].is_string() ? config["key"].get<std::string>()
+                                  : config["key"].dump(),
+        "' does not match the key being replaced, '", key, "'"));
   }
   ASSIGN_OR_RETURN(json valid, model::ValidateConfig(config));
   return store_->Replace(key, valid, expected_revision);
@@ -178,9 +175,8 @@ absl::StatusOr<StoredModel> ModelRegistry::FindByName(const std::string& name,
   query.page_size = 2;
   ASSIGN_OR_RETURN(ModelPage page, List(query));
   if (page.models.empty()) {
-    return absl::NotFoundError(absl::StrCat("no model named '", name,
-                                            "' with base ", base, " and type ",
-                                            type));
+    return absl::NotFoundError(absl::StrCat(
+        "no model named '", name, "' with base ", base, " and type ", type));
   }
   if (page.models.size() > 1) {
     std::vector<std::string> keys;
@@ -190,8 +186,7 @@ absl::StatusOr<StoredModel> ModelRegistry::FindByName(const std::string& name,
     return absl::FailedPreconditionError(absl::StrCat(
         "more than one model is named '", name, "' with base ", base,
         " and type ", type, " (keys ", absl::StrJoin(keys, ", "),
-        page.next_page_token.empty() ? "" : ", ...",
-        "); use a key instead"));
+        page.next_page_token.empty() ? "" : ", ...", "); use a key instead"));
   }
   return std::move(page.models.front());
 }

@@ -19,10 +19,10 @@ absl::StatusOr<std::unique_ptr<RecordStore>> OpenRecordStore(
       absl::StartsWith(url, "postgres://")) {
     return OpenSqlRecordStore(url);
   }
-  return absl::InvalidArgumentError(absl::StrCat(
-      "--db '", url,
-      "' is not a record store URL: use sqlite:PATH (or PATH.db), "
-      "postgresql://..., or PATH.yaml"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("--db '", url,
+                   "' is not a record store URL: use sqlite:PATH (or PATH.db), "
+                   "postgresql://..., or PATH.yaml"));
 }
 
 }  // namespace mm::records

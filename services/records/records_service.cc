@@ -23,9 +23,10 @@ absl::StatusOr<int64_t> ParseEtag(const std::string& etag) {
   if (etag.empty()) return 0;
   int64_t revision = 0;
   if (!absl::SimpleAtoi(etag, &revision) || revision <= 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "etag '", etag, "' is not one this service issued; pass the etag of "
-                        "a record you read"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("etag '", etag,
+                     "' is not one this service issued; pass the etag of "
+                     "a record you read"));
   }
   return revision;
 }
@@ -94,10 +95,10 @@ grpc::Status Handle(Body&& body) {
 absl::StatusOr<modelmanager::v1::Model> ToProto(const StoredModel& model) {
   absl::StatusOr<modelmanager::v1::Model> out = ConfigJsonToModel(model.config);
   if (!out.ok()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "stored record '", model.config.value("key", "?"),
-        "' cannot be represented: ", out.status().message(),
-        "; replace or delete it"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("stored record '", model.config.value("key", "?"),
+                     "' cannot be represented: ", out.status().message(),
+                     "; replace or delete it"));
   }
   out->set_revision(model.revision);
   out->set_etag(absl::StrCat(model.revision));
@@ -121,14 +122,14 @@ grpc::Status RecordsService::CreateModel(
         return absl::InvalidArgumentError(
             "set either model or config_json, not both");
       }
-      ASSIGN_OR_RETURN(config, ParseJsonField(request->config_json(),
-                                              "config_json"));
+      ASSIGN_OR_RETURN(config,
+                       ParseJsonField(request->config_json(), "config_json"));
     } else {
       config = ModelToConfigJson(request->model());
     }
-    ASSIGN_OR_RETURN(StoredModel stored,
-                     registry_->Create(std::move(config),
-                                       request->request_id()));
+    ASSIGN_OR_RETURN(
+        StoredModel stored,
+        registry_->Create(std::move(config), request->request_id()));
     ASSIGN_OR_RETURN(*response, ToProto(stored));
     return absl::OkStatus();
   });
@@ -155,16 +156,16 @@ grpc::Status RecordsService::UpdateModel(
         return absl::InvalidArgumentError(
             "set either changes_json or model/update_mask, not both");
       }
-      ASSIGN_OR_RETURN(changes, ParseJsonField(request->changes_json(),
-                                               "changes_json"));
+      ASSIGN_OR_RETURN(changes,
+                       ParseJsonField(request->changes_json(), "changes_json"));
     } else {
       ASSIGN_OR_RETURN(changes, ChangesFromFieldMask(request->model(),
                                                      request->update_mask()));
     }
-    ASSIGN_OR_RETURN(StoredModel stored,
-                     registry_->Update(request->key(), changes,
-                                       request->allow_class_change(),
-                                       expected));
+    ASSIGN_OR_RETURN(
+        StoredModel stored,
+        registry_->Update(request->key(), changes,
+                          request->allow_class_change(), expected));
     ASSIGN_OR_RETURN(*response, ToProto(stored));
     return absl::OkStatus();
   });
@@ -175,10 +176,10 @@ grpc::Status RecordsService::ReplaceModel(
     modelmanager::v1::Model* response) {
   return Handle([&]() -> absl::Status {
     ASSIGN_OR_RETURN(int64_t expected, ParseEtag(request->etag()));
-    ASSIGN_OR_RETURN(StoredModel stored,
-                     registry_->Replace(request->key(),
-                                        ModelToConfigJson(request->model()),
-                                        expected));
+    ASSIGN_OR_RETURN(
+        StoredModel stored,
+        registry_->Replace(request->key(), ModelToConfigJson(request->model()),
+                           expected));
     ASSIGN_OR_RETURN(*response, ToProto(stored));
     return absl::OkStatus();
   });

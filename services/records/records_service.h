@@ -43,26 +43,26 @@ class RecordsService final : public modelmanager::v1::ModelRecords::Service {
       grpc::ServerContext* context,
       const modelmanager::v1::ReplaceModelRequest* request,
       modelmanager::v1::Model* response) override;
-  grpc::Status DeleteModel(grpc::ServerContext* context,
-                           const modelmanager::v1::DeleteModelRequest* request,
-                           modelmanager::v1::DeleteModelResponse* response)
-      override;
-  grpc::Status ListModels(grpc::ServerContext* context,
-                          const modelmanager::v1::ListModelsRequest* request,
-                          modelmanager::v1::ListModelsResponse* response)
-      override;
+  grpc::Status DeleteModel(
+      grpc::ServerContext* context,
+      const modelmanager::v1::DeleteModelRequest* request,
+      modelmanager::v1::DeleteModelResponse* response) override;
+  grpc::Status ListModels(
+      grpc::ServerContext* context,
+      const modelmanager::v1::ListModelsRequest* request,
+      modelmanager::v1::ListModelsResponse* response) override;
   grpc::Status FindModelByName(
       grpc::ServerContext* context,
       const modelmanager::v1::FindModelByNameRequest* request,
       modelmanager::v1::Model* response) override;
-  grpc::Status ModelExists(grpc::ServerContext* context,
-                           const modelmanager::v1::ModelExistsRequest* request,
-                           modelmanager::v1::ModelExistsResponse* response)
-      override;
-  grpc::Status GetVersion(grpc::ServerContext* context,
-                          const modelmanager::v1::GetVersionRequest* request,
-                          modelmanager::v1::GetVersionResponse* response)
-      override;
+  grpc::Status ModelExists(
+      grpc::ServerContext* context,
+      const modelmanager::v1::ModelExistsRequest* request,
+      modelmanager::v1::ModelExistsResponse* response) override;
+  grpc::Status GetVersion(
+      grpc::ServerContext* context,
+      const modelmanager::v1::GetVersionRequest* request,
+      modelmanager::v1::GetVersionResponse* response) override;
   grpc::Status WatchModels(
       grpc::ServerContext* context,
       const modelmanager::v1::WatchModelsRequest* request,

@@ -222,12 +222,14 @@ class SqlRecordStore final : public RecordStore {
     std::string key = config.value("key", "");
     StoredModel out;
     int64_t revision = 0;
-    absl::Status status = db_->Transaction([&](sql::Session& s) -> absl::Status {
+    absl::Status status = db_->Transaction([&](sql::Session& s)
+                                               -> absl::Status {
       if (!request_id.empty()) {
         ASSIGN_OR_RETURN(
             sql::Result earlier,
-            s.Execute("SELECT key FROM model_create_requests WHERE request_id = ?",
-                      {request_id}));
+            s.Execute(
+                "SELECT key FROM model_create_requests WHERE request_id = ?",
+                {request_id}));
         if (!earlier.rows.empty()) {
           ASSIGN_OR_RETURN(out, GetIn(s, earlier.rows[0].Text(0)));
           revision = 0;  // nothing new committed
@@ -239,8 +241,9 @@ class SqlRecordStore final : public RecordStore {
           sql::Result inserted,
           s.Execute(absl::StrCat("INSERT INTO models (id, config, revision) "
                                  "VALUES (?, ",
-                                 JsonParam(), ", ?) RETURNING created_at, "
-                                              "updated_at"),
+                                 JsonParam(),
+                                 ", ?) RETURNING created_at, "
+                                 "updated_at"),
                     {key, config.dump(), revision}));
       out.config = config;
       out.revision = revision;
@@ -274,23 +277,24 @@ class SqlRecordStore final : public RecordStore {
                                       const json& config,
                                       int64_t expected_revision) override {
     StoredModel out;
-    absl::Status status = db_->Transaction([&](sql::Session& s) -> absl::Status {
-      ASSIGN_OR_RETURN(int64_t revision, NextRevision(s));
-      ASSIGN_OR_RETURN(StoredModel current, GetIn(s, key));
-      RETURN_IF_ERROR(CheckRevision(key, current, expected_revision));
-      ASSIGN_OR_RETURN(
-          sql::Result updated,
-          s.Execute(absl::StrCat("UPDATE models SET config = ", JsonParam(),
-                                 ", revision = ?, updated_at = ", NowExpr(),
-                                 " WHERE id = ? RETURNING created_at, "
-                                 "updated_at"),
-                    {config.dump(), revision, key}));
-      out.config = config;
-      out.revision = revision;
-      out.created_at_us = updated.rows.at(0).Int(0);
-      out.updated_at_us = updated.rows.at(0).Int(1);
-      return LogChange(s, ChangeType::kModified, out);
-    });
+    absl::Status status =
+        db_->Transaction([&](sql::Session& s) -> absl::Status {
+          ASSIGN_OR_RETURN(int64_t revision, NextRevision(s));
+          ASSIGN_OR_RETURN(StoredModel current, GetIn(s, key));
+          RETURN_IF_ERROR(CheckRevision(key, current, expected_revision));
+          ASSIGN_OR_RETURN(
+              sql::Result updated,
+              s.Execute(absl::StrCat("UPDATE models SET config = ", JsonParam(),
+                                     ", revision = ?, updated_at = ", NowExpr(),
+                                     " WHERE id = ? RETURNING created_at, "
+                                     "updated_at"),
+                        {config.dump(), revision, key}));
+          out.config = config;
+          out.revision = revision;
+          out.created_at_us = updated.rows.at(0).Int(0);
+          out.updated_at_us = updated.rows.at(0).Int(1);
+          return LogChange(s, ChangeType::kModified, out);
+        });
     if (absl::IsAlreadyExists(status)) return DuplicateError(status, config);
     RETURN_IF_ERROR(status);
     notifier_.Notify(out.revision);
@@ -400,14 +404,16 @@ class SqlRecordStore final : public RecordStore {
                                                         int limit) override {
     ASSIGN_OR_RETURN(
         sql::Result state,
-        db_->Execute("SELECT trimmed_through FROM model_store_state WHERE id = 1"));
+        db_->Execute(
+            "SELECT trimmed_through FROM model_store_state WHERE id = 1"));
     int64_t trimmed_through = state.rows.at(0).Int(0);
     if (after < trimmed_through) {
-      return absl::OutOfRangeError(absl::StrCat(
-          "changes after revision ", after,
-          " are no longer kept (history starts after revision ",
-          trimmed_through, "); list the models again and watch from the "
-                           "revision of that listing"));
+      return absl::OutOfRangeError(
+          absl::StrCat("changes after revision ", after,
+                       " are no longer kept (history starts after revision ",
+                       trimmed_through,
+                       "); list the models again and watch from the "
+                       "revision of that listing"));
     }
     ASSIGN_OR_RETURN(
         sql::Result rows,
@@ -473,8 +479,8 @@ class SqlRecordStore final : public RecordStore {
     StoredModel model;
     model.config = json::parse(row.Text(1), nullptr, false);
     if (model.config.is_discarded() || !model.config.is_object()) {
-      return absl::DataLossError(absl::StrCat(
-          "stored record '", row.Text(0), "' holds invalid JSON"));
+      return absl::DataLossError(
+          absl::StrCat("stored record '", row.Text(0), "' holds invalid JSON"));
     }
     model.revision = row.Int(2);
     model.created_at_us = row.Int(3);
@@ -483,9 +489,9 @@ class SqlRecordStore final : public RecordStore {
   }
 
   absl::StatusOr<StoredModel> GetIn(sql::Session& s, const std::string& key) {
-    ASSIGN_OR_RETURN(sql::Result result,
-                     s.Execute(absl::StrCat(kSelectColumns, " WHERE id = ?"),
-                               {key}));
+    ASSIGN_OR_RETURN(
+        sql::Result result,
+        s.Execute(absl::StrCat(kSelectColumns, " WHERE id = ?"), {key}));
     if (result.rows.empty()) return UnknownKey(key);
     return FromRow(result.rows[0]);
   }
@@ -494,10 +500,10 @@ class SqlRecordStore final : public RecordStore {
                                     const StoredModel& current,
                                     int64_t expected) {
     if (expected > 0 && current.revision != expected) {
-      return absl::AbortedError(absl::StrCat(
-          "model '", key, "' changed since revision ", expected,
-          " (it is now at revision ", current.revision,
-          "); read it again and retry"));
+      return absl::AbortedError(
+          absl::StrCat("model '", key, "' changed since revision ", expected,
+                       " (it is now at revision ", current.revision,
+                       "); read it again and retry"));
     }
     return absl::OkStatus();
   }
@@ -534,10 +540,10 @@ class SqlRecordStore final : public RecordStore {
                           .status());
     }
     if (db_->dialect() == Dialect::kPostgres) {
-      RETURN_IF_ERROR(s.Execute("SELECT pg_notify(?, ?)",
-                                {std::string(kNotifyChannel),
-                                 absl::StrCat(model.revision)})
-                          .status());
+      RETURN_IF_ERROR(
+          s.Execute("SELECT pg_notify(?, ?)",
+                    {std::string(kNotifyChannel), absl::StrCat(model.revision)})
+              .status());
     }
     return absl::OkStatus();
   }
@@ -547,9 +553,8 @@ class SqlRecordStore final : public RecordStore {
   static absl::Status DuplicateError(const absl::Status& status,
                                      const json& config) {
     if (absl::StrContains(status.message(), "path")) {
-      return absl::AlreadyExistsError(
-          absl::StrCat("a model with path '", config.value("path", ""),
-                       "' already exists"));
+      return absl::AlreadyExistsError(absl::StrCat(
+          "a model with path '", config.value("path", ""), "' already exists"));
     }
     if (absl::StrContains(status.message(), "id") ||
         absl::StrContains(status.message(), "pkey")) {

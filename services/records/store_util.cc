@@ -151,26 +151,27 @@ absl::StatusOr<json> DecodePageToken(const ModelQuery& query) {
 }
 
 void ChangeNotifier::Notify(int64_t revision) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   latest_ = std::max(latest_, revision);
 }
 
 void ChangeNotifier::Poke() {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   ++pokes_;
 }
 
 void ChangeNotifier::Wait(int64_t after, absl::Time deadline) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   int64_t pokes = pokes_;
-  auto ready = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
-    return latest_ > after || pokes_ != pokes || interrupted_;
-  };
-  mu_.AwaitWithDeadline(absl::Condition(&ready), deadline);
+  mu_.AwaitWithDeadline(
+      [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+        return latest_ > after || pokes_ != pokes || interrupted_;
+      },
+      deadline);
 }
 
 void ChangeNotifier::Interrupt() {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   interrupted_ = true;
 }
 

@@ -9,8 +9,8 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/mutex.h"
 #include "nlohmann/json.hpp"
 #include "services/records/record_store.h"
 
@@ -56,7 +56,7 @@ class ChangeNotifier {
   void Interrupt();
 
  private:
-  absl::Mutex mu_;
+  Mutex mu_;
   int64_t latest_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t pokes_ ABSL_GUARDED_BY(mu_) = 0;
   bool interrupted_ ABSL_GUARDED_BY(mu_) = false;

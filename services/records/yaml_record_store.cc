@@ -24,9 +24,9 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "common/logging.h"
+#include "common/mutex.h"
 #include "common/status.h"
 #include "services/records/store_util.h"
 #include "yaml-cpp/yaml.h"
@@ -495,7 +495,7 @@ class YamlRecordStore : public RecordStore {
   absl::StatusOr<StoredModel> Insert(const json& config,
                                      const std::string& request_id) override {
     ASSIGN_OR_RETURN(std::string key, ConfigKey(config));
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     if (!request_id.empty()) {
       auto it = request_ids_.find(request_id);
       if (it != request_ids_.end()) {
@@ -527,7 +527,7 @@ class YamlRecordStore : public RecordStore {
   }
 
   absl::StatusOr<StoredModel> Get(const std::string& key) override {
-    absl::ReaderMutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     auto it = models_.find(key);
     if (it == models_.end()) return KeyNotFound(key);
     return it->second;
@@ -550,7 +550,7 @@ class YamlRecordStore : public RecordStore {
                        " but the model being replaced is \"", key,
                        "\"; a replace cannot change the key"));
     }
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     auto it = models_.find(key);
     if (it == models_.end()) return KeyNotFound(key);
     if (expected_revision > 0 && expected_revision != it->second.revision) {
@@ -570,7 +570,7 @@ class YamlRecordStore : public RecordStore {
 
   absl::StatusOr<int64_t> Delete(const std::string& key,
                                  int64_t expected_revision) override {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     auto it = models_.find(key);
     if (it == models_.end()) return KeyNotFound(key);
     if (expected_revision > 0 && expected_revision != it->second.revision) {
@@ -590,7 +590,7 @@ class YamlRecordStore : public RecordStore {
     const size_t page_size = static_cast<size_t>(std::max(1, query.page_size));
     std::vector<std::pair<json, const StoredModel*>> rows;
     ModelPage page;
-    absl::ReaderMutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     page.revision = revision_;
     for (const auto& [key, model] : models_) {
       if (!MatchesQuery(model, query)) continue;
@@ -619,7 +619,7 @@ class YamlRecordStore : public RecordStore {
       return absl::InvalidArgumentError(
           absl::StrCat("limit must be at least 1, got ", limit));
     }
-    absl::ReaderMutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     std::vector<ModelChange> changes;
     if (after >= revision_) return changes;
     if (after < log_floor_) {
@@ -641,7 +641,7 @@ class YamlRecordStore : public RecordStore {
   }
 
   absl::StatusOr<int64_t> CurrentRevision() override {
-    absl::ReaderMutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     return revision_;
   }
 
@@ -703,7 +703,7 @@ class YamlRecordStore : public RecordStore {
 
   const fs::path file_;
   ChangeNotifier notifier_;
-  absl::Mutex mu_;
+  Mutex mu_;
   ModelMap models_ ABSL_GUARDED_BY(mu_);
   // path -> key, for the UNIQUE(path) rule.
   std::map<std::string, std::string> paths_ ABSL_GUARDED_BY(mu_);

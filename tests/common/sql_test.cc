@@ -10,7 +10,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
+#include "common/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "common/sql/database.h"
@@ -68,15 +68,15 @@ class Inbox {
  public:
   std::function<void(std::optional<std::string>)> Callback() {
     return [this](std::optional<std::string> payload) {
-      absl::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       items_.push_back(std::move(payload));
     };
   }
   // True once `item` has arrived (now or within `timeout`).
   bool WaitFor(std::optional<std::string> item, absl::Duration timeout) {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     wanted_ = std::move(item);
-    return mu_.AwaitWithTimeout(absl::Condition(this, &Inbox::HasWanted),
+    return mu_.AwaitWithTimeout([this]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return HasWanted(); },
                                 timeout);
   }
 
@@ -88,7 +88,7 @@ class Inbox {
     return false;
   }
 
-  absl::Mutex mu_;
+  Mutex mu_;
   std::vector<std::optional<std::string>> items_ ABSL_GUARDED_BY(mu_);
   std::optional<std::string> wanted_ ABSL_GUARDED_BY(mu_);
 };

@@ -65,17 +65,17 @@ class RecordsServer {
     absl::Status status;
     while (absl::Now() < deadline) {
       if (!process_->Running()) {
-        return absl::InternalError(absl::StrCat(
-            "mm-records exited; log:\n", testing::ReadFile(log_)));
+        return absl::InternalError(
+            absl::StrCat("mm-records exited; log:\n", testing::ReadFile(log_)));
       }
       status = CheckHealth(*channel_, "modelmanager.v1.ModelRecords",
                            absl::Seconds(2));
       if (status.ok()) return status;
       absl::SleepFor(absl::Milliseconds(50));
     }
-    return absl::DeadlineExceededError(absl::StrCat(
-        "not SERVING: ", status.ToString(), "; log:\n",
-        testing::ReadFile(log_)));
+    return absl::DeadlineExceededError(
+        absl::StrCat("not SERVING: ", status.ToString(), "; log:\n",
+                     testing::ReadFile(log_)));
   }
 
   absl::StatusOr<modelmanager::v1::Model> Create(const json& config) {

@@ -22,8 +22,8 @@ namespace {
 using ::mm::testing::PostgresCluster;
 using ::mm::testing::StatusIs;
 using ::mm::testing::TempDir;
-using ::testing::HasSubstr;
 using nlohmann::json;
+using ::testing::HasSubstr;
 
 std::string HexOf(int seed, size_t length) {
   std::string out;
@@ -90,8 +90,8 @@ class RecordStoreConformanceTest : public ::testing::TestWithParam<Backend> {
                        << (cluster_error_ ? *cluster_error_ : "");
         }
         static std::atomic<int> counter{0};
-        absl::StatusOr<std::string> db_url = cluster_->CreateDatabase(
-            absl::StrCat("conformance_", counter++));
+        absl::StatusOr<std::string> db_url =
+            cluster_->CreateDatabase(absl::StrCat("conformance_", counter++));
         ASSERT_OK(db_url.status());
         url = *db_url;
         break;
@@ -227,8 +227,8 @@ TEST_P(RecordStoreConformanceTest, SparseUpdateChangesOnlyTheGivenFields) {
 TEST_P(RecordStoreConformanceTest, ClassChangeNeedsPermission) {
   StoredModel created = MustCreate(LoraConfig("lora", 12, "sd-1"));
   std::string key = created.config["key"];
-  EXPECT_THAT(registry_->Update(key, {{"type", "vae"}, {"format", "checkpoint"}},
-                                false, 0),
+  EXPECT_THAT(registry_->Update(
+                  key, {{"type", "vae"}, {"format", "checkpoint"}}, false, 0),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("allow_class_change")));
   ASSERT_OK_AND_ASSIGN(
@@ -258,9 +258,9 @@ TEST_P(RecordStoreConformanceTest, ReplaceChecksTheKey) {
   std::string key = created.config["key"];
   json other = VaeConfig("replaced", 14);
   other["key"] = "someone-else";
-  EXPECT_THAT(registry_->Replace(key, other, 0),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("someone-else")));
+  EXPECT_THAT(
+      registry_->Replace(key, other, 0),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("someone-else")));
   ASSERT_OK_AND_ASSIGN(StoredModel replaced,
                        registry_->Replace(key, VaeConfig("replaced", 14), 0));
   EXPECT_EQ(replaced.config["name"], "replaced");
@@ -268,10 +268,14 @@ TEST_P(RecordStoreConformanceTest, ReplaceChecksTheKey) {
 }
 
 TEST_P(RecordStoreConformanceTest, HostileStringsAreStoredLiterally) {
-  std::vector<std::string> names = {
-      "Robert'); DROP TABLE models; --", "quote \" and ' and `",
-      "semi;colon -- comment /* c */", "percent % and underscore _",
-      "ünïcödé 模型 🚀", "back\\slash", "line\nbreak", "$1 ? :name"};
+  std::vector<std::string> names = {"Robert'); DROP TABLE models; --",
+                                    "quote \" and ' and `",
+                                    "semi;colon -- comment /* c */",
+                                    "percent % and underscore _",
+                                    "ünïcödé 模型 🚀",
+                                    "back\\slash",
+                                    "line\nbreak",
+                                    "$1 ? :name"};
   int seed = 100;
   for (const std::string& name : names) MustCreate(VaeConfig(name, seed++));
   for (const std::string& name : names) {
@@ -337,8 +341,8 @@ TEST_P(RecordStoreConformanceTest, FiltersCombine) {
 TEST_P(RecordStoreConformanceTest, OrderingsAndPagingVisitEveryRecordOnce) {
   // Mixed-case names, equal names, several types and bases.
   std::vector<json> configs;
-  const char* names[] = {"banana", "Apple", "cherry", "apple", "Banana",
-                         "date",   "Éclair", "fig",   "apple", "Grape"};
+  const char* names[] = {"banana", "Apple",  "cherry", "apple", "Banana",
+                         "date",   "Éclair", "fig",    "apple", "Grape"};
   int seed = 200;
   for (int i = 0; i < 25; ++i) {
     std::string name = names[i % 10];
@@ -366,12 +370,25 @@ TEST_P(RecordStoreConformanceTest, OrderingsAndPagingVisitEveryRecordOnce) {
                      c["key"]};
        }},
       {ModelOrder::kName,
-       [&](const json& c) { return json{lower(c["name"]), c["key"]}; }},
-      {ModelOrder::kBase, [](const json& c) { return json{c["base"], c["key"]}; }},
-      {ModelOrder::kType, [](const json& c) { return json{c["type"], c["key"]}; }},
+       [&](const json& c) {
+         return json{lower(c["name"]), c["key"]};
+       }},
+      {ModelOrder::kBase,
+       [](const json& c) {
+         return json{c["base"], c["key"]};
+       }},
+      {ModelOrder::kType,
+       [](const json& c) {
+         return json{c["type"], c["key"]};
+       }},
       {ModelOrder::kSize,
-       [](const json& c) { return json{c["file_size"], c["key"]}; }},
-      {ModelOrder::kPath, [](const json& c) { return json{c["path"], c["key"]}; }},
+       [](const json& c) {
+         return json{c["file_size"], c["key"]};
+       }},
+      {ModelOrder::kPath,
+       [](const json& c) {
+         return json{c["path"], c["key"]};
+       }},
   };
   for (const Case& c : cases) {
     for (bool descending : {false, true}) {
@@ -389,7 +406,8 @@ TEST_P(RecordStoreConformanceTest, OrderingsAndPagingVisitEveryRecordOnce) {
       while (true) {
         ASSERT_OK_AND_ASSIGN(ModelPage page, registry_->List(query));
         ++pages;
-        for (const StoredModel& m : page.models) keys.push_back(m.config["key"]);
+        for (const StoredModel& m : page.models)
+          keys.push_back(m.config["key"]);
         if (page.next_page_token.empty()) break;
         query.page_token = page.next_page_token;
       }
@@ -407,14 +425,14 @@ TEST_P(RecordStoreConformanceTest, OrderingsAndPagingVisitEveryRecordOnce) {
   ModelQuery other;
   other.order = ModelOrder::kName;
   other.page_token = page.next_page_token;
-  EXPECT_THAT(registry_->List(other),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("other filters")));
+  EXPECT_THAT(
+      registry_->List(other),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("other filters")));
   ModelQuery garbage;
   garbage.page_token = "not a token!";
-  EXPECT_THAT(registry_->List(garbage),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("page_token")));
+  EXPECT_THAT(
+      registry_->List(garbage),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("page_token")));
 }
 
 TEST_P(RecordStoreConformanceTest, FindByNameNeedsExactlyOne) {
@@ -519,20 +537,20 @@ TEST_P(RecordStoreConformanceTest, ConcurrentWritersLoseNoUpdate) {
   EXPECT_EQ(ListNames({}).size(), 1u + kThreads);
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Backends, RecordStoreConformanceTest,
-    ::testing::Values(Backend::kSqlite, Backend::kPostgres, Backend::kYaml),
-    [](const ::testing::TestParamInfo<Backend>& info) {
-      switch (info.param) {
-        case Backend::kSqlite:
-          return "Sqlite";
-        case Backend::kPostgres:
-          return "Postgres";
-        case Backend::kYaml:
-          return "Yaml";
-      }
-      return "Unknown";
-    });
+INSTANTIATE_TEST_SUITE_P(Backends, RecordStoreConformanceTest,
+                         ::testing::Values(Backend::kSqlite, Backend::kPostgres,
+                                           Backend::kYaml),
+                         [](const ::testing::TestParamInfo<Backend>& info) {
+                           switch (info.param) {
+                             case Backend::kSqlite:
+                               return "Sqlite";
+                             case Backend::kPostgres:
+                               return "Postgres";
+                             case Backend::kYaml:
+                               return "Yaml";
+                           }
+                           return "Unknown";
+                         });
 
 }  // namespace
 }  // namespace mm::records

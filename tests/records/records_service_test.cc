@@ -18,10 +18,10 @@
 namespace mm::records {
 namespace {
 
-using modelmanager::v1::ModelEvent;
 using ::mm::testing::StatusIs;
-using ::testing::HasSubstr;
+using modelmanager::v1::ModelEvent;
 using nlohmann::json;
+using ::testing::HasSubstr;
 
 json LoraJson(const std::string& name, const std::string& path) {
   return {{"hash", "md5:a0cd925fc063f98dbf029eee315060c3"},
@@ -63,8 +63,8 @@ class RecordsServiceTest : public ::testing::Test {
     modelmanager::v1::CreateModelRequest request;
     request.set_config_json(config.dump());
     modelmanager::v1::Model response;
-    RETURN_IF_ERROR(FromGrpcStatus(stub_->CreateModel(&context, request,
-                                                      &response)));
+    RETURN_IF_ERROR(
+        FromGrpcStatus(stub_->CreateModel(&context, request, &response)));
     return response;
   }
 
@@ -77,7 +77,8 @@ class RecordsServiceTest : public ::testing::Test {
 };
 
 TEST_F(RecordsServiceTest, CreateFromJsonReturnsTheReferenceShape) {
-  ASSERT_OK_AND_ASSIGN(auto model, Create(LoraJson("pixel", "/m/p.safetensors")));
+  ASSERT_OK_AND_ASSIGN(auto model,
+                       Create(LoraJson("pixel", "/m/p.safetensors")));
   EXPECT_EQ(model.key().size(), 32u);
   EXPECT_EQ(model.base(), "sdxl");
   EXPECT_EQ(model.trigger_phrases(0), "pixel art");
@@ -90,8 +91,8 @@ TEST_F(RecordsServiceTest, CreateFromJsonReturnsTheReferenceShape) {
 }
 
 TEST_F(RecordsServiceTest, CreateFromTypedMessage) {
-  ASSERT_OK_AND_ASSIGN(auto typed,
-                       ConfigJsonToModel(LoraJson("typed", "/m/t.safetensors")));
+  ASSERT_OK_AND_ASSIGN(
+      auto typed, ConfigJsonToModel(LoraJson("typed", "/m/t.safetensors")));
   grpc::ClientContext context;
   modelmanager::v1::CreateModelRequest request;
   *request.mutable_model() = typed;
@@ -147,8 +148,9 @@ TEST_F(RecordsServiceTest, UpdateWithMaskAndStaleEtag) {
   modelmanager::v1::UpdateModelRequest bad_mask;
   bad_mask.set_key(model.key());
   bad_mask.mutable_update_mask()->add_paths("colour");
-  EXPECT_THAT(FromGrpcStatus(stub_->UpdateModel(&mask_context, bad_mask, &out)),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("colour")));
+  EXPECT_THAT(
+      FromGrpcStatus(stub_->UpdateModel(&mask_context, bad_mask, &out)),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("colour")));
 }
 
 TEST_F(RecordsServiceTest, WatchStreamsBookmarkThenChanges) {
@@ -188,9 +190,9 @@ TEST_F(RecordsServiceTest, WatchStreamsBookmarkThenChanges) {
     types.push_back(event.type());
     if (event.type() == ModelEvent::BOOKMARK) break;
   }
-  EXPECT_THAT(types, ::testing::ElementsAre(ModelEvent::ADDED,
-                                            ModelEvent::DELETED,
-                                            ModelEvent::BOOKMARK));
+  EXPECT_THAT(types,
+              ::testing::ElementsAre(ModelEvent::ADDED, ModelEvent::DELETED,
+                                     ModelEvent::BOOKMARK));
   resume_context.TryCancel();
   while (resumed->Read(&event)) {
   }

@@ -39,10 +39,12 @@ absl::StatusOr<pid_t> Spawn(const std::vector<std::string>& argv,
   if (argv.empty()) return absl::InvalidArgumentError("empty argv");
   std::vector<std::string> env_strings = MergedEnvironment(env);
   std::vector<char*> c_argv;
-  for (const std::string& a : argv) c_argv.push_back(const_cast<char*>(a.c_str()));
+  for (const std::string& a : argv)
+    c_argv.push_back(const_cast<char*>(a.c_str()));
   c_argv.push_back(nullptr);
   std::vector<char*> c_env;
-  for (const std::string& e : env_strings) c_env.push_back(const_cast<char*>(e.c_str()));
+  for (const std::string& e : env_strings)
+    c_env.push_back(const_cast<char*>(e.c_str()));
   c_env.push_back(nullptr);
   pid_t pid = ::fork();
   if (pid < 0) return absl::InternalError(std::strerror(errno));
