@@ -61,14 +61,20 @@ enum class Backend { kSqlite, kPostgres, kYaml };
 
 class RecordStoreConformanceTest : public ::testing::TestWithParam<Backend> {
  protected:
-  static void SetUpTestSuite() {
-    absl::StatusOr<std::unique_ptr<PostgresCluster>> cluster =
-        PostgresCluster::Start();
-    if (cluster.ok()) {
-      cluster_ = cluster->release();
-    } else {
-      cluster_error_ = new std::string(cluster.status().ToString());
+  // The cluster starts on the first PostgreSQL case only, so SQLite and
+  // YAML cases (each its own process under ctest) do not pay for it.
+  static PostgresCluster* Cluster(std::string* error) {
+    if (cluster_ == nullptr && cluster_error_ == nullptr) {
+      absl::StatusOr<std::unique_ptr<PostgresCluster>> cluster =
+          PostgresCluster::Start();
+      if (cluster.ok()) {
+        cluster_ = cluster->release();
+      } else {
+        cluster_error_ = new std::string(cluster.status().ToString());
+      }
     }
+    if (cluster_error_ != nullptr) *error = *cluster_error_;
+    return cluster_;
   }
   static void TearDownTestSuite() {
     delete cluster_;
@@ -85,13 +91,12 @@ class RecordStoreConformanceTest : public ::testing::TestWithParam<Backend> {
         url = (dir_.path() / "models.yaml").string();
         break;
       case Backend::kPostgres: {
-        if (cluster_ == nullptr) {
-          GTEST_SKIP() << "no PostgreSQL: "
-                       << (cluster_error_ ? *cluster_error_ : "");
-        }
+        std::string error;
+        PostgresCluster* cluster = Cluster(&error);
+        if (cluster == nullptr) GTEST_SKIP() << "no PostgreSQL: " << error;
         static std::atomic<int> counter{0};
         absl::StatusOr<std::string> db_url =
-            cluster_->CreateDatabase(absl::StrCat("conformance_", counter++));
+            cluster->CreateDatabase(absl::StrCat("conformance_", counter++));
         ASSERT_OK(db_url.status());
         url = *db_url;
         break;
