@@ -11,6 +11,7 @@
 #include "gtest/gtest.h"
 #include "modelmanager/v1/records.grpc.pb.h"
 #include "tests/testing/status_matchers.h"
+#include "tests/testing/subprocess.h"
 #include "tests/testing/temp_dir.h"
 
 namespace mm {
@@ -125,6 +126,63 @@ TEST(ServiceHostTest, TcpPortZeroPicksAFreePort) {
   host->SetServing(true);
   ASSERT_OK_AND_ASSIGN(auto channel, MakeChannel(host->address(), {}));
   EXPECT_OK(CheckHealth(*channel, "", absl::Seconds(10)));
+}
+
+// A self-signed certificate for localhost/127.0.0.1, made with the openssl
+// command so the test carries no key material.
+absl::Status MakeCertificate(const std::filesystem::path& dir,
+                             const std::string& name) {
+  auto result = testing::RunCommand(
+      {"/usr/bin/openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+       "-keyout", (dir / (name + ".key")).string(), "-out",
+       (dir / (name + ".pem")).string(), "-days", "1", "-subj", "/CN=localhost",
+       "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"},
+      absl::Seconds(60));
+  if (!result.ok()) return result.status();
+  if (result->exit_code != 0) {
+    return absl::InternalError("openssl req failed: " + result->err);
+  }
+  return absl::OkStatus();
+}
+
+TEST(ServiceHostTest, MutualTlsRequiresAClientCertificate) {
+  TempDir dir;
+  ASSERT_OK(MakeCertificate(dir.path(), "server"));
+  ASSERT_OK(MakeCertificate(dir.path(), "client"));
+  VersionOnlyService service;
+  ServerOptions options;
+  options.listen = "127.0.0.1:0";
+  options.tls_cert = (dir.path() / "server.pem").string();
+  options.tls_key = (dir.path() / "server.key").string();
+  options.tls_client_ca = (dir.path() / "client.pem").string();
+  ASSERT_OK_AND_ASSIGN(auto host, ServiceHost::Start(options, {&service}, {}));
+  host->SetServing(true);
+
+  ClientOptions with_cert;
+  with_cert.tls_ca = (dir.path() / "server.pem").string();
+  with_cert.tls_cert = (dir.path() / "client.pem").string();
+  with_cert.tls_key = (dir.path() / "client.key").string();
+  ASSERT_OK_AND_ASSIGN(auto good, MakeChannel(host->address(), with_cert));
+  EXPECT_OK(CallVersion(good));
+
+  ClientOptions without_cert;
+  without_cert.tls_ca = (dir.path() / "server.pem").string();
+  ASSERT_OK_AND_ASSIGN(auto bad, MakeChannel(host->address(), without_cert));
+  EXPECT_THAT(CallVersion(bad), StatusIs(absl::StatusCode::kUnavailable));
+
+  ASSERT_OK_AND_ASSIGN(auto plain, MakeChannel(host->address(), {}));
+  EXPECT_THAT(CallVersion(plain), StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_EQ(service.calls.load(), 1);
+}
+
+TEST(ServerOptionsTest, TlsFlagsMustComeTogether) {
+  ASSERT_OK_AND_ASSIGN(
+      Config config,
+      Config::Load(ServerOptionSpecs("unix:x.sock"), {"--tls-cert", "c.pem"},
+                   [](const std::string&) { return std::nullopt; }));
+  EXPECT_THAT(
+      ServerOptionsFromConfig(config),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--tls-key")));
 }
 
 }  // namespace
