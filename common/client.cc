@@ -8,6 +8,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
+#include "common/secret_file.h"
 #include "common/status.h"
 #include "grpc/grpc_security_constants.h"
 #include "grpc/health/v1/health.grpc.pb.h"
@@ -15,22 +16,6 @@
 #include "grpcpp/security/credentials.h"
 
 namespace mm {
-namespace {
-
-absl::StatusOr<std::string> ReadFileText(const std::string& path,
-                                         const char* what) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return absl::NotFoundError(absl::StrCat(
-        what, " file ", path, " cannot be read: ", std::strerror(errno)));
-  }
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  return buffer.str();
-}
-
-}  // namespace
-
 absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(
     const std::string& address, const ClientOptions& options) {
   if (address.empty()) {
@@ -39,22 +24,18 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(
   bool is_unix = absl::StartsWith(address, "unix:");
   std::string token;
   if (!options.token_file.empty()) {
-    ASSIGN_OR_RETURN(token, ReadFileText(options.token_file, "token"));
-    while (!token.empty() && (token.back() == '\n' || token.back() == '\r' ||
-                              token.back() == ' ')) {
-      token.pop_back();
-    }
+    ASSIGN_OR_RETURN(token, ReadTokenFile(options.token_file));
   }
   std::shared_ptr<grpc::ChannelCredentials> credentials;
   grpc::ChannelArguments args;
   if (!options.tls_ca.empty()) {
     grpc::SslCredentialsOptions ssl;
-    ASSIGN_OR_RETURN(ssl.pem_root_certs, ReadFileText(options.tls_ca, "CA"));
+    ASSIGN_OR_RETURN(ssl.pem_root_certs, ReadConfigFile(options.tls_ca, "CA"));
     if (!options.tls_cert.empty()) {
       ASSIGN_OR_RETURN(ssl.pem_cert_chain,
-                       ReadFileText(options.tls_cert, "TLS certificate"));
+                       ReadConfigFile(options.tls_cert, "TLS certificate"));
       ASSIGN_OR_RETURN(ssl.pem_private_key,
-                       ReadFileText(options.tls_key, "TLS key"));
+                       ReadConfigFile(options.tls_key, "TLS key"));
     }
     credentials = grpc::SslCredentials(ssl);
     if (!options.tls_server_name.empty()) {

@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "common/logging.h"
+#include "common/secret_file.h"
 #include "common/status.h"
 #include "grpc/grpc_security_constants.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
@@ -24,18 +25,6 @@
 
 namespace mm {
 namespace {
-
-absl::StatusOr<std::string> ReadSecretFile(const std::string& path,
-                                           const char* what) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return absl::NotFoundError(absl::StrCat(
-        what, " file ", path, " cannot be read: ", std::strerror(errno)));
-  }
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  return buffer.str();
-}
 
 // Compares without an early exit, so the time taken does not reveal how
 // much of a guessed token was right.
@@ -177,17 +166,8 @@ absl::StatusOr<std::unique_ptr<ServiceHost>> ServiceHost::Start(
 
   std::optional<std::string> token;
   if (!options.auth_token_file.empty()) {
-    ASSIGN_OR_RETURN(std::string text,
-                     ReadSecretFile(options.auth_token_file, "auth token"));
-    while (!text.empty() &&
-           (text.back() == '\n' || text.back() == '\r' || text.back() == ' ')) {
-      text.pop_back();
-    }
-    if (text.empty()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "auth token file ", options.auth_token_file, " is empty"));
-    }
-    token = text;
+    ASSIGN_OR_RETURN(std::string text, ReadTokenFile(options.auth_token_file));
+    token = std::move(text);
   }
 
   std::shared_ptr<grpc::ServerCredentials> credentials;
@@ -197,13 +177,13 @@ absl::StatusOr<std::unique_ptr<ServiceHost>> ServiceHost::Start(
             ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
             : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
     ASSIGN_OR_RETURN(std::string cert,
-                     ReadSecretFile(options.tls_cert, "TLS certificate"));
+                     ReadConfigFile(options.tls_cert, "TLS certificate"));
     ASSIGN_OR_RETURN(std::string key,
-                     ReadSecretFile(options.tls_key, "TLS key"));
+                     ReadConfigFile(options.tls_key, "TLS key"));
     ssl.pem_key_cert_pairs.push_back({key, cert});
     if (!options.tls_client_ca.empty()) {
       ASSIGN_OR_RETURN(ssl.pem_root_certs,
-                       ReadSecretFile(options.tls_client_ca, "TLS client CA"));
+                       ReadConfigFile(options.tls_client_ca, "TLS client CA"));
     }
     credentials = grpc::SslServerCredentials(ssl);
   } else if (token) {

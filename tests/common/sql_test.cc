@@ -10,9 +10,9 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
-#include "common/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "common/mutex.h"
 #include "common/sql/database.h"
 #include "common/sql/postgres_database.h"
 #include "gmock/gmock.h"
@@ -76,8 +76,9 @@ class Inbox {
   bool WaitFor(std::optional<std::string> item, absl::Duration timeout) {
     MutexLock lock(&mu_);
     wanted_ = std::move(item);
-    return mu_.AwaitWithTimeout([this]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return HasWanted(); },
-                                timeout);
+    return mu_.AwaitWithTimeout(
+        [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return HasWanted(); },
+        timeout);
   }
 
  private:
