@@ -1,6 +1,13 @@
 // The tensor table of a weights file, as every format reader produces it and
 // as the probe and the loader consume it. Readers fill it from headers only;
 // building one never reads tensor data.
+//
+// Thread-safety: a plain value type; const methods may be called from many
+// threads at once, mutation needs external synchronisation.
+//
+//   TensorIndex index;
+//   RETURN_IF_ERROR(index.AddTensor(std::move(info)));   // rejects duplicates
+//   if (const TensorInfo* t = index.Find("decoder.conv_in.weight")) ...
 #ifndef MM_MODEL_TENSOR_INDEX_H_
 #define MM_MODEL_TENSOR_INDEX_H_
 
@@ -10,6 +17,9 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 #include "nlohmann/json.hpp"
 
 namespace mm::model {
@@ -20,6 +30,8 @@ struct TensorInfo {
   // The safetensors dtype name: "F32", "F16", "BF16", "I64", "U8", ... For
   // GGUF, the ggml type name ("Q4_0", "F16", ...).
   std::string dtype;
+  // Outermost dimension first (PyTorch order), for every format; GGUF files
+  // store dimensions innermost first and are reversed on reading.
   std::vector<int64_t> shape;
   // Where the bytes are. For safetensors and GGUF: the absolute byte offset
   // of the first element in the file. For a PyTorch zip checkpoint: the
@@ -36,6 +48,9 @@ struct TensorInfo {
 
 enum class WeightsFormat { kSafetensors, kTorchZip, kGguf };
 
+// "safetensors", "torch_zip" or "gguf", for messages.
+absl::string_view WeightsFormatName(WeightsFormat format);
+
 // Everything a reader learned about a weights file.
 struct TensorIndex {
   WeightsFormat format = WeightsFormat::kSafetensors;
@@ -49,9 +64,28 @@ struct TensorIndex {
   // "refused global os.system (not called)".
   std::vector<std::string> findings;
 
-  // Returns the tensor named `name`, or nullptr.
-  const TensorInfo* Find(const std::string& name) const;
+  // Appends `tensor`, keeping the name map used by Find current. A name that
+  // is already present is refused with DATA_LOSS (a file whose tensor table
+  // names a tensor twice cannot be loaded unambiguously).
+  absl::Status AddTensor(TensorInfo tensor);
+
+  // Returns the tensor named `name`, or nullptr. O(1) when every tensor was
+  // added with AddTensor (renaming an added tensor in place is not
+  // supported); scans when `tensors` was filled directly.
+  const TensorInfo* Find(absl::string_view name) const;
+
+  // Name → position in `tensors`; maintained by AddTensor.
+  absl::flat_hash_map<std::string, size_t> index_by_name;
 };
+
+// True when `text` is well-formed UTF-8 (no overlongs, no surrogates, nothing
+// above U+10FFFF). Readers check names with it so that the index can always
+// be written as JSON.
+bool IsValidUtf8(absl::string_view text);
+
+// `text` with every ill-formed UTF-8 sequence replaced by U+FFFD, for values
+// that are only informative (metadata strings).
+std::string SanitizeUtf8(absl::string_view text);
 
 }  // namespace mm::model
 

@@ -1,0 +1,20 @@
+// libFuzzer target: the GGUF header reader on arbitrary bytes.
+#include <cstddef>
+#include <cstdint>
+
+#include "absl/strings/string_view.h"
+#include "model/gguf.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  const absl::string_view bytes(reinterpret_cast<const char*>(data), size);
+  absl::StatusOr<mm::model::TensorIndex> index = mm::model::ParseGguf(bytes);
+  if (index.ok()) {
+    for (const mm::model::TensorInfo& tensor : index->tensors) {
+      if (tensor.offset > size || tensor.byte_size > size - tensor.offset) {
+        __builtin_trap();
+      }
+    }
+    (void)index->scalars.dump();
+  }
+  return 0;
+}

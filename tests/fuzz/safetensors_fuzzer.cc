@@ -1,0 +1,23 @@
+// libFuzzer target: the safetensors header parser on arbitrary bytes, taken
+// as a whole file (length prefix, JSON header, data).
+#include <cstddef>
+#include <cstdint>
+
+#include "absl/strings/string_view.h"
+#include "model/safetensors.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  const absl::string_view bytes(reinterpret_cast<const char*>(data), size);
+  absl::StatusOr<mm::model::TensorIndex> index =
+      mm::model::ParseSafetensorsHeader(bytes, size);
+  if (index.ok()) {
+    // Every accepted tensor lies inside the file.
+    for (const mm::model::TensorInfo& tensor : index->tensors) {
+      if (tensor.offset > size || tensor.byte_size > size - tensor.offset) {
+        __builtin_trap();
+      }
+    }
+    (void)index->scalars.dump();
+  }
+  return 0;
+}
