@@ -46,9 +46,13 @@ CREATE TABLE models (
   description TEXT GENERATED ALWAYS AS (json_extract(config, '$.description')) VIRTUAL,
   source TEXT GENERATED ALWAYS AS (json_extract(config, '$.source')) VIRTUAL,
   source_type TEXT GENERATED ALWAYS AS (json_extract(config, '$.source_type')) VIRTUAL,
-  file_size INTEGER GENERATED ALWAYS AS (json_extract(config, '$.file_size')) VIRTUAL
+  file_size INTEGER GENERATED ALWAYS AS (json_extract(config, '$.file_size')) VIRTUAL,
+  has_compatible_bases INTEGER GENERATED ALWAYS AS
+    (json_array_length(config, '$.compatible_bases') > 0) VIRTUAL
 );
 CREATE UNIQUE INDEX models_path_unique ON models(path);
+CREATE INDEX models_with_compatible_bases ON models(has_compatible_bases)
+  WHERE has_compatible_bases = 1;
 CREATE INDEX models_base ON models(base);
 CREATE INDEX models_type ON models(type);
 CREATE INDEX models_name ON models(name);
@@ -97,9 +101,15 @@ CREATE TABLE models (
   description text GENERATED ALWAYS AS (config->>'description') STORED,
   source text GENERATED ALWAYS AS (config->>'source') STORED,
   source_type text GENERATED ALWAYS AS (config->>'source_type') STORED,
-  file_size bigint GENERATED ALWAYS AS ((config->>'file_size')::bigint) STORED
+  file_size bigint GENERATED ALWAYS AS ((config->>'file_size')::bigint) STORED,
+  has_compatible_bases boolean GENERATED ALWAYS AS (
+    CASE WHEN jsonb_typeof(config->'compatible_bases') = 'array'
+         THEN jsonb_array_length(config->'compatible_bases') > 0
+         ELSE false END) STORED
 );
 CREATE UNIQUE INDEX models_path_unique ON models(path);
+CREATE INDEX models_with_compatible_bases ON models(has_compatible_bases)
+  WHERE has_compatible_bases;
 CREATE INDEX models_base ON models(base);
 CREATE INDEX models_type ON models(type);
 CREATE INDEX models_name ON models(name);
@@ -319,9 +329,10 @@ class SqlRecordStore final : public RecordStore {
 
   absl::StatusOr<ModelPage> List(const ModelQuery& query) override {
     ASSIGN_OR_RETURN(json after, DecodePageToken(query));
+    bool pg = db_->dialect() == Dialect::kPostgres;
+    // Filters other than base, shared by both branches below.
     std::vector<std::string> where;
     std::vector<Value> params;
-    bool pg = db_->dialect() == Dialect::kPostgres;
     auto add = [&](const char* clause, const std::string& value) {
       where.push_back(clause);
       params.push_back(value);
@@ -331,15 +342,6 @@ class SqlRecordStore final : public RecordStore {
     if (query.format) add("format = ?", *query.format);
     if (query.path) add("path = ?", *query.path);
     if (query.hash) add("hash = ?", *query.hash);
-    if (query.base) {
-      where.push_back(
-          pg ? "(base = ? OR config->'compatible_bases' @> "
-               "jsonb_build_array(CAST(? AS text)))"
-             : "(base = ? OR EXISTS (SELECT 1 FROM json_each(models.config, "
-               "'$.compatible_bases') WHERE value = ?))");
-      params.push_back(*query.base);
-      params.push_back(*query.base);
-    }
     if (!query.tags.empty()) {
       if (pg) {
         add("config->'tags' @> CAST(? AS jsonb)", json(query.tags).dump());
@@ -351,22 +353,35 @@ class SqlRecordStore final : public RecordStore {
         }
       }
     }
+    // Sort columns, selected as s0..sN so the merged branches can be
+    // ordered by them; text compares in the "C" collation on PostgreSQL.
     std::vector<SortColumn> columns = SortColumns(query.order);
     columns.push_back({"id", false});
-    std::vector<std::string> sort_terms;
-    std::vector<std::string> tuple_left;
+    std::vector<std::string> selected;
+    std::vector<std::string> aliases;
     std::vector<std::string> tuple_right;
-    for (const SortColumn& c : columns) {
+    for (size_t i = 0; i < columns.size(); ++i) {
+      const SortColumn& c = columns[i];
       std::string term = (pg && !c.integer)
                              ? absl::StrCat(c.column, " COLLATE \"C\"")
                              : std::string(c.column);
-      sort_terms.push_back(
-          absl::StrCat(term, query.descending ? " DESC" : " ASC"));
-      tuple_left.push_back(term);
+      selected.push_back(absl::StrCat(term, " AS s", i));
+      aliases.push_back(absl::StrCat("s", i));
       tuple_right.push_back(c.integer ? "CAST(? AS bigint)"
                                       : "CAST(? AS text)");
     }
+    std::vector<std::string> order_terms;
+    for (const std::string& alias : aliases) {
+      order_terms.push_back(
+          absl::StrCat(alias, query.descending ? " DESC" : " ASC"));
+    }
+    std::string order_by = absl::StrJoin(order_terms, ", ");
+    std::string limit = absl::StrCat(" LIMIT ", query.page_size + 1);
     if (!after.is_null()) {
+      std::vector<std::string> tuple_left;
+      for (const std::string& item : selected) {
+        tuple_left.push_back(item.substr(0, item.rfind(" AS ")));
+      }
       where.push_back(absl::StrCat("(", absl::StrJoin(tuple_left, ", "), ") ",
                                    query.descending ? "<" : ">", " (",
                                    absl::StrJoin(tuple_right, ", "), ")"));
@@ -378,16 +393,54 @@ class SqlRecordStore final : public RecordStore {
         }
       }
     }
-    std::string statement = kSelectColumns;
-    if (!where.empty()) {
-      absl::StrAppend(&statement, " WHERE ", absl::StrJoin(where, " AND "));
+    std::string select =
+        absl::StrCat("SELECT id, config, revision, created_at, updated_at, ",
+                     absl::StrJoin(selected, ", "), " FROM models");
+    auto branch = [&](const std::vector<std::string>& extra,
+                      const char* index_hint) {
+      std::vector<std::string> all = extra;
+      all.insert(all.end(), where.begin(), where.end());
+      std::string sql = absl::StrCat(select, index_hint);
+      if (!all.empty())
+        absl::StrAppend(&sql, " WHERE ", absl::StrJoin(all, " AND "));
+      absl::StrAppend(&sql, " ORDER BY ", order_by, limit);
+      return sql;
+    };
+    std::string statement;
+    std::vector<Value> bound;
+    if (!query.base) {
+      statement = branch({}, "");
+      bound = params;
+    } else {
+      // `base = ?` OR "base is among compatible_bases" in one WHERE would
+      // keep the planner from using the (type, base, ...) index. Two
+      // branches instead: the indexed one, and the (few) records that list
+      // compatible bases; each is already in order, so the merge reads at
+      // most two pages.
+      std::string compatible =
+          pg ? "config->'compatible_bases' @> jsonb_build_array(CAST(? AS "
+               "text))"
+             : "EXISTS (SELECT 1 FROM json_each(models.config, "
+               "'$.compatible_bases') WHERE value = ?)";
+      statement = absl::StrCat(
+          "SELECT * FROM (", branch({"base = ?"}, ""),
+          ") AS by_base UNION ALL SELECT * FROM (",
+          // SQLite would rather walk the type index and test every row;
+          // the partial index holds only the records that list bases.
+          branch({pg ? "has_compatible_bases" : "has_compatible_bases = 1",
+                  "base <> ?", compatible},
+                 pg ? "" : " INDEXED BY models_with_compatible_bases"),
+          ") AS by_compatible ORDER BY ", order_by, limit);
+      bound.push_back(*query.base);
+      bound.insert(bound.end(), params.begin(), params.end());
+      bound.push_back(*query.base);
+      bound.push_back(*query.base);
+      bound.insert(bound.end(), params.begin(), params.end());
     }
-    absl::StrAppend(&statement, " ORDER BY ", absl::StrJoin(sort_terms, ", "),
-                    " LIMIT ", query.page_size + 1);
 
     ModelPage page;
     ASSIGN_OR_RETURN(page.revision, CurrentRevision());
-    ASSIGN_OR_RETURN(sql::Result result, db_->Execute(statement, params));
+    ASSIGN_OR_RETURN(sql::Result result, db_->Execute(statement, bound));
     for (const sql::Row& row : result.rows) {
       if (static_cast<int>(page.models.size()) == query.page_size) {
         page.next_page_token =
