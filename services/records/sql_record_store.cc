@@ -626,7 +626,12 @@ class SqlRecordStore final : public RecordStore {
 
 absl::StatusOr<std::unique_ptr<RecordStore>> OpenSqlRecordStore(
     const std::string& url) {
-  ASSIGN_OR_RETURN(std::unique_ptr<sql::Database> db, sql::Database::Open(url));
+  sql::Options options;
+  // Enough connections that gRPC's handler threads rarely queue for one;
+  // PostgreSQL's default max_connections (100) leaves room for replicas.
+  options.pool_size = 8;
+  ASSIGN_OR_RETURN(std::unique_ptr<sql::Database> db,
+                   sql::Database::Open(url, options));
   auto store = std::make_unique<SqlRecordStore>(std::move(db));
   RETURN_IF_ERROR(store->Init());
   return store;
