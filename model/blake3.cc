@@ -7,6 +7,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/strings.h"
 
 namespace mm::model {
 namespace {
@@ -18,14 +19,6 @@ using blake3_internal::kFlagChunkStart;
 using blake3_internal::kFlagParent;
 using blake3_internal::kFlagRoot;
 using blake3_internal::kIv;
-
-// How many chunks Update compresses as one SIMD batch before merging the
-// batch's chaining values: a multiple of the widest backend (16 lanes) so
-// every lane is busy, small enough that the batch stays in L1/L2.
-// Debian's Abseil has its own string_view type, distinct from std's.
-absl::string_view AsAbsl(std::string_view text) {
-  return absl::string_view(text.data(), text.size());
-}
 
 constexpr uint64_t kMaxBatchChunks = 64;
 

@@ -25,6 +25,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/types/span.h"
 #include "common/status.h"
+#include "common/strings.h"
 #include "model/blake3.h"
 
 namespace mm::model {
@@ -43,11 +44,6 @@ constexpr uint64_t kMultiMinBytes = uint64_t{8} << 20;
 // SIMD batches stay full, at most 64 MiB so threads finish together.
 constexpr uint64_t kMinTaskBytes = uint64_t{1} << 20;
 constexpr uint64_t kMaxTaskBytes = uint64_t{64} << 20;
-
-// Debian's Abseil has its own string_view type, distinct from std's.
-absl::string_view AsAbsl(std::string_view text) {
-  return absl::string_view(text.data(), text.size());
-}
 
 std::string ToHex(absl::Span<const uint8_t> bytes) {
   static constexpr char kHex[] = "0123456789abcdef";

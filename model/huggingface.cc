@@ -16,28 +16,13 @@
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
 #include "common/status.h"
+#include "common/strings.h"
 #include "nlohmann/json.hpp"
 
 namespace mm::model {
 namespace {
 
 using nlohmann::json;
-
-absl::string_view Av(std::string_view text) {
-  return absl::string_view(text.data(), text.size());
-}
-
-std::string Quoted(std::string_view text) {
-  constexpr std::size_t kMaxShown = 200;
-  std::size_t cut = std::min(text.size(), kMaxShown);
-  while (cut < text.size() && cut > 0 &&
-         (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) {
-    --cut;
-  }
-  std::string shown = absl::Utf8SafeCHexEscape(Av(text.substr(0, cut)));
-  if (cut < text.size()) shown += "...";
-  return absl::StrCat("'", shown, "'");
-}
 
 bool EndsWith(std::string_view text, std::string_view suffix) {
   return text.size() >= suffix.size() &&
@@ -60,7 +45,7 @@ constexpr char kResponse[] = "Hugging Face model info response";
 
 absl::Status Corrupt(std::string_view what) {
   return absl::DataLossError(absl::StrCat(
-      kResponse, ": ", Av(what),
+      kResponse, ": ", AsAbsl(what),
       "; the hub or HF_ENDPOINT mirror sent a malformed answer: check "
       "HF_ENDPOINT and retry later"));
 }
@@ -157,7 +142,7 @@ absl::Status ReadString(const json& object, const char* key,
   auto it = object.find(key);
   if (it == object.end() || it->is_null()) return absl::OkStatus();
   if (!it->is_string()) {
-    return Corrupt(absl::StrCat(Av(where), "'", key, "' is ", TypeOf(*it),
+    return Corrupt(absl::StrCat(AsAbsl(where), "'", key, "' is ", TypeOf(*it),
                                 ", expected a string"));
   }
   *out = it->get<std::string>();
@@ -170,12 +155,12 @@ absl::StatusOr<std::optional<uint64_t>> ReadSize(const json& object,
   auto it = object.find(key);
   if (it == object.end() || it->is_null()) return std::nullopt;
   if (!it->is_number_unsigned()) {
-    return Corrupt(absl::StrCat(Av(where), "'", key, "' is ", it->dump(),
+    return Corrupt(absl::StrCat(AsAbsl(where), "'", key, "' is ", it->dump(),
                                 ", expected a non-negative integer"));
   }
   uint64_t size = it->get<uint64_t>();
   if (size > kMaxHfFileBytes) {
-    return Corrupt(absl::StrCat(Av(where), "'", key, "' is ", size,
+    return Corrupt(absl::StrCat(AsAbsl(where), "'", key, "' is ", size,
                                 " bytes, more than the ", kMaxHfFileBytes,
                                 "-byte limit"));
   }
@@ -191,7 +176,8 @@ absl::StatusOr<std::optional<std::string>> ReadHex(
   if (!present) return std::nullopt;
   if (!IsHex(value) || std::find(lengths.begin(), lengths.end(),
                                  value.size()) == lengths.end()) {
-    return Corrupt(absl::StrCat(Av(where), "'", key, "' is ", Quoted(value),
+    return Corrupt(absl::StrCat(AsAbsl(where), "'", key, "' is ",
+                                QuotedForMessage(value),
                                 ", expected a hex digest"));
   }
   return LowerHex(value);
@@ -214,9 +200,10 @@ absl::StatusOr<HfFile> ParseSibling(const json& sibling, std::size_t index) {
   file.path = name->get<std::string>();
   if (std::string why = UnsafePathReason(file.path); !why.empty()) {
     return Corrupt(absl::StrCat(where, "refusing unsafe file name ",
-                                Quoted(file.path), ": ", why));
+                                QuotedForMessage(file.path), ": ", why));
   }
-  where = absl::StrCat("siblings[", index, "] (", Quoted(file.path), "): ");
+  where = absl::StrCat("siblings[", index, "] (", QuotedForMessage(file.path),
+                       "): ");
   ASSIGN_OR_RETURN(file.size, ReadSize(sibling, "size", where));
   ASSIGN_OR_RETURN(file.blob_id, ReadHex(sibling, "blobId", where, {40, 64}));
   auto lfs = sibling.find("lfs");
@@ -255,13 +242,13 @@ absl::Status ParseTopLevel(const json& root, HfModelInfo& info) {
   }
   info.id = id->get<std::string>();
   if (info.id.size() > kMaxHfPathBytes || !UnsafePathReason(info.id).empty()) {
-    return Corrupt(absl::StrCat("'id' ", Quoted(info.id),
+    return Corrupt(absl::StrCat("'id' ", QuotedForMessage(info.id),
                                 " is not a repo id like owner/name"));
   }
   RETURN_IF_ERROR(ReadString(root, "author", "", &info.author));
   RETURN_IF_ERROR(ReadString(root, "sha", "", &info.sha));
   if (!info.sha.empty() && (!IsHex(info.sha) || info.sha.size() != 40)) {
-    return Corrupt(absl::StrCat("'sha' ", Quoted(info.sha),
+    return Corrupt(absl::StrCat("'sha' ", QuotedForMessage(info.sha),
                                 " is not a 40-digit hex commit id"));
   }
   info.sha = LowerHex(info.sha);
@@ -298,7 +285,8 @@ absl::Status ParseTopLevel(const json& root, HfModelInfo& info) {
       info.gated = gated->get<std::string>();
       if (info.gated == "false") info.gated.clear();
     } else {
-      return Corrupt(absl::StrCat("'gated' is ", Quoted(gated->dump()),
+      return Corrupt(absl::StrCat("'gated' is ",
+                                  QuotedForMessage(gated->dump()),
                                   ", expected a boolean or a short string"));
     }
   }
@@ -322,7 +310,7 @@ absl::Status ParseTopLevel(const json& root, HfModelInfo& info) {
   }
   for (const HfFile& file : info.files) {
     if (!seen.insert(file.path).second) {
-      return Corrupt(absl::StrCat("the file ", Quoted(file.path),
+      return Corrupt(absl::StrCat("the file ", QuotedForMessage(file.path),
                                   " is listed twice in 'siblings'"));
     }
   }
@@ -541,7 +529,7 @@ HfEndpoint HfEndpointFromEnvironment() {
   });
   if ((lowered.rfind("http://", 0) != 0 && lowered.rfind("https://", 0) != 0) ||
       has_space) {
-    MM_LOG(WARNING) << "ignoring HF_ENDPOINT=" << Quoted(value)
+    MM_LOG(WARNING) << "ignoring HF_ENDPOINT=" << QuotedForMessage(value)
                     << ": not an http(s) URL; using " << kHfDefaultEndpoint
                     << " (set it like https://hf-mirror.example.com)";
     return endpoint;
@@ -596,7 +584,7 @@ absl::StatusOr<std::vector<HfFile>> SelectHfFiles(
     const std::vector<std::string>& subfolders) {
   if (!IsRepoVariant(variant)) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "variant ", Quoted(variant),
+        "variant ", QuotedForMessage(variant),
         " is not a repo variant; use one of '' (default), fp16, fp32, onnx, "
         "openvino, flax"));
   }
@@ -621,7 +609,7 @@ absl::StatusOr<std::vector<HfFile>> SelectHfFiles(
       if (file->path == wanted) return std::vector<HfFile>{*file};
     }
     return absl::NotFoundError(absl::StrCat(
-        "the repo has no file ", Quoted(wanted),
+        "the repo has no file ", QuotedForMessage(wanted),
         "; check the path after '::' (it is case-sensitive and relative to "
         "the repo root)"));
   }
@@ -666,7 +654,7 @@ absl::StatusOr<std::vector<HfFile>> SelectHfFiles(
       weights_by_folder[DirName(file->path)].push_back(file);
     }
   }
-  const std::string wanted_label = absl::StrCat(".", Av(variant));
+  const std::string wanted_label = absl::StrCat(".", AsAbsl(variant));
   for (auto& [folder, weights] : weights_by_folder) {
     bool has_safetensors =
         std::any_of(weights.begin(), weights.end(), [](const HfFile* f) {
@@ -719,11 +707,11 @@ absl::StatusOr<std::vector<HfFile>> SelectHfFiles(
         return Contains(BaseName(f->path), variant);
       })) {
     return absl::NotFoundError(absl::StrCat(
-        "no downloadable files for variant '", Av(variant), "'",
+        "no downloadable files for variant '", AsAbsl(variant), "'",
         folders.empty()
             ? ""
             : absl::StrCat(" in subfolder '", JoinPlus(subfolders), "'"),
-        ": the repo has no ", Av(variant),
+        ": the repo has no ", AsAbsl(variant),
         " weights; pick another variant (e.g. owner/name or owner/name:fp16)"));
   }
 
@@ -742,12 +730,12 @@ absl::StatusOr<std::vector<HfFile>> SelectHfFiles(
   if (result.empty()) {
     if (!folders.empty()) {
       return absl::NotFoundError(absl::StrCat(
-          "no downloadable files for variant '", Av(variant),
+          "no downloadable files for variant '", AsAbsl(variant),
           "' in subfolder '", JoinPlus(subfolders),
           "': check the subfolder names against the repo's folders"));
     }
     return absl::NotFoundError(absl::StrCat(
-        "no downloadable files for variant '", Av(variant),
+        "no downloadable files for variant '", AsAbsl(variant),
         "': the repo has no config, text or diffusers-style weight files; to "
         "fetch a single checkpoint name it with owner/name::file.safetensors"));
   }

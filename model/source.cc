@@ -14,6 +14,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "common/strings.h"
 
 namespace mm::model {
 namespace {
@@ -40,24 +41,6 @@ constexpr char kGrammarHint[] =
     "expected an existing local path, a Hugging Face repo id "
     "(owner/name[:variant[:subfolder]], variant one of fp16, fp32, onnx, "
     "openvino, flax) or an http(s) URL";
-
-absl::string_view Av(std::string_view text) {
-  return absl::string_view(text.data(), text.size());
-}
-
-// `text` in single quotes, C-escaped and cut short, for error messages.
-std::string Quoted(std::string_view text) {
-  constexpr std::size_t kMaxShown = 200;
-  std::size_t cut = std::min(text.size(), kMaxShown);
-  // Do not split a UTF-8 sequence.
-  while (cut < text.size() && cut > 0 &&
-         (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) {
-    --cut;
-  }
-  std::string shown = absl::Utf8SafeCHexEscape(Av(text.substr(0, cut)));
-  if (cut < text.size()) shown += "...";
-  return absl::StrCat("'", shown, "'");
-}
 
 bool StartsWith(std::string_view text, std::string_view prefix) {
   return text.substr(0, prefix.size()) == prefix;
@@ -128,7 +111,7 @@ absl::Status CheckSourceText(std::string_view text) {
   }
   if (text.size() > kMaxModelSourceBytes) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "model source ", Quoted(text), " is ", text.size(),
+        "model source ", QuotedForMessage(text), " is ", text.size(),
         " bytes long, more than the limit of ", kMaxModelSourceBytes,
         " bytes; give a shorter path, repo id or URL"));
   }
@@ -136,14 +119,14 @@ absl::Status CheckSourceText(std::string_view text) {
     const auto c = static_cast<unsigned char>(text[i]);
     if (c < 0x20 || c == 0x7F) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "model source ", Quoted(text), " contains the control character 0x",
-          absl::Hex(c, absl::kZeroPad2), " at byte ", i,
-          "; remove it (a stray newline, tab or NUL?)"));
+          "model source ", QuotedForMessage(text),
+          " contains the control character 0x", absl::Hex(c, absl::kZeroPad2),
+          " at byte ", i, "; remove it (a stray newline, tab or NUL?)"));
     }
   }
   if (std::size_t bad = FirstInvalidUtf8(text); bad != std::string_view::npos) {
     return absl::InvalidArgumentError(
-        absl::StrCat("model source ", Quoted(text),
+        absl::StrCat("model source ", QuotedForMessage(text),
                      " is not valid UTF-8 (bad byte at offset ", bad,
                      "); re-type it or rename the file"));
   }
@@ -184,10 +167,10 @@ absl::Status CheckRepoIdParts(std::string_view text, std::string_view repo_id) {
        {repo_id.substr(0, slash), repo_id.substr(slash + 1)}) {
     if (part == "." || part == "..") {
       return absl::InvalidArgumentError(absl::StrCat(
-          "model source ", Quoted(text),
+          "model source ", QuotedForMessage(text),
           " is not an existing local path, and as a Hugging Face repo id its "
           "owner or name ",
-          Quoted(part),
+          QuotedForMessage(part),
           " is not valid; check the path, or give the repo as owner/name"));
     }
   }
@@ -201,8 +184,8 @@ absl::StatusOr<std::string> CleanSubfolder(std::string_view text,
   while (trimmed.size() > 1 && trimmed.back() == '/') trimmed.remove_suffix(1);
   auto fail = [&](std::string_view why) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "model source ", Quoted(text), ": subfolder ", Quoted(subfolder), " ",
-        Av(why),
+        "model source ", QuotedForMessage(text), ": subfolder ",
+        QuotedForMessage(subfolder), " ", AsAbsl(why),
         "; write subfolders as relative paths inside the repo, e.g. "
         "owner/name::vae or owner/name::text_encoder+tokenizer"));
   };
@@ -305,13 +288,13 @@ bool IsOneOf(std::string_view value, const auto& table) {
 absl::StatusOr<ModelSource> ParseUrl(std::string_view text) {
   if (text.find(' ') != std::string_view::npos) {
     return absl::InvalidArgumentError(
-        absl::StrCat("model source URL ", Quoted(text),
+        absl::StrCat("model source URL ", QuotedForMessage(text),
                      " contains a space; percent-encode it as %20"));
   }
   std::optional<UrlParts> parts = SplitUrl(text);
   if (!parts.has_value() || parts->host.empty() || parts->host == "[]") {
     return absl::InvalidArgumentError(
-        absl::StrCat("model source URL ", Quoted(text),
+        absl::StrCat("model source URL ", QuotedForMessage(text),
                      " has no host; write it as https://host/path"));
   }
   if (!IsOneOf(AsciiLowered(parts->host), kHfHosts)) {
@@ -324,7 +307,8 @@ absl::StatusOr<ModelSource> ParseUrl(std::string_view text) {
   if (!path.empty() && path.back() == '/') path.remove_suffix(1);
   std::vector<std::string_view> segments = Split(path, '/');
   if (segments.size() == 2 && !IsOneOf(segments[0], kHfReservedOwners)) {
-    std::string repo_id = absl::StrCat(Av(segments[0]), "/", Av(segments[1]));
+    std::string repo_id =
+        absl::StrCat(AsAbsl(segments[0]), "/", AsAbsl(segments[1]));
     if (LooksLikeRepoId(repo_id) && !segments[0].empty() &&
         segments[0] != "." && segments[0] != ".." && segments[1] != "." &&
         segments[1] != "..") {
@@ -344,10 +328,10 @@ absl::StatusOr<ModelSource> ParseUrl(std::string_view text) {
     segments[blob_index] = "resolve";
     std::string url(parts->scheme_and_authority);
     for (std::string_view segment : segments) {
-      absl::StrAppend(&url, "/", Av(segment));
+      absl::StrAppend(&url, "/", AsAbsl(segment));
     }
     if (!parts->path.empty() && parts->path.back() == '/') url += '/';
-    absl::StrAppend(&url, Av(parts->query_and_fragment));
+    absl::StrAppend(&url, AsAbsl(parts->query_and_fragment));
     return UrlSource{std::move(url)};
   }
   return UrlSource{std::string(text)};
@@ -385,7 +369,7 @@ absl::StatusOr<ModelSource> ParseModelSource(
     return ParseUrl(text);
   }
   return absl::InvalidArgumentError(absl::StrCat(
-      "unsupported model source ", Quoted(text), ": ", kGrammarHint,
+      "unsupported model source ", QuotedForMessage(text), ": ", kGrammarHint,
       StartsWith(text, "/") || StartsWith(text, ".") || StartsWith(text, "~")
           ? " (if it is a local path: no such file or directory)"
           : ""));

@@ -8,6 +8,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
+#include "common/strings.h"
 #include "model/config_validation.h"
 
 namespace mm::model {
@@ -16,9 +17,6 @@ namespace {
 // Lists are heap-allocated once and never destroyed, so they stay valid
 // during static destruction (Google style for non-trivial statics).
 using Strings = std::vector<std::string>;
-
-// Debian's Abseil has its own absl::string_view, which StrCat needs.
-absl::string_view AsAbsl(std::string_view s) { return {s.data(), s.size()}; }
 
 bool Contains(const Strings& list, std::string_view value) {
   return std::find(list.begin(), list.end(), value) != list.end();

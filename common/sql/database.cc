@@ -16,6 +16,7 @@
 #include "common/sql/postgres_database.h"
 #include "common/sql/sqlite_database.h"
 #include "common/status.h"
+#include "common/strings.h"
 
 namespace mm::sql {
 namespace {
@@ -23,11 +24,6 @@ namespace {
 // pg_advisory_xact_lock key serializing every Migrate step in a PostgreSQL
 // database ("mm_migr" in ASCII), so concurrent replicas take turns.
 constexpr int64_t kMigrationLockKey = 0x6d6d5f6d69677200;
-
-// Debian's Abseil has its own string_view type, distinct from std's.
-absl::string_view AsAbsl(std::string_view text) {
-  return absl::string_view(text.data(), text.size());
-}
 
 const Value& NullValue() {
   static const Value* const kNull = new Value();

@@ -33,6 +33,7 @@
 #include "common/logging.h"
 #include "common/mutex.h"
 #include "common/status.h"
+#include "common/strings.h"
 
 namespace mm::sql::internal {
 namespace {
@@ -46,11 +47,6 @@ constexpr Oid kOidOid = 26;
 constexpr Oid kFloat4Oid = 700;
 constexpr Oid kFloat8Oid = 701;
 constexpr Oid kNumericOid = 1700;
-
-// Debian's Abseil has its own string_view type, distinct from std's.
-absl::string_view AsAbsl(std::string_view text) {
-  return absl::string_view(text.data(), text.size());
-}
 
 bool IsIdentifierChar(char c) {
   return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '_' ||
@@ -547,7 +543,8 @@ class PostgresDatabase : public Database {
     MutexLock lock(&mu_);
     while (true) {
       if (!mu_.AwaitWithDeadline(
-              [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return CanTake(); }, deadline)) {
+              [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return CanTake(); },
+              deadline)) {
         return absl::ResourceExhaustedError(absl::StrCat(
             "postgres ", redacted_, ": all ", options_.pool_size,
             " pooled connections stayed busy for ",

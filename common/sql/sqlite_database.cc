@@ -21,14 +21,10 @@
 #include "common/logging.h"
 #include "common/mutex.h"
 #include "common/status.h"
+#include "common/strings.h"
 
 namespace mm::sql::internal {
 namespace {
-
-// Debian's Abseil has its own string_view type, distinct from std's.
-absl::string_view AsAbsl(std::string_view text) {
-  return absl::string_view(text.data(), text.size());
-}
 
 // Prepared statements kept per connection before the cache is flushed.
 constexpr size_t kMaxCachedStatements = 256;
@@ -407,8 +403,10 @@ class SqliteDatabase : public Database {
   absl::StatusOr<std::unique_ptr<SqliteConnection>> Take(
       bool (SqliteDatabase::*free)() const, std::string_view role) {
     MutexLock lock(&mu_);
-    if (!mu_.AwaitWithTimeout([this, free]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return (this->*free)(); },
-                              options_.acquire_timeout)) {
+    if (!mu_.AwaitWithTimeout(
+            [this, free]()
+                ABSL_NO_THREAD_SAFETY_ANALYSIS { return (this->*free)(); },
+            options_.acquire_timeout)) {
       return absl::ResourceExhaustedError(absl::StrCat(
           "sqlite ", path_, ": no ", AsAbsl(role),
           " connection became free within ",
