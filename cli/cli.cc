@@ -15,14 +15,10 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "cli/local_commands.h"
 #include "cli/models_commands.h"
 #include "cli/supervisor.h"
 #include "common/status.h"
-
-#if __has_include("cli/local_commands.h")
-#include "cli/local_commands.h"
-#define MM_CLI_HAVE_LOCAL_COMMANDS 1
-#endif
 
 namespace mm::cli {
 namespace {
@@ -458,7 +454,6 @@ int RunCli(const std::vector<std::string>& args, const CliIo& io) {
     const std::string& word = args[*first];
     if (word == "probe" || word == "hash" || word == "scan" ||
         word == "inspect") {
-#ifdef MM_CLI_HAVE_LOCAL_COMMANDS
       std::vector<std::string> rest(args.begin() + *first + 1, args.end());
       // --json before the command word still applies to it.
       for (size_t i = 0; i < *first; ++i) {
@@ -468,13 +463,6 @@ int RunCli(const std::vector<std::string>& args, const CliIo& io) {
       if (word == "hash") return RunHashCommand(rest, out, err);
       if (word == "scan") return RunScanCommand(rest, out, err);
       return RunInspectCommand(rest, out, err);
-#else
-      // TODO(cli): cli/local_commands.h (helper "probe") is not in the tree
-      // yet.
-      err << "mm: UNIMPLEMENTED: mm " << word
-          << " is not available in this build\n";
-      return kExitFailure;
-#endif
     }
   }
   absl::StatusOr<ParsedArgs> parsed = ParseArgs(args);

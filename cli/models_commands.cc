@@ -11,15 +11,11 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "cli/model_import.h"
 #include "cli/output.h"
 #include "common/grpc_status.h"
 #include "common/status.h"
 #include "grpcpp/client_context.h"
-
-#if __has_include("cli/model_import.h")
-#include "cli/model_import.h"
-#define MM_CLI_HAVE_MODEL_IMPORT 1
-#endif
 
 namespace mm::cli {
 namespace {
@@ -214,7 +210,6 @@ absl::Status RunWatch(const ParsedArgs& args,
   return FromGrpcStatus(reader->Finish());
 }
 
-#ifdef MM_CLI_HAVE_MODEL_IMPORT
 std::string ConfigString(const nlohmann::json& config, const char* field) {
   auto it = config.find(field);
   return it != config.end() && it->is_string() ? it->get<std::string>() : "";
@@ -289,7 +284,6 @@ absl::Status RunImport(const ParsedArgs& args,
   }
   return absl::OkStatus();
 }
-#endif
 
 }  // namespace
 
@@ -410,13 +404,7 @@ absl::Status RunModelsCommand(const ParsedArgs& args,
   if (verb == "rm") return RunRemove(args, stub, io);
   if (verb == "watch") return RunWatch(args, stub, io);
   if (verb == "import") {
-#ifdef MM_CLI_HAVE_MODEL_IMPORT
     return RunImport(args, stub, io);
-#else
-    // TODO(cli): cli/model_import.h (helper "yaml") is not in the tree yet.
-    return absl::UnimplementedError(
-        "mm models import is not available in this build");
-#endif
   }
   return UsageError(absl::StrCat("unknown command 'mm models ", verb,
                                  "'; use list, get, add, update, rm, import "
