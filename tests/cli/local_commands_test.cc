@@ -12,6 +12,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/testing/model_fixtures.h"
 #include "tests/testing/temp_dir.h"
 
 namespace mm::cli {
@@ -28,26 +29,14 @@ using json = nlohmann::json;
 
 using Shapes = std::vector<std::pair<std::string, std::vector<int64_t>>>;
 
-// A safetensors file with F16 tensors of `shapes`; the data is a hole.
-void WriteSafetensors(const fs::path& path, const Shapes& shapes) {
-  json header = json::object();
-  uint64_t offset = 0;
+// A safetensors file with F16 tensors of `shapes`; the data is a hole, so
+// multi-gigabyte shapes cost nothing on disk.
+void WriteF16Safetensors(const fs::path& path, const Shapes& shapes) {
+  std::vector<::mm::testing::FixtureTensor> tensors;
   for (const auto& [name, shape] : shapes) {
-    uint64_t bytes = 2;
-    for (int64_t dim : shape) bytes *= static_cast<uint64_t>(dim);
-    header[name] = {{"dtype", "F16"},
-                    {"shape", shape},
-                    {"data_offsets", {offset, offset + bytes}}};
-    offset += bytes;
+    tensors.push_back({.name = name, .dtype = "F16", .shape = shape});
   }
-  std::string text = header.dump();
-  text.append((8 - text.size() % 8) % 8, ' ');
-  std::string bytes(8, '\0');
-  for (int i = 0; i < 8; ++i) {
-    bytes[i] = static_cast<char>(static_cast<uint64_t>(text.size()) >> (8 * i));
-  }
-  WriteFile(path, bytes + text);
-  fs::resize_file(path, bytes.size() + text.size() + offset);
+  ::mm::testing::WriteSafetensors(path, tensors);
 }
 
 const Shapes& Sd1() {
@@ -92,7 +81,7 @@ class LocalCommandsTest : public ::testing::Test {
 };
 
 TEST_F(LocalCommandsTest, ProbePrintsFieldLines) {
-  WriteSafetensors(P("m.safetensors"), Sd1());
+  WriteF16Safetensors(P("m.safetensors"), Sd1());
   Result r = Call(RunProbeCommand, {P("m.safetensors")});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.err, "");
@@ -105,7 +94,7 @@ TEST_F(LocalCommandsTest, ProbePrintsFieldLines) {
 }
 
 TEST_F(LocalCommandsTest, ProbeJsonWithOverridesAndHash) {
-  WriteSafetensors(P("m.safetensors"), Sd1());
+  WriteF16Safetensors(P("m.safetensors"), Sd1());
   Result r = Call(RunProbeCommand,
                   {P("m.safetensors"), "--json", "--set", "name=My model",
                    "--set=trigger_phrases=[\"a\",\"b\"]", "--hash", "md5"});
@@ -139,7 +128,7 @@ TEST_F(LocalCommandsTest, ProbeErrors) {
                      "mm probe: INVALID_ARGUMENT: --set 'novalue'");
   ExpectOneLineError(Call(RunProbeCommand, {"a", "--hash"}),
                      "mm probe: INVALID_ARGUMENT: usage: ");
-  WriteSafetensors(P("m.safetensors"), Sd1());
+  WriteF16Safetensors(P("m.safetensors"), Sd1());
   ExpectOneLineError(
       Call(RunProbeCommand, {P("m.safetensors"), "--hash", "crc32"}),
       "mm probe: INVALID_ARGUMENT: ");
@@ -183,7 +172,7 @@ TEST_F(LocalCommandsTest, Scan) {
 }
 
 TEST_F(LocalCommandsTest, Inspect) {
-  WriteSafetensors(P("m.safetensors"), Sd1());
+  WriteF16Safetensors(P("m.safetensors"), Sd1());
   Result r = Call(RunInspectCommand, {P("m.safetensors")});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_THAT(r.out, StartsWith("format: safetensors\ntensors: 3\n"));

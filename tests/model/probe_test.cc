@@ -29,28 +29,14 @@ using json = nlohmann::json;
 
 using Shapes = std::vector<std::pair<std::string, std::vector<int64_t>>>;
 
-// Writes a safetensors file whose F16 tensors have `shapes`. The data area
-// is a hole (the file is extended, not written), so multi-gigabyte shapes
-// cost nothing on disk.
-void WriteSparseSafetensors(const fs::path& path, const Shapes& shapes) {
-  json header = json::object();
-  uint64_t offset = 0;
+// A safetensors file with F16 tensors of `shapes`; the data is a hole, so
+// multi-gigabyte shapes cost nothing on disk.
+void WriteF16Safetensors(const fs::path& path, const Shapes& shapes) {
+  std::vector<::mm::testing::FixtureTensor> tensors;
   for (const auto& [name, shape] : shapes) {
-    uint64_t bytes = 2;
-    for (int64_t dim : shape) bytes *= static_cast<uint64_t>(dim);
-    header[name] = {{"dtype", "F16"},
-                    {"shape", shape},
-                    {"data_offsets", {offset, offset + bytes}}};
-    offset += bytes;
+    tensors.push_back({.name = name, .dtype = "F16", .shape = shape});
   }
-  std::string text = header.dump();
-  text.append((8 - text.size() % 8) % 8, ' ');
-  std::string bytes(8, '\0');
-  const uint64_t length = text.size();
-  for (int i = 0; i < 8; ++i) bytes[i] = static_cast<char>(length >> (8 * i));
-  bytes += text;
-  WriteFile(path, bytes);
-  fs::resize_file(path, bytes.size() + offset);
+  ::mm::testing::WriteSafetensors(path, tensors);
 }
 
 constexpr char kSd12ToK[] =
@@ -75,7 +61,7 @@ class ProbeTest : public ::testing::Test {
 
 TEST_F(ProbeTest, Sd1CheckpointRecord) {
   const fs::path file = P("models/Dreamy v1.safetensors");
-  WriteSparseSafetensors(file, Sd1());
+  WriteF16Safetensors(file, Sd1());
   ASSERT_OK_AND_ASSIGN(json config, Probe(file, {}));
   EXPECT_EQ(config["type"], "main");
   EXPECT_EQ(config["format"], "checkpoint");
@@ -95,14 +81,14 @@ TEST_F(ProbeTest, Sd1CheckpointRecord) {
 }
 
 TEST_F(ProbeTest, DefaultImageSizePerBase) {
-  WriteSparseSafetensors(P("sd2.safetensors"),
-                         {{kInput, {320, 4, 3, 3}}, {kSd12ToK, {320, 1024}}});
+  WriteF16Safetensors(P("sd2.safetensors"),
+                      {{kInput, {320, 4, 3, 3}}, {kSd12ToK, {320, 1024}}});
   ASSERT_OK_AND_ASSIGN(json sd2, Probe(P("sd2.safetensors"), {}));
   EXPECT_EQ(sd2["default_settings"], (json{{"width", 768}, {"height", 768}}));
   EXPECT_EQ(sd2["prediction_type"], "v_prediction");
 
-  WriteSparseSafetensors(P("refiner.safetensors"),
-                         {{kInput, {384, 4, 3, 3}}, {kSdxlToK, {768, 1280}}});
+  WriteF16Safetensors(P("refiner.safetensors"),
+                      {{kInput, {384, 4, 3, 3}}, {kSdxlToK, {768, 1280}}});
   ASSERT_OK_AND_ASSIGN(json refiner, Probe(P("refiner.safetensors"), {}));
   EXPECT_EQ(refiner["base"], "sdxl-refiner");
   EXPECT_FALSE(refiner.contains("default_settings"));
@@ -121,7 +107,7 @@ Shapes SdxlShaped() {
 
 TEST_F(ProbeTest, LargeSdxlCheckpointReadsHeadersOnly) {
   const fs::path file = P("sdxl.safetensors");
-  WriteSparseSafetensors(file, SdxlShaped());
+  WriteF16Safetensors(file, SdxlShaped());
   ASSERT_GT(fs::file_size(file), 7'000'000'000u);
   const auto start = std::chrono::steady_clock::now();
   ASSERT_OK_AND_ASSIGN(json config, Probe(file, {}));
@@ -137,7 +123,7 @@ TEST_F(ProbeTest, LargeSdxlCheckpointReadsHeadersOnly) {
 }
 
 TEST_F(ProbeTest, RelativePathBecomesAbsolute) {
-  WriteSparseSafetensors(P("rel/model.safetensors"), Sd1());
+  WriteF16Safetensors(P("rel/model.safetensors"), Sd1());
   const fs::path before = fs::current_path();
   fs::current_path(P("rel"));
   absl::StatusOr<json> config = Probe("model.safetensors", {});
@@ -160,7 +146,7 @@ TEST_F(ProbeTest, NameRule) {
 
 TEST_F(ProbeTest, LoraSidecar) {
   const fs::path lora = P("loras/pixel.safetensors");
-  WriteSparseSafetensors(
+  WriteF16Safetensors(
       lora, {{"lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_"
               "to_k.lora_down.weight",
               {4, 2048}}});
@@ -180,7 +166,7 @@ TEST_F(ProbeTest, LoraSidecar) {
 
 TEST_F(ProbeTest, SidecarWithoutNotes) {
   const fs::path lora = P("l.safetensors");
-  WriteSparseSafetensors(
+  WriteF16Safetensors(
       lora, {{"lora_te_text_model_encoder_layers_0_self_attn_k_proj.lora_down."
               "weight",
               {4, 768}}});
@@ -192,7 +178,7 @@ TEST_F(ProbeTest, SidecarWithoutNotes) {
 
 TEST_F(ProbeTest, MalformedSidecarIsIgnored) {
   const fs::path lora = P("l.safetensors");
-  WriteSparseSafetensors(
+  WriteF16Safetensors(
       lora, {{"lora_te_text_model_encoder_layers_0_self_attn_k_proj.lora_down."
               "weight",
               {4, 768}}});
@@ -202,7 +188,7 @@ TEST_F(ProbeTest, MalformedSidecarIsIgnored) {
 }
 
 TEST_F(ProbeTest, OverridesReplaceProbedValues) {
-  WriteSparseSafetensors(P("m.safetensors"), Sd1());
+  WriteF16Safetensors(P("m.safetensors"), Sd1());
   ProbeOptions options;
   options.overrides = {{"name", "My model"},
                        {"description", "given"},
@@ -217,7 +203,7 @@ TEST_F(ProbeTest, OverridesReplaceProbedValues) {
 }
 
 TEST_F(ProbeTest, ContradictingTypeOverrideIsAnError) {
-  WriteSparseSafetensors(P("tok.safetensors"), {{"emb_params", {2, 768}}});
+  WriteF16Safetensors(P("tok.safetensors"), {{"emb_params", {2, 768}}});
   ProbeOptions options;
   options.overrides = {{"type", "lora"}};
   EXPECT_THAT(Probe(P("tok.safetensors"), options),
@@ -230,7 +216,7 @@ TEST_F(ProbeTest, ContradictingTypeOverrideIsAnError) {
 }
 
 TEST_F(ProbeTest, InvalidOverrideValueNamesTheField) {
-  WriteSparseSafetensors(P("m.safetensors"), Sd1());
+  WriteF16Safetensors(P("m.safetensors"), Sd1());
   ProbeOptions options;
   options.overrides = {{"prediction_type", "sideways"}};
   EXPECT_THAT(Probe(P("m.safetensors"), options),
@@ -239,7 +225,7 @@ TEST_F(ProbeTest, InvalidOverrideValueNamesTheField) {
 }
 
 TEST_F(ProbeTest, OverridesMustBeAnObject) {
-  WriteSparseSafetensors(P("m.safetensors"), Sd1());
+  WriteF16Safetensors(P("m.safetensors"), Sd1());
   ProbeOptions options;
   options.overrides = json::array();
   EXPECT_THAT(
@@ -256,7 +242,7 @@ Shapes Unrecognisable() {
 }
 
 TEST_F(ProbeTest, UnknownModelIsAnErrorUnlessAllowed) {
-  WriteSparseSafetensors(P("bert.safetensors"), Unrecognisable());
+  WriteF16Safetensors(P("bert.safetensors"), Unrecognisable());
   EXPECT_THAT(Probe(P("bert.safetensors"), {}),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("not a recognised model: " +
@@ -298,7 +284,7 @@ TEST_F(ProbeTest, CorruptFileErrorPassesThrough) {
 }
 
 TEST_F(ProbeTest, HashOnlyWhenAsked) {
-  WriteSparseSafetensors(P("m.safetensors"), Sd1());
+  WriteF16Safetensors(P("m.safetensors"), Sd1());
   ProbeOptions options;
   options.hash = HashOptions{};
   ASSERT_OK_AND_ASSIGN(json config, Probe(P("m.safetensors"), options));
@@ -309,8 +295,8 @@ TEST_F(ProbeTest, HashOnlyWhenAsked) {
 
 TEST_F(ProbeTest, EmbeddingFolderRecord) {
   const fs::path folder = P("cat-toy");
-  WriteSparseSafetensors(folder / "learned_embeds.safetensors",
-                         {{"<cat-toy>", {768}}});
+  WriteF16Safetensors(folder / "learned_embeds.safetensors",
+                      {{"<cat-toy>", {768}}});
   WriteFile(folder / "README.md", "hello");
   ASSERT_OK_AND_ASSIGN(json config, Probe(folder.string() + "/", {}));
   EXPECT_EQ(config["type"], "embedding");
