@@ -1,11 +1,13 @@
 #include "cli/cli.h"
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <cstring>
+#include <iostream>
 #include <set>
 #include <system_error>
 #include <utility>
@@ -15,6 +17,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "cli/downloads_commands.h"
 #include "cli/local_commands.h"
 #include "cli/models_commands.h"
 #include "cli/supervisor.h"
@@ -70,6 +73,18 @@ constexpr FlagSpec kFlags[] = {
     {"no-hash", false},
     // up.
     {"detach", false},
+    // download and downloads.
+    {"dest", true},
+    {"output", true},
+    {"priority", true},
+    {"sha256", true},
+    {"size", true},
+    {"keep-partial", false},
+    {"no-start", false},
+    {"wait", false},
+    {"state", true},
+    {"all", false},
+    {"before", true},
 };
 
 const char* const kGlobalFlags[] = {
@@ -102,6 +117,18 @@ const std::vector<CommandSpec>& Commands() {
       {{"models", "rm"}, {"etag"}},
       {{"models", "import"}, {"dry-run", "models-dir", "no-hash"}},
       {{"models", "watch"}, {"since"}},
+      {{"download"},
+       {"dest", "output", "name", "priority", "sha256", "size", "keep-partial",
+        "no-start", "request-id", "wait"}},
+      {{"downloads", "list"}, {"state"}},
+      {{"downloads", "get"}, {}},
+      {{"downloads", "wait"}, {}},
+      {{"downloads", "watch"}, {}},
+      {{"downloads", "start"}, {"all"}},
+      {{"downloads", "pause"}, {"all"}},
+      {{"downloads", "resume"}, {"all"}},
+      {{"downloads", "cancel"}, {"all"}},
+      {{"downloads", "prune"}, {"before"}},
   };
   return *kCommands;
 }
@@ -161,8 +188,11 @@ std::optional<size_t> FirstWordIndex(const std::vector<std::string>& args) {
 }
 
 std::string UsageHint(const ParsedArgs* args) {
-  if (args != nullptr && !args->words.empty() && args->words[0] == "models") {
-    return "run `mm models --help` for usage";
+  if (args != nullptr && !args->words.empty()) {
+    const std::string& group = args->words[0];
+    if (group == "models" || group == "download" || group == "downloads") {
+      return absl::StrCat("run `mm ", group, " --help` for usage");
+    }
   }
   return "run `mm --help` for usage";
 }
@@ -204,9 +234,64 @@ absl::Status RunModels(const ParsedArgs& args, const GlobalOptions& options,
                             "records");
 }
 
+// `mm download` and `mm downloads resume` take --token-file as the URL's
+// access token, so there the bearer token for the downloader itself comes
+// only from MM_TOKEN_FILE: the URL's token must not double as our own.
+bool TokenFileIsAccessToken(const ParsedArgs& args) {
+  return args.words[0] == "download" ||
+         (args.words[0] == "downloads" && args.words.size() > 1 &&
+          args.words[1] == "resume");
+}
+
+// Whether `mm` writes to a terminal that understands cursor movement.
+bool OutputIsTerminal(const CliIo& io) {
+  if (io.out != &std::cout || isatty(STDOUT_FILENO) != 1) return false;
+  return EnvValue(io.env, "TERM").value_or("") != "dumb";
+}
+
+absl::Status RunDownloads(const ParsedArgs& args, GlobalOptions options,
+                          const CliIo& io) {
+  const ServiceAddress& address = options.addresses.at("downloader");
+  if (address.from_state_dir && !options.state_dir_error.ok()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(options.state_dir_error.message(),
+                     "; or pass --downloader ADDR or set MM_DOWNLOADER_ADDR"));
+  }
+  if (TokenFileIsAccessToken(args)) {
+    options.client.token_file = EnvValue(io.env, "MM_TOKEN_FILE").value_or("");
+  }
+  ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> channel,
+                   MakeChannel(address.address, options.client));
+  auto stub = modelmanager::v1::Downloader::NewStub(channel);
+  DownloadsCommandIo downloads_io;
+  downloads_io.out = io.out;
+  downloads_io.json = options.json;
+  downloads_io.timeout = options.timeout;
+  downloads_io.terminal = OutputIsTerminal(io);
+  std::error_code error;
+  downloads_io.working_dir = fs::current_path(error);
+  if (error) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot read the current directory: ", error.message()));
+  }
+  return ExplainUnavailable(RunDownloadsCommand(args, *stub, downloads_io),
+                            options, "downloader");
+}
+
 absl::Status Dispatch(const ParsedArgs& args, const CliIo& io) {
   const CommandSpec* command = FindCommand(args);
   if (command == nullptr) {
+    if (args.words[0] == "downloads") {
+      if (args.words.size() < 2) {
+        return UsageError(
+            "mm downloads needs a command: list, get, wait, watch, start, "
+            "pause, resume, cancel or prune");
+      }
+      return UsageError(absl::StrCat(
+          "unknown command 'mm downloads ", args.words[1],
+          "'; use list, get, wait, watch, start, pause, resume, cancel or "
+          "prune"));
+    }
     if (args.words[0] == "models") {
       if (args.words.size() < 2) {
         return UsageError(
@@ -229,6 +314,9 @@ absl::Status Dispatch(const ParsedArgs& args, const CliIo& io) {
   ASSIGN_OR_RETURN(GlobalOptions options, ResolveGlobalOptions(args, io.env));
   const std::string& verb = args.words[0];
   if (verb == "models") return RunModels(args, options, io);
+  if (verb == "download" || verb == "downloads") {
+    return RunDownloads(args, std::move(options), io);
+  }
   if (args.words.size() > 1) {
     return UsageError(absl::StrCat("mm ", verb, " takes no arguments, got '",
                                    args.words[1], "'"));
@@ -426,6 +514,8 @@ Usage:
   mm down                  stop a running `mm up`
   mm status                health of each service
   mm models ...            the model records (`mm models --help`)
+  mm download URL ...      queue a download (`mm download --help`)
+  mm downloads ...         the download jobs (`mm downloads --help`)
   mm probe|hash|scan|inspect ...   local file commands (no service needed)
 
 Global flags:
@@ -435,7 +525,8 @@ Global flags:
   --records ADDR           records service (unix:PATH or HOST:PORT; default
                            $MM_RECORDS_ADDR, else unix:<home>/records.sock);
                            likewise --downloader, --installer, --loader
-  --token-file FILE        bearer token ($MM_TOKEN_FILE)
+  --token-file FILE        bearer token ($MM_TOKEN_FILE); for `mm download`
+                           and `mm downloads resume`, the URL's token
   --tls-ca FILE            verify the server with this CA: use TLS
   --tls-cert/--tls-key F   client certificate for mutual TLS
   --timeout DURATION       deadline of each call (default 30s)
@@ -473,8 +564,14 @@ int RunCli(const std::vector<std::string>& args, const CliIo& io) {
   }
   if (parsed->Has("help") || parsed->words.empty() ||
       parsed->words[0] == "help") {
-    bool models = !parsed->words.empty() && parsed->words[0] == "models";
-    out << (models ? ModelsUsage() : TopLevelUsage());
+    std::string group = parsed->words.empty() ? "" : parsed->words[0];
+    if (group == "models") {
+      out << ModelsUsage();
+    } else if (group == "download" || group == "downloads") {
+      out << DownloadsUsage();
+    } else {
+      out << TopLevelUsage();
+    }
     return parsed->words.empty() && !parsed->Has("help") ? kExitUsage : kExitOk;
   }
   absl::Status status = Dispatch(*parsed, io);

@@ -255,6 +255,14 @@ class Supervisor {
       argv.push_back(
           absl::StrCat("sqlite:", layout_.Database("records").string()));
     }
+    // RunUp's PrepareStateDir has created the models dir by now.
+    if (child.info.name == "downloader") {
+      argv.push_back("--download-root");
+      argv.push_back(layout_.ModelsDir().string());
+      argv.push_back("--db");
+      argv.push_back(
+          absl::StrCat("sqlite:", layout_.Database("downloader").string()));
+    }
     return argv;
   }
 

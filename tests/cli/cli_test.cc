@@ -277,6 +277,23 @@ TEST(RunCliTest, NoStateDirAndNoAddressIsFailedPrecondition) {
   EXPECT_THAT(result.err, HasSubstr("--records"));
 }
 
+TEST(RunCliTest, DownloadsWithoutAddressIsFailedPrecondition) {
+  RunResult result = RunMm({"downloads", "list"});
+  EXPECT_EQ(result.code, kExitFailure);
+  EXPECT_THAT(result.err, HasSubstr("mm: FAILED_PRECONDITION: "));
+  EXPECT_THAT(result.err, HasSubstr("--downloader ADDR"));
+}
+
+TEST(RunCliTest, UnreachableDownloaderNamesCodeAndHint) {
+  TempDir temp;
+  RunResult result = RunMm({"downloads", "get", "abc", "--timeout", "2s"},
+                           {{"MM_HOME", temp.path().string()}});
+  EXPECT_EQ(result.code, kExitFailure);
+  EXPECT_THAT(result.err, ::testing::StartsWith("mm: UNAVAILABLE: "));
+  EXPECT_THAT(result.err, HasSubstr("downloader.sock"));
+  EXPECT_THAT(result.err, HasSubstr("--downloader ADDR"));
+}
+
 TEST(RunCliTest, DownWithNothingRunningSaysSo) {
   TempDir temp;
   RunResult result = RunMm({"down", "--home", temp.path().string()});

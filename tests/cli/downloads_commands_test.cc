@@ -1,0 +1,1010 @@
+#include "cli/downloads_commands.h"
+
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <sstream>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "common/mutex.h"
+#include "common/server.h"
+#include "gmock/gmock.h"
+#include "grpcpp/server.h"
+#include "grpcpp/server_builder.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "tests/testing/status_matchers.h"
+#include "tests/testing/temp_dir.h"
+
+namespace mm::cli {
+namespace {
+
+namespace v1 = modelmanager::v1;
+using ::mm::testing::StatusIs;
+using ::mm::testing::TempDir;
+using ::mm::testing::WriteFile;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::Not;
+
+constexpr char kToken[] = "hf_secret_token_1234";
+
+ParsedArgs Args(const std::vector<std::string>& args) {
+  absl::StatusOr<ParsedArgs> parsed = ParseArgs(args);
+  EXPECT_TRUE(parsed.ok()) << parsed.status();
+  return parsed.value_or(ParsedArgs{});
+}
+
+v1::DownloadJob Job(const std::string& id, v1::DownloadState state,
+                    int64_t revision = 1, int64_t bytes = 0,
+                    int64_t total = 0) {
+  v1::DownloadJob job;
+  job.set_id(id);
+  job.set_state(state);
+  job.set_done(state == v1::DOWNLOAD_STATE_SUCCEEDED ||
+               state == v1::DOWNLOAD_STATE_FAILED ||
+               state == v1::DOWNLOAD_STATE_CANCELLED);
+  job.set_source(absl::StrCat("https://example.com/", id, ".safetensors"));
+  job.set_revision(revision);
+  job.set_bytes(bytes);
+  job.set_total_bytes(total);
+  job.set_priority(10);
+  if (state == v1::DOWNLOAD_STATE_SUCCEEDED) {
+    job.set_final_path(absl::StrCat("/models/", id, ".safetensors"));
+  }
+  if (state == v1::DOWNLOAD_STATE_FAILED) {
+    job.mutable_error()->set_code("NOT_FOUND");
+    job.mutable_error()->set_type("HTTPError(NOT FOUND)");
+    job.mutable_error()->set_message("404 from example.com");
+  }
+  return job;
+}
+
+v1::DownloadJob Running(const std::string& id, int64_t revision, int64_t bytes,
+                        int64_t total) {
+  v1::DownloadJob job =
+      Job(id, v1::DOWNLOAD_STATE_RUNNING, revision, bytes, total);
+  job.set_bytes_per_second(1024 * 1024);
+  return job;
+}
+
+// One WatchDownload call's worth of script: the messages to send, then how
+// the stream ends.
+struct WatchSession {
+  std::vector<v1::DownloadJob> messages;
+  grpc::Status end = grpc::Status::OK;
+};
+
+// An in-memory downloader: canned jobs, scripted watch streams, and a
+// record of every request to check what the commands sent.
+class FakeDownloader final : public v1::Downloader::Service {
+ public:
+  // The server's own page cap, to make the client page.
+  int max_page_size = 2;
+
+  void AddJob(const v1::DownloadJob& job) {
+    MutexLock lock(&mu_);
+    jobs_.push_back(job);
+  }
+  void ScriptWatch(const std::string& id, WatchSession session) {
+    MutexLock lock(&mu_);
+    watch_scripts_[id].push_back(std::move(session));
+  }
+  // Makes the watch of `id` wait (up to 10 s) until a watch of `other` has
+  // begun before it sends anything; WatchesOverlapped says whether it did.
+  void WatchWaitsFor(const std::string& id, const std::string& other) {
+    MutexLock lock(&mu_);
+    watch_waits_for_[id] = other;
+  }
+
+  grpc::Status CreateDownload(grpc::ServerContext*,
+                              const v1::CreateDownloadRequest* request,
+                              v1::DownloadJob* response) override {
+    MutexLock lock(&mu_);
+    create_requests_.push_back(*request);
+    *response = Job("new1", request->has_start() && !request->start()
+                                ? v1::DOWNLOAD_STATE_WAITING
+                                : v1::DOWNLOAD_STATE_QUEUED);
+    response->set_source(request->url());
+    response->set_destination(request->dest_dir());
+    response->set_has_access_token(!request->access_token().empty());
+    return grpc::Status::OK;
+  }
+
+  grpc::Status GetDownload(grpc::ServerContext*,
+                           const v1::GetDownloadRequest* request,
+                           v1::DownloadJob* response) override {
+    MutexLock lock(&mu_);
+    return Find(request->id(), response);
+  }
+
+  grpc::Status ListDownloads(grpc::ServerContext*,
+                             const v1::ListDownloadsRequest* request,
+                             v1::ListDownloadsResponse* response) override {
+    MutexLock lock(&mu_);
+    list_requests_.push_back(*request);
+    std::set<int> states(request->states().begin(), request->states().end());
+    std::vector<const v1::DownloadJob*> matching;
+    for (const v1::DownloadJob& job : jobs_) {
+      if (states.empty() || states.count(job.state()) > 0) {
+        matching.push_back(&job);
+      }
+    }
+    size_t start = 0;
+    if (!request->page_token().empty() &&
+        !absl::SimpleAtoi(request->page_token(), &start)) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "bad token");
+    }
+    int size = request->page_size() == 0 ? 100 : request->page_size();
+    size = std::min(size, max_page_size);
+    size_t end = std::min(matching.size(), start + size);
+    for (size_t i = start; i < end; ++i) *response->add_jobs() = *matching[i];
+    if (end < matching.size()) {
+      response->set_next_page_token(absl::StrCat(end));
+    }
+    return grpc::Status::OK;
+  }
+
+  grpc::Status StartDownload(grpc::ServerContext*,
+                             const v1::DownloadJobRequest* request,
+                             v1::DownloadJob* response) override {
+    return Act("start", request->id(), v1::DOWNLOAD_STATE_QUEUED, response);
+  }
+  grpc::Status PauseDownload(grpc::ServerContext*,
+                             const v1::DownloadJobRequest* request,
+                             v1::DownloadJob* response) override {
+    return Act("pause", request->id(), v1::DOWNLOAD_STATE_PAUSED, response);
+  }
+  grpc::Status ResumeDownload(grpc::ServerContext*,
+                              const v1::ResumeDownloadRequest* request,
+                              v1::DownloadJob* response) override {
+    {
+      MutexLock lock(&mu_);
+      resume_tokens_.push_back(request->access_token());
+    }
+    return Act("resume", request->id(), v1::DOWNLOAD_STATE_QUEUED, response);
+  }
+  grpc::Status CancelDownload(grpc::ServerContext*,
+                              const v1::DownloadJobRequest* request,
+                              v1::DownloadJob* response) override {
+    return Act("cancel", request->id(), v1::DOWNLOAD_STATE_CANCELLED, response);
+  }
+
+  grpc::Status BulkDownloadAction(
+      grpc::ServerContext*, const v1::BulkDownloadActionRequest* request,
+      v1::BulkDownloadActionResponse* response) override {
+    MutexLock lock(&mu_);
+    bulk_actions_.push_back(request->action());
+    for (const v1::DownloadJob& job : jobs_) {
+      if (job.state() == v1::DOWNLOAD_STATE_RUNNING) {
+        v1::DownloadJob* changed = response->add_jobs();
+        *changed = job;
+        changed->set_state(v1::DOWNLOAD_STATE_PAUSED);
+      }
+    }
+    return grpc::Status::OK;
+  }
+
+  grpc::Status PruneDownloads(grpc::ServerContext*,
+                              const v1::PruneDownloadsRequest* request,
+                              v1::PruneDownloadsResponse* response) override {
+    MutexLock lock(&mu_);
+    prune_requests_.push_back(*request);
+    response->set_pruned(3);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status WaitDownload(grpc::ServerContext* context,
+                            const v1::DownloadJobRequest* request,
+                            v1::DownloadJob* response) override {
+    MutexLock lock(&mu_);
+    wait_deadlines_.push_back(context->deadline());
+    return Find(request->id(), response);
+  }
+
+  grpc::Status WatchDownload(
+      grpc::ServerContext*, const v1::WatchDownloadRequest* request,
+      grpc::ServerWriter<v1::DownloadJob>* writer) override {
+    WatchSession session;
+    {
+      MutexLock lock(&mu_);
+      watch_requests_.push_back(*request);
+      watch_started_.insert(request->id());
+      auto script = watch_scripts_.find(request->id());
+      if (script == watch_scripts_.end() || script->second.empty()) {
+        return grpc::Status(grpc::StatusCode::NOT_FOUND,
+                            absl::StrCat("no download '", request->id(), "'"));
+      }
+      session = std::move(script->second.front());
+      script->second.pop_front();
+      auto other = watch_waits_for_.find(request->id());
+      if (other != watch_waits_for_.end()) {
+        const std::string& wanted = other->second;
+        if (mu_.AwaitWithTimeout(
+                [&] { return watch_started_.count(wanted) > 0; },
+                absl::Seconds(10))) {
+          ++overlapped_;
+        }
+      }
+    }
+    for (const v1::DownloadJob& job : session.messages) writer->Write(job);
+    return session.end;
+  }
+
+  std::vector<v1::CreateDownloadRequest> create_requests() {
+    MutexLock lock(&mu_);
+    return create_requests_;
+  }
+  std::vector<v1::ListDownloadsRequest> list_requests() {
+    MutexLock lock(&mu_);
+    return list_requests_;
+  }
+  std::vector<std::string> actions() {
+    MutexLock lock(&mu_);
+    return actions_;
+  }
+  std::vector<std::string> resume_tokens() {
+    MutexLock lock(&mu_);
+    return resume_tokens_;
+  }
+  std::vector<v1::BulkDownloadActionRequest::Action> bulk_actions() {
+    MutexLock lock(&mu_);
+    return bulk_actions_;
+  }
+  std::vector<v1::PruneDownloadsRequest> prune_requests() {
+    MutexLock lock(&mu_);
+    return prune_requests_;
+  }
+  std::vector<std::chrono::system_clock::time_point> wait_deadlines() {
+    MutexLock lock(&mu_);
+    return wait_deadlines_;
+  }
+  std::vector<v1::WatchDownloadRequest> watch_requests() {
+    MutexLock lock(&mu_);
+    return watch_requests_;
+  }
+  int WatchesOverlapped() {
+    MutexLock lock(&mu_);
+    return overlapped_;
+  }
+
+ private:
+  grpc::Status Find(const std::string& id, v1::DownloadJob* response)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    for (const v1::DownloadJob& job : jobs_) {
+      if (job.id() == id) {
+        *response = job;
+        return grpc::Status::OK;
+      }
+    }
+    return grpc::Status(grpc::StatusCode::NOT_FOUND,
+                        absl::StrCat("no download '", id, "'"));
+  }
+
+  grpc::Status Act(const std::string& verb, const std::string& id,
+                   v1::DownloadState next, v1::DownloadJob* response) {
+    MutexLock lock(&mu_);
+    actions_.push_back(absl::StrCat(verb, " ", id));
+    grpc::Status found = Find(id, response);
+    if (!found.ok()) return found;
+    if (response->done()) {
+      return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                          absl::StrCat("download '", id, "' already finished"));
+    }
+    response->set_state(next);
+    return grpc::Status::OK;
+  }
+
+  Mutex mu_;
+  std::vector<v1::DownloadJob> jobs_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::deque<WatchSession>> watch_scripts_
+      ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::string> watch_waits_for_ ABSL_GUARDED_BY(mu_);
+  std::set<std::string> watch_started_ ABSL_GUARDED_BY(mu_);
+  int overlapped_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<v1::CreateDownloadRequest> create_requests_ ABSL_GUARDED_BY(mu_);
+  std::vector<v1::ListDownloadsRequest> list_requests_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::string> actions_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::string> resume_tokens_ ABSL_GUARDED_BY(mu_);
+  std::vector<v1::BulkDownloadActionRequest::Action> bulk_actions_
+      ABSL_GUARDED_BY(mu_);
+  std::vector<v1::PruneDownloadsRequest> prune_requests_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::chrono::system_clock::time_point> wait_deadlines_
+      ABSL_GUARDED_BY(mu_);
+  std::vector<v1::WatchDownloadRequest> watch_requests_ ABSL_GUARDED_BY(mu_);
+};
+
+std::vector<std::string> Lines(const std::string& text) {
+  return absl::StrSplit(text, '\n', absl::SkipEmpty());
+}
+
+class DownloadsCommandTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    grpc::ServerBuilder builder;
+    builder.RegisterService(&fake_);
+    server_ = builder.BuildAndStart();
+    ASSERT_NE(server_, nullptr);
+    stub_ = v1::Downloader::NewStub(
+        server_->InProcessChannel(grpc::ChannelArguments()));
+    WriteFile(temp_.path() / "token", absl::StrCat(kToken, "\n"));
+  }
+
+  void TearDown() override { server_->Shutdown(); }
+
+  absl::Status Run(const std::vector<std::string>& args, bool json = false,
+                   bool terminal = false) {
+    out_.str("");
+    DownloadsCommandIo io;
+    io.out = &out_;
+    io.json = json;
+    io.terminal = terminal;
+    io.timeout = absl::Seconds(10);
+    io.working_dir = "/work/dir";
+    io.reconnect_attempts = 3;
+    io.reconnect_backoff = absl::Milliseconds(1);
+    return RunDownloadsCommand(Args(args), *stub_, io);
+  }
+
+  std::string TokenFile() const { return (temp_.path() / "token").string(); }
+
+  TempDir temp_;
+  FakeDownloader fake_;
+  std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<v1::Downloader::Stub> stub_;
+  std::ostringstream out_;
+};
+
+TEST(DownloadStateTest, NamesRoundTrip) {
+  EXPECT_EQ(DownloadStateName(v1::DOWNLOAD_STATE_RUNNING), "running");
+  EXPECT_EQ(DownloadStateName(v1::DOWNLOAD_STATE_CANCELLED), "cancelled");
+  for (const char* name : {"waiting", "queued", "running", "paused",
+                           "succeeded", "failed", "cancelled"}) {
+    ASSERT_OK_AND_ASSIGN(v1::DownloadState state, ParseDownloadState(name));
+    EXPECT_EQ(DownloadStateName(state), name);
+  }
+  EXPECT_EQ(ParseDownloadState("FAILED").value(), v1::DOWNLOAD_STATE_FAILED);
+  absl::StatusOr<v1::DownloadState> bad = ParseDownloadState("done");
+  EXPECT_THAT(bad, StatusIs(absl::StatusCode::kInvalidArgument,
+                            HasSubstr("--state 'done' is not one of waiting, "
+                                      "queued, running")));
+  EXPECT_TRUE(IsUsageError(bad.status()));
+  EXPECT_THAT(ParseDownloadState("unspecified"),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+TEST(BuildCreateDownloadRequestTest, MapsEveryFlag) {
+  TempDir temp;
+  WriteFile(temp.path() / "token", "  tok  \n");
+  std::string sha(64, 'A');
+  ASSERT_OK_AND_ASSIGN(
+      v1::CreateDownloadRequest request,
+      BuildCreateDownloadRequest(
+          Args({"download", "https://h/m.safetensors", "--dest", "models/sd",
+                "--name", "m.safetensors", "--priority", "3", "--sha256", sha,
+                "--size", "1234", "--token-file",
+                (temp.path() / "token").string(), "--keep-partial",
+                "--no-start", "--request-id", "r1"}),
+          "/work/dir"));
+  EXPECT_EQ(request.url(), "https://h/m.safetensors");
+  EXPECT_EQ(request.dest_dir(), "/work/dir/models/sd");
+  EXPECT_EQ(request.output_path(), "");
+  EXPECT_EQ(request.file_name(), "m.safetensors");
+  ASSERT_TRUE(request.has_priority());
+  EXPECT_EQ(request.priority(), 3);
+  EXPECT_EQ(request.expected_sha256(), std::string(64, 'a'));
+  EXPECT_EQ(request.expected_size(), 1234);
+  // Only trailing whitespace is trimmed (ReadTokenFile).
+  EXPECT_EQ(request.access_token(), "  tok");
+  EXPECT_TRUE(request.keep_partial_on_error());
+  ASSERT_TRUE(request.has_start());
+  EXPECT_FALSE(request.start());
+  EXPECT_EQ(request.request_id(), "r1");
+}
+
+TEST(BuildCreateDownloadRequestTest, DefaultsLeaveTheServerToChoose) {
+  ASSERT_OK_AND_ASSIGN(
+      v1::CreateDownloadRequest request,
+      BuildCreateDownloadRequest(Args({"download", "https://h/m"}), "/w"));
+  EXPECT_EQ(request.dest_dir(), "");
+  EXPECT_EQ(request.output_path(), "");
+  EXPECT_FALSE(request.has_priority());
+  EXPECT_FALSE(request.has_start());
+  EXPECT_EQ(request.access_token(), "");
+  EXPECT_FALSE(request.keep_partial_on_error());
+  EXPECT_EQ(request.expected_sha256(), "");
+}
+
+TEST(BuildCreateDownloadRequestTest, OutputIsMadeAbsoluteAndAbsoluteKept) {
+  ASSERT_OK_AND_ASSIGN(
+      v1::CreateDownloadRequest relative,
+      BuildCreateDownloadRequest(
+          Args({"download", "https://h/m", "--output", "../x/./m.bin"}),
+          "/work/dir"));
+  EXPECT_EQ(relative.output_path(), "/work/x/m.bin");
+  ASSERT_OK_AND_ASSIGN(
+      v1::CreateDownloadRequest absolute,
+      BuildCreateDownloadRequest(
+          Args({"download", "https://h/m", "--dest", "/srv/models"}),
+          "/work/dir"));
+  EXPECT_EQ(absolute.dest_dir(), "/srv/models");
+}
+
+TEST(BuildCreateDownloadRequestTest, BadValuesAreUsageErrors) {
+  auto build = [](std::vector<std::string> extra) {
+    std::vector<std::string> args = {"download", "https://h/m"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return BuildCreateDownloadRequest(Args(args), "/w");
+  };
+  struct Case {
+    std::vector<std::string> extra;
+    std::string message;
+  };
+  const Case cases[] = {
+      {{"--sha256", "abc"}, "--sha256 must be 64 hexadecimal characters"},
+      {{"--sha256", std::string(63, 'a') + "g"},
+       "--sha256 must be 64 hexadecimal characters"},
+      {{"--priority", "high"}, "--priority must be a whole number"},
+      {{"--priority", "99999999999"}, "--priority must be a whole number"},
+      {{"--size", "-1"}, "--size must be the expected size in bytes"},
+      {{"--size", "1GB"}, "--size must be the expected size in bytes"},
+      {{"--dest", "a", "--output", "b"}, "give one"},
+      {{"--output", "b", "--name", "n"}, "--name sets the file name"},
+      {{"extra-url"}, "mm download takes one URL, got also 'extra-url'"},
+  };
+  for (const Case& c : cases) {
+    absl::StatusOr<v1::CreateDownloadRequest> request = build(c.extra);
+    EXPECT_THAT(request, StatusIs(absl::StatusCode::kInvalidArgument,
+                                  HasSubstr(c.message)))
+        << c.extra[0];
+    EXPECT_TRUE(IsUsageError(request.status())) << c.extra[0];
+  }
+  EXPECT_THAT(BuildCreateDownloadRequest(Args({"download"}), "/w"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("mm download needs a URL")));
+}
+
+TEST(BuildCreateDownloadRequestTest, UnreadableTokenFileIsNotFound) {
+  absl::StatusOr<v1::CreateDownloadRequest> request =
+      BuildCreateDownloadRequest(
+          Args({"download", "https://h/m", "--token-file", "/nonexistent/t"}),
+          "/w");
+  EXPECT_THAT(request, StatusIs(absl::StatusCode::kNotFound,
+                                HasSubstr("/nonexistent/t")));
+  EXPECT_FALSE(IsUsageError(request.status()));
+}
+
+TEST(BuildListDownloadsRequestTest, StatesRepeatOrComma) {
+  ASSERT_OK_AND_ASSIGN(
+      v1::ListDownloadsRequest request,
+      BuildListDownloadsRequest(Args({"downloads", "list", "--state",
+                                      "running,paused", "--state", "failed"})));
+  EXPECT_THAT(request.states(),
+              ElementsAre(v1::DOWNLOAD_STATE_RUNNING, v1::DOWNLOAD_STATE_PAUSED,
+                          v1::DOWNLOAD_STATE_FAILED));
+  EXPECT_THAT(BuildListDownloadsRequest(
+                  Args({"downloads", "list", "--state", "sleeping"})),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("--state 'sleeping'")));
+}
+
+TEST(BuildPruneRequestTest, BeforeIsRfc3339) {
+  ASSERT_OK_AND_ASSIGN(v1::PruneDownloadsRequest all,
+                       BuildPruneRequest(Args({"downloads", "prune"})));
+  EXPECT_FALSE(all.has_ended_before());
+  ASSERT_OK_AND_ASSIGN(
+      v1::PruneDownloadsRequest before,
+      BuildPruneRequest(Args(
+          {"downloads", "prune", "--before", "2026-01-02T03:04:05.5+01:00"})));
+  EXPECT_EQ(before.ended_before().seconds(), 1767319445);
+  EXPECT_EQ(before.ended_before().nanos(), 500000000);
+  EXPECT_THAT(
+      BuildPruneRequest(Args({"downloads", "prune", "--before", "yesterday"})),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               HasSubstr("--before must be an RFC 3339 time")));
+}
+
+TEST(JobOutcomeTest, FailedCarriesTheJobsCode) {
+  EXPECT_OK(JobOutcome(Job("a", v1::DOWNLOAD_STATE_SUCCEEDED)));
+  EXPECT_OK(JobOutcome(Job("a", v1::DOWNLOAD_STATE_RUNNING)));
+  EXPECT_THAT(JobOutcome(Job("a", v1::DOWNLOAD_STATE_FAILED)),
+              StatusIs(absl::StatusCode::kNotFound,
+                       "download a failed: HTTPError(NOT FOUND): 404 from "
+                       "example.com"));
+  v1::DownloadJob odd = Job("b", v1::DOWNLOAD_STATE_FAILED);
+  odd.mutable_error()->set_code("SOMETHING_NEW");
+  EXPECT_THAT(JobOutcome(odd), StatusIs(absl::StatusCode::kUnknown));
+  EXPECT_THAT(
+      JobOutcome(Job("c", v1::DOWNLOAD_STATE_CANCELLED)),
+      StatusIs(absl::StatusCode::kCancelled, "download c was cancelled"));
+  v1::DownloadJob paused = Job("d", v1::DOWNLOAD_STATE_PAUSED);
+  paused.set_status_message("needs its access token again");
+  EXPECT_THAT(JobOutcome(paused),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("paused: needs its access token again; "
+                                 "continue it with `mm downloads resume d`")));
+}
+
+TEST(JobLinesTest, StateLines) {
+  EXPECT_EQ(JobStateLine(Job("a", v1::DOWNLOAD_STATE_RUNNING)), "a running");
+  EXPECT_EQ(JobStateLine(Job("a", v1::DOWNLOAD_STATE_SUCCEEDED)),
+            "a succeeded /models/a.safetensors");
+  EXPECT_EQ(JobStateLine(Job("a", v1::DOWNLOAD_STATE_FAILED)),
+            "a failed HTTPError(NOT FOUND): 404 from example.com");
+}
+
+TEST(JobLinesTest, ProgressLineWithKnownTotal) {
+  v1::DownloadJob job =
+      Running("0123456789abcdef", 3, 512 * 1024 * 1024, 1024 * 1024 * 1024);
+  std::string line = JobProgressLine(job);
+  EXPECT_THAT(line, HasSubstr("01234567 running ["));
+  EXPECT_THAT(line, Not(HasSubstr("89abcdef")));
+  EXPECT_THAT(line, HasSubstr("############------------] 50%"));
+  EXPECT_THAT(line, HasSubstr("512.0 MiB/1.0 GiB 1.0 MiB/s ETA 8m32s"));
+  EXPECT_THAT(line, Not(HasSubstr("parts")));
+  for (bool done : {true, false, false}) {
+    v1::PartProgress* part = job.add_parts();
+    part->set_done(done);
+  }
+  EXPECT_THAT(JobProgressLine(job), HasSubstr("parts 1/3"));
+}
+
+TEST(JobLinesTest, UnknownTotalShowsBytesAndRateOnly) {
+  std::string line = JobProgressLine(Running("a", 1, 2048, 0));
+  EXPECT_EQ(line, "a running 2.0 KiB 1.0 MiB/s");
+}
+
+TEST_F(DownloadsCommandTest, DownloadSendsTokenButNeverPrintsIt) {
+  for (bool json : {false, true}) {
+    EXPECT_OK(Run({"download", "https://h/m", "--dest", "sub", "--token-file",
+                   TokenFile()},
+                  json));
+    EXPECT_THAT(out_.str(), Not(HasSubstr(kToken)));
+    EXPECT_THAT(out_.str(), HasSubstr("new1"));
+  }
+  std::vector<v1::CreateDownloadRequest> requests = fake_.create_requests();
+  ASSERT_EQ(requests.size(), 2u);
+  EXPECT_EQ(requests[0].access_token(), kToken);
+  EXPECT_EQ(requests[0].dest_dir(), "/work/dir/sub");
+}
+
+TEST_F(DownloadsCommandTest, DownloadPrintsTheJobIdFirst) {
+  EXPECT_OK(Run({"download", "https://h/m", "--no-start"}));
+  std::vector<std::string> lines = Lines(out_.str());
+  ASSERT_FALSE(lines.empty());
+  EXPECT_EQ(lines[0], "id:           new1");
+  EXPECT_THAT(out_.str(), HasSubstr("state:        waiting"));
+  EXPECT_THAT(out_.str(), HasSubstr("source:       https://h/m"));
+
+  EXPECT_OK(Run({"download", "https://h/m"}, /*json=*/true));
+  nlohmann::json job = nlohmann::json::parse(out_.str());
+  EXPECT_EQ(job["id"], "new1");
+  EXPECT_EQ(job["state"], "DOWNLOAD_STATE_QUEUED");
+  EXPECT_EQ(job["final_path"], "");
+  EXPECT_EQ(job["has_access_token"], false);
+}
+
+TEST_F(DownloadsCommandTest, DownloadWaitFollowsToFailure) {
+  fake_.ScriptWatch("new1", {{Job("new1", v1::DOWNLOAD_STATE_QUEUED, 1),
+                              Running("new1", 2, 10, 100),
+                              Job("new1", v1::DOWNLOAD_STATE_FAILED, 3)}});
+  EXPECT_THAT(Run({"download", "https://h/m", "--wait"}),
+              StatusIs(absl::StatusCode::kNotFound,
+                       "download new1 failed: HTTPError(NOT FOUND): 404 from "
+                       "example.com"));
+  EXPECT_THAT(Lines(out_.str()),
+              ElementsAre("new1 queued", "new1 running",
+                          "new1 failed HTTPError(NOT FOUND): 404 from "
+                          "example.com"));
+}
+
+TEST_F(DownloadsCommandTest, ListPagesFiltersAndPrintsATable) {
+  fake_.AddJob(Running("j1", 1, 50, 100));
+  fake_.AddJob(Job("j2", v1::DOWNLOAD_STATE_SUCCEEDED, 1, 100, 100));
+  fake_.AddJob(Job("j3", v1::DOWNLOAD_STATE_QUEUED));
+  fake_.AddJob(Running("j4", 1, 3000, 0));
+  fake_.AddJob(Job("j5", v1::DOWNLOAD_STATE_FAILED));
+
+  EXPECT_OK(Run({"downloads", "list"}));
+  // Five jobs at two a page.
+  EXPECT_EQ(fake_.list_requests().size(), 3u);
+  std::vector<std::string> lines = Lines(out_.str());
+  ASSERT_EQ(lines.size(), 6u);
+  EXPECT_EQ(
+      lines[0],
+      "ID  STATE      PROGRESS  BYTES/TOTAL  RATE       PRIORITY  SOURCE");
+  EXPECT_EQ(lines[1],
+            "j1  running    50%       50 B/100 B   1.0 MiB/s  10        "
+            "https://example.com/j1.safetensors");
+  EXPECT_THAT(lines[2],
+              HasSubstr("j2  succeeded  100%      100 B/100 B  -    "));
+  EXPECT_THAT(lines[4], HasSubstr("j4  running    -         2.9 KiB"));
+
+  EXPECT_OK(Run({"downloads", "list", "--state", "running"}, /*json=*/true));
+  EXPECT_THAT(fake_.list_requests().back().states(),
+              ElementsAre(v1::DOWNLOAD_STATE_RUNNING));
+  nlohmann::json list = nlohmann::json::parse(out_.str());
+  ASSERT_TRUE(list.is_array());
+  ASSERT_EQ(list.size(), 2u);
+  EXPECT_EQ(list[0]["id"], "j1");
+  EXPECT_EQ(list[1]["id"], "j4");
+  EXPECT_EQ(list[0]["state"], "DOWNLOAD_STATE_RUNNING");
+  EXPECT_EQ(list[0]["total_bytes"], "100");
+
+  EXPECT_OK(Run({"downloads", "list", "--state", "paused"}));
+  EXPECT_EQ(out_.str(), "No downloads.\n");
+}
+
+TEST_F(DownloadsCommandTest, GetPrintsFieldsOrJson) {
+  v1::DownloadJob job = Job("j5", v1::DOWNLOAD_STATE_FAILED, 7, 10, 40);
+  job.mutable_times()->mutable_create_time()->set_seconds(1767225600);
+  job.set_destination("/models");
+  v1::PartProgress* part = job.add_parts();
+  part->set_name("unet/model.safetensors");
+  part->set_bytes(10);
+  part->set_total_bytes(20);
+  part->set_done(true);
+  job.add_parts()->set_name("vae/model.safetensors");
+  fake_.AddJob(job);
+
+  EXPECT_OK(Run({"downloads", "get", "j5"}));
+  std::string text = out_.str();
+  EXPECT_THAT(Lines(text)[0], "id:           j5");
+  EXPECT_THAT(text, HasSubstr("state:        failed\n"));
+  EXPECT_THAT(text, HasSubstr("final_path:   -\n"));
+  EXPECT_THAT(text, HasSubstr("progress:     10 B/40 B (25%)\n"));
+  EXPECT_THAT(text,
+              HasSubstr("error:        NOT_FOUND: HTTPError(NOT FOUND): 404 "
+                        "from example.com\n"));
+  EXPECT_THAT(text, HasSubstr("created:      2026-01-01T00:00:00Z\n"));
+  EXPECT_THAT(text, HasSubstr("ended:        -\n"));
+  EXPECT_THAT(text, HasSubstr("parts:        1/2 done\n"));
+  EXPECT_THAT(
+      text, HasSubstr("part 1:       unet/model.safetensors 10 B/20 B done\n"));
+  EXPECT_THAT(text, HasSubstr("part 2:       vae/model.safetensors 0 B\n"));
+
+  EXPECT_OK(Run({"downloads", "get", "j5"}, /*json=*/true));
+  nlohmann::json object = nlohmann::json::parse(out_.str());
+  EXPECT_EQ(object["id"], "j5");
+  EXPECT_EQ(object["error"]["type"], "HTTPError(NOT FOUND)");
+  EXPECT_EQ(object["parts"].size(), 2u);
+  EXPECT_EQ(object["times"]["create_time"], "2026-01-01T00:00:00Z");
+
+  EXPECT_THAT(Run({"downloads", "get", "nope"}),
+              StatusIs(absl::StatusCode::kNotFound, "no download 'nope'"));
+  EXPECT_THAT(Run({"downloads", "get"}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "mm downloads get needs a job ID"));
+}
+
+TEST_F(DownloadsCommandTest, GetSeveralIsAJsonArray) {
+  fake_.AddJob(Job("a", v1::DOWNLOAD_STATE_QUEUED));
+  fake_.AddJob(Job("b", v1::DOWNLOAD_STATE_QUEUED));
+  EXPECT_OK(Run({"downloads", "get", "a", "b"}, /*json=*/true));
+  nlohmann::json list = nlohmann::json::parse(out_.str());
+  ASSERT_TRUE(list.is_array());
+  EXPECT_EQ(list.size(), 2u);
+}
+
+TEST_F(DownloadsCommandTest, WaitReturnsTheFailedJobsCode) {
+  fake_.AddJob(Job("ok", v1::DOWNLOAD_STATE_SUCCEEDED));
+  fake_.AddJob(Job("bad", v1::DOWNLOAD_STATE_FAILED));
+  EXPECT_THAT(Run({"downloads", "wait", "ok", "bad"}),
+              StatusIs(absl::StatusCode::kNotFound,
+                       HasSubstr("download bad failed: HTTPError(NOT FOUND)")));
+  EXPECT_THAT(Lines(out_.str()),
+              ElementsAre("ok succeeded /models/ok.safetensors",
+                          "bad failed HTTPError(NOT FOUND): 404 from "
+                          "example.com"));
+  EXPECT_OK(Run({"downloads", "wait", "ok"}));
+}
+
+TEST_F(DownloadsCommandTest, WaitHasADeadlineOnlyWithTimeout) {
+  fake_.AddJob(Job("ok", v1::DOWNLOAD_STATE_SUCCEEDED));
+  auto now = std::chrono::system_clock::now();
+  EXPECT_OK(Run({"downloads", "wait", "ok", "--timeout", "5s"}));
+  EXPECT_OK(Run({"downloads", "wait", "ok"}));
+  std::vector<std::chrono::system_clock::time_point> deadlines =
+      fake_.wait_deadlines();
+  ASSERT_EQ(deadlines.size(), 2u);
+  // With --timeout the io's resolved timeout (10 s in Run) is the deadline;
+  // without, there is none (gRPC reports the infinite future).
+  EXPECT_LT(deadlines[0], now + std::chrono::seconds(60));
+  EXPECT_GT(deadlines[1], now + std::chrono::hours(24 * 365));
+}
+
+TEST_F(DownloadsCommandTest, ActionsById) {
+  fake_.AddJob(Job("a", v1::DOWNLOAD_STATE_WAITING));
+  fake_.AddJob(Running("b", 1, 0, 0));
+  EXPECT_OK(Run({"downloads", "start", "a"}));
+  EXPECT_EQ(out_.str(), "a queued\n");
+  EXPECT_OK(Run({"downloads", "pause", "a", "b"}));
+  EXPECT_EQ(out_.str(), "a paused\nb paused\n");
+  EXPECT_OK(Run({"downloads", "resume", "b", "--token-file", TokenFile()}));
+  EXPECT_EQ(out_.str(), "b queued\n");
+  EXPECT_OK(Run({"downloads", "cancel", "a"}, /*json=*/true));
+  nlohmann::json list = nlohmann::json::parse(out_.str());
+  ASSERT_EQ(list.size(), 1u);
+  EXPECT_EQ(list[0]["state"], "DOWNLOAD_STATE_CANCELLED");
+  EXPECT_THAT(fake_.actions(), ElementsAre("start a", "pause a", "pause b",
+                                           "resume b", "cancel a"));
+  EXPECT_THAT(fake_.resume_tokens(), ElementsAre(kToken));
+}
+
+TEST_F(DownloadsCommandTest, ActionTriesEveryIdAndReportsTheFirstFailure) {
+  fake_.AddJob(Job("done", v1::DOWNLOAD_STATE_SUCCEEDED));
+  fake_.AddJob(Running("b", 1, 0, 0));
+  EXPECT_THAT(Run({"downloads", "cancel", "missing", "done", "b"}),
+              StatusIs(absl::StatusCode::kNotFound,
+                       "cancel missing: no download 'missing' (and 1 more "
+                       "failed)"));
+  EXPECT_EQ(out_.str(), "b cancelled\n");
+  EXPECT_THAT(fake_.actions(),
+              ElementsAre("cancel missing", "cancel done", "cancel b"));
+}
+
+TEST_F(DownloadsCommandTest, AllIsOneBulkAction) {
+  fake_.AddJob(Running("a", 1, 0, 0));
+  fake_.AddJob(Job("b", v1::DOWNLOAD_STATE_QUEUED));
+  EXPECT_OK(Run({"downloads", "pause", "--all"}));
+  EXPECT_EQ(out_.str(), "a paused\n");
+  EXPECT_OK(Run({"downloads", "resume", "--all"}));
+  EXPECT_OK(Run({"downloads", "start", "--all"}));
+  EXPECT_OK(Run({"downloads", "cancel", "--all"}));
+  EXPECT_THAT(fake_.bulk_actions(),
+              ElementsAre(v1::BulkDownloadActionRequest::PAUSE,
+                          v1::BulkDownloadActionRequest::RESUME,
+                          v1::BulkDownloadActionRequest::START,
+                          v1::BulkDownloadActionRequest::CANCEL));
+  EXPECT_THAT(fake_.actions(), IsEmpty());
+
+  EXPECT_THAT(Run({"downloads", "pause", "a", "--all"}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("IDs or --all, not both")));
+  EXPECT_THAT(Run({"downloads", "pause"}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("needs job IDs or --all")));
+  EXPECT_THAT(
+      Run({"downloads", "resume", "--all", "--token-file", TokenFile()}),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               HasSubstr("cannot carry a token")));
+}
+
+TEST_F(DownloadsCommandTest, Prune) {
+  EXPECT_OK(Run({"downloads", "prune", "--before", "2026-01-02T03:04:05Z"}));
+  EXPECT_EQ(out_.str(), "Pruned 3 finished downloads.\n");
+  EXPECT_OK(Run({"downloads", "prune"}, /*json=*/true));
+  EXPECT_EQ(nlohmann::json::parse(out_.str())["pruned"], "3");
+  std::vector<v1::PruneDownloadsRequest> requests = fake_.prune_requests();
+  ASSERT_EQ(requests.size(), 2u);
+  EXPECT_EQ(requests[0].ended_before().seconds(), 1767323045);
+  EXPECT_FALSE(requests[1].has_ended_before());
+}
+
+TEST_F(DownloadsCommandTest, WatchPrintsOneLinePerStateChange) {
+  WatchSession session;
+  session.messages = {Job("w", v1::DOWNLOAD_STATE_QUEUED, 1)};
+  for (int i = 1; i <= 5; ++i) {
+    session.messages.push_back(Running("w", 1 + i, i * 10, 100));
+  }
+  v1::DownloadJob paused = Job("w", v1::DOWNLOAD_STATE_PAUSED, 7, 50, 100);
+  paused.set_status_message("paused by a person");
+  session.messages.push_back(paused);
+  session.messages.push_back(Running("w", 8, 60, 100));
+  session.messages.push_back(
+      Job("w", v1::DOWNLOAD_STATE_SUCCEEDED, 9, 100, 100));
+  fake_.ScriptWatch("w", session);
+  EXPECT_OK(Run({"downloads", "watch", "w"}));
+  EXPECT_THAT(
+      Lines(out_.str()),
+      ElementsAre("w queued", "w running", "w paused paused by a person",
+                  "w running", "w succeeded /models/w.safetensors"));
+  EXPECT_THAT(out_.str(), Not(HasSubstr("\x1b[")));
+}
+
+TEST_F(DownloadsCommandTest, WatchJsonPrintsOneObjectPerStateChange) {
+  fake_.ScriptWatch("w", {{Running("w", 1, 1, 10), Running("w", 2, 2, 10),
+                           Job("w", v1::DOWNLOAD_STATE_SUCCEEDED, 3)}});
+  EXPECT_OK(Run({"downloads", "watch", "w"}, /*json=*/true));
+  std::vector<std::string> lines = Lines(out_.str());
+  ASSERT_EQ(lines.size(), 2u);
+  EXPECT_EQ(nlohmann::json::parse(lines[0])["state"], "DOWNLOAD_STATE_RUNNING");
+  EXPECT_EQ(nlohmann::json::parse(lines[1])["done"], true);
+}
+
+TEST_F(DownloadsCommandTest, WatchOnATerminalRedrawsABar) {
+  fake_.ScriptWatch("w", {{Running("w", 1, 25, 100), Running("w", 2, 50, 100),
+                           Job("w", v1::DOWNLOAD_STATE_SUCCEEDED, 3)}});
+  EXPECT_OK(Run({"downloads", "watch", "w"}, /*json=*/false,
+                /*terminal=*/true));
+  std::string text = out_.str();
+  EXPECT_THAT(text, HasSubstr("\r\x1b[2Kw running [######------------------] "
+                              "25% 25 B/100 B 1.0 MiB/s ETA 0s\n"));
+  // Each redraw moves back up over the one-line block.
+  EXPECT_THAT(text, HasSubstr("\x1b[1A\r\x1b[2Kw running [############"));
+  EXPECT_THAT(text, HasSubstr("50%"));
+  EXPECT_THAT(text, HasSubstr("\x1b[1A\r\x1b[2Kw succeeded "
+                              "/models/w.safetensors\n"));
+}
+
+TEST_F(DownloadsCommandTest, WatchesSeveralJobsConcurrently) {
+  fake_.ScriptWatch("a", {{Running("a", 1, 1, 10),
+                           Job("a", v1::DOWNLOAD_STATE_SUCCEEDED, 2)}});
+  fake_.ScriptWatch(
+      "b", {{Running("b", 1, 1, 10), Job("b", v1::DOWNLOAD_STATE_FAILED, 2)}});
+  // Each stream holds back until the other has begun: one after the other
+  // would stall the first for the whole wait.
+  fake_.WatchWaitsFor("a", "b");
+  fake_.WatchWaitsFor("b", "a");
+  EXPECT_THAT(
+      Run({"downloads", "watch", "a", "b"}),
+      StatusIs(absl::StatusCode::kNotFound, HasSubstr("download b failed")));
+  EXPECT_EQ(fake_.WatchesOverlapped(), 2);
+  std::vector<std::string> lines = Lines(out_.str());
+  EXPECT_THAT(lines,
+              ::testing::UnorderedElementsAre(
+                  "a running", "a succeeded /models/a.safetensors", "b running",
+                  "b failed HTTPError(NOT FOUND): 404 from "
+                  "example.com"));
+}
+
+TEST_F(DownloadsCommandTest, WatchOnATerminalDrawsOneLinePerJob) {
+  fake_.ScriptWatch("a", {{Running("a", 1, 1, 10),
+                           Job("a", v1::DOWNLOAD_STATE_SUCCEEDED, 2)}});
+  fake_.ScriptWatch("b", {{Running("b", 1, 1, 10),
+                           Job("b", v1::DOWNLOAD_STATE_SUCCEEDED, 2)}});
+  EXPECT_OK(Run({"downloads", "watch", "a", "b"}, /*json=*/false,
+                /*terminal=*/true));
+  std::string text = out_.str();
+  EXPECT_THAT(text, HasSubstr("\x1b[2A"));
+  // The last redraw shows both final lines, in the order given.
+  EXPECT_TRUE(absl::EndsWith(text,
+                             "\x1b[2A\r\x1b[2Ka succeeded /models/a.safetensors"
+                             "\n\r\x1b[2Kb succeeded /models/b.safetensors\n"))
+      << text;
+}
+
+TEST_F(DownloadsCommandTest, WatchReconnectsFromTheLastRevision) {
+  fake_.ScriptWatch(
+      "r", {{Job("r", v1::DOWNLOAD_STATE_QUEUED, 1), Running("r", 2, 10, 100)},
+            grpc::Status(grpc::StatusCode::UNAVAILABLE, "server restarting")});
+  // A stream that ends cleanly before `done` is just as broken.
+  fake_.ScriptWatch("r", {{Running("r", 3, 50, 100)}, grpc::Status::OK});
+  fake_.ScriptWatch("r", {{Running("r", 4, 90, 100),
+                           Job("r", v1::DOWNLOAD_STATE_SUCCEEDED, 5)}});
+  EXPECT_OK(Run({"downloads", "watch", "r"}));
+  std::vector<v1::WatchDownloadRequest> requests = fake_.watch_requests();
+  ASSERT_EQ(requests.size(), 3u);
+  EXPECT_EQ(requests[0].since_revision(), 0);
+  EXPECT_EQ(requests[1].since_revision(), 2);
+  EXPECT_EQ(requests[2].since_revision(), 3);
+  EXPECT_THAT(Lines(out_.str()),
+              ElementsAre("r queued", "r running",
+                          "r succeeded /models/r.safetensors"));
+}
+
+TEST_F(DownloadsCommandTest, WatchGivesUpAfterTheAttempts) {
+  for (int i = 0; i < 4; ++i) {
+    fake_.ScriptWatch(
+        "r", {{}, grpc::Status(grpc::StatusCode::UNAVAILABLE, "down")});
+  }
+  EXPECT_THAT(Run({"downloads", "watch", "r"}),
+              StatusIs(absl::StatusCode::kUnavailable,
+                       HasSubstr("lost the watch of download r 4 times in a "
+                                 "row (last: UNAVAILABLE: down)")));
+  EXPECT_EQ(fake_.watch_requests().size(), 4u);
+}
+
+TEST_F(DownloadsCommandTest, WatchOtherErrorsAreNotRetried) {
+  EXPECT_THAT(Run({"downloads", "watch", "ghost"}),
+              StatusIs(absl::StatusCode::kNotFound, "no download 'ghost'"));
+  EXPECT_EQ(fake_.watch_requests().size(), 1u);
+}
+
+TEST_F(DownloadsCommandTest, UnknownVerbIsAUsageError) {
+  absl::Status status = Run({"downloads", "frob"});
+  EXPECT_THAT(status, StatusIs(absl::StatusCode::kInvalidArgument,
+                               HasSubstr("unknown command 'mm downloads "
+                                         "frob'")));
+  EXPECT_TRUE(IsUsageError(status));
+  EXPECT_THAT(Run({"downloads", "list", "x"}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("takes no arguments, got 'x'")));
+}
+
+// The whole command through RunCli against a token-protected server on a
+// unix socket: --token-file is the URL's token there, and the downloader's
+// own bearer token comes from MM_TOKEN_FILE.
+class DownloadsCliTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    WriteFile(temp_.path() / "service-token", "svc-token\n");
+    WriteFile(temp_.path() / "hf-token", absl::StrCat(kToken, "\n"));
+    ServerOptions options;
+    options.listen = absl::StrCat("unix:", (temp_.path() / "d.sock").string());
+    options.auth_token_file = (temp_.path() / "service-token").string();
+    absl::StatusOr<std::unique_ptr<ServiceHost>> host =
+        ServiceHost::Start(options, {&fake_}, {"modelmanager.v1.Downloader"});
+    ASSERT_TRUE(host.ok()) << host.status();
+    host_ = *std::move(host);
+  }
+
+  void TearDown() override { host_->Shutdown(absl::ZeroDuration()); }
+
+  int RunMm(std::vector<std::string> args) {
+    args.push_back("--downloader");
+    args.push_back(host_->address());
+    std::istringstream in;
+    out_.str("");
+    err_.str("");
+    std::map<std::string, std::string> env = {
+        {"MM_TOKEN_FILE", (temp_.path() / "service-token").string()},
+        {"MM_HOME", temp_.path().string()}};
+    CliIo io{&in, &out_, &err_,
+             [env](const std::string& name) -> std::optional<std::string> {
+               auto it = env.find(name);
+               if (it == env.end()) return std::nullopt;
+               return it->second;
+             },
+             "/nonexistent/bin/mm"};
+    return RunCli(args, io);
+  }
+
+  TempDir temp_;
+  FakeDownloader fake_;
+  std::unique_ptr<ServiceHost> host_;
+  std::ostringstream out_;
+  std::ostringstream err_;
+};
+
+TEST_F(DownloadsCliTest, TokenFileIsTheUrlsTokenNotOurs) {
+  EXPECT_EQ(RunMm({"download", "https://h/m", "--token-file",
+                   (temp_.path() / "hf-token").string()}),
+            kExitOk)
+      << err_.str();
+  std::vector<v1::CreateDownloadRequest> requests = fake_.create_requests();
+  ASSERT_EQ(requests.size(), 1u);
+  EXPECT_EQ(requests[0].access_token(), kToken);
+  EXPECT_THAT(out_.str(), HasSubstr("new1"));
+  EXPECT_THAT(out_.str() + err_.str(), Not(HasSubstr(kToken)));
+  EXPECT_THAT(out_.str() + err_.str(), Not(HasSubstr("svc-token")));
+  // Elsewhere --token-file keeps its global meaning, the bearer token.
+  EXPECT_EQ(RunMm({"downloads", "list", "--token-file",
+                   (temp_.path() / "hf-token").string()}),
+            kExitFailure);
+  EXPECT_THAT(err_.str(), ::testing::StartsWith("mm: UNAUTHENTICATED: "));
+}
+
+TEST_F(DownloadsCliTest, FailedJobExitsOneWithItsCode) {
+  fake_.AddJob(Job("bad", v1::DOWNLOAD_STATE_FAILED));
+  EXPECT_EQ(RunMm({"downloads", "wait", "bad"}), kExitFailure);
+  EXPECT_EQ(err_.str(),
+            "mm: NOT_FOUND: download bad failed: HTTPError(NOT FOUND): 404 "
+            "from example.com\n");
+  EXPECT_EQ(out_.str(),
+            "bad failed HTTPError(NOT FOUND): 404 from example.com\n");
+}
+
+TEST_F(DownloadsCliTest, UsageErrorsExitTwo) {
+  EXPECT_EQ(RunMm({"download", "https://h/m", "--sha256", "xyz"}), kExitUsage);
+  EXPECT_THAT(err_.str(), HasSubstr("--sha256 must be 64 hexadecimal"));
+  EXPECT_THAT(err_.str(), HasSubstr("mm download --help"));
+  EXPECT_EQ(RunMm({"downloads"}), kExitUsage);
+  EXPECT_THAT(err_.str(), HasSubstr("mm downloads needs a command"));
+  EXPECT_EQ(RunMm({"downloads", "get", "x", "--state", "running"}), kExitUsage);
+  EXPECT_THAT(err_.str(), HasSubstr("mm downloads get does not take --state"));
+  EXPECT_EQ(RunMm({"downloads", "--help"}), kExitOk);
+  EXPECT_THAT(out_.str(), HasSubstr("mm downloads resume ID..."));
+}
+
+}  // namespace
+}  // namespace mm::cli
