@@ -50,7 +50,8 @@ std::vector<mm::OptionSpec> Specs() {
                    "job whose lease expired"});
   specs.push_back({"allow-private-urls", "false",
                    "Allow URLs that resolve to loopback, private or other "
-                   "non-public addresses"});
+                   "non-public addresses",
+                   /*is_bool=*/true});
   specs.push_back({"allow-cidr", "",
                    "A non-public address range to allow (repeat), e.g. a "
                    "mirror's 10.1.2.0/24"});
