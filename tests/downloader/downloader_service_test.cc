@@ -1,7 +1,9 @@
 // The downloader end to end inside one process: real sockets to a loopback
 // HTTP server with fault injection, a real SQLite job store, the engine and
 // the gRPC service.
+#include <sys/mount.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -294,6 +296,48 @@ TEST_F(DownloaderTest, SizeDifferentFromTheExpectedOneFails) {
   EXPECT_EQ(job.state(), v1::DOWNLOAD_STATE_FAILED);
   EXPECT_EQ(job.error().type(), "SizeMismatch") << job.DebugString();
   EXPECT_TRUE(FilesUnderRoot().empty());
+}
+
+TEST_F(DownloaderTest, MoreBytesThanExpectedFailTheJob) {
+  StartHarness();
+  server_->SetFile("/long.bin", {.body = RandomBody(5000, 14)});
+  server_->SetBehavior("/long.bin",
+                       {.accept_ranges = false, .omit_content_length = true});
+  v1::CreateDownloadRequest request = Request("/long.bin");
+  request.set_expected_size(4000);
+  v1::DownloadJob job = Run(request);
+  EXPECT_EQ(job.state(), v1::DOWNLOAD_STATE_FAILED);
+  EXPECT_EQ(job.error().type(), "SizeMismatch") << job.DebugString();
+  EXPECT_THAT(job.error().message(), HasSubstr("more than the expected"));
+  EXPECT_TRUE(FilesUnderRoot().empty());
+}
+
+// ENOSPC in the middle of a transfer: a 1 MiB tmpfs inside the root and a
+// 2 MiB body without Content-Length, so no check can see it coming.
+TEST_F(DownloaderTest, DiskFullDuringTheTransferFailsAtOnceAndCleansUp) {
+  fs::path small = root_ / "small";
+  fs::create_directories(small);
+  if (geteuid() != 0 ||
+      mount("tmpfs", small.c_str(), "tmpfs", 0, "size=1m") != 0) {
+    GTEST_SKIP() << "needs root to mount a small tmpfs";
+  }
+  struct Unmount {
+    fs::path path;
+    ~Unmount() { umount2(path.c_str(), MNT_DETACH); }
+  } unmount{small};
+  StartHarness();
+  server_->SetFile("/huge.bin", {.body = RandomBody(2 << 20, 15)});
+  server_->SetBehavior("/huge.bin",
+                       {.accept_ranges = false, .omit_content_length = true});
+  v1::CreateDownloadRequest request = Request("/huge.bin");
+  request.set_dest_dir(small.string());
+  v1::DownloadJob job = Run(request);
+  EXPECT_EQ(job.state(), v1::DOWNLOAD_STATE_FAILED);
+  EXPECT_EQ(job.error().type(), "DiskFull") << job.DebugString();
+  EXPECT_EQ(job.error().code(), "RESOURCE_EXHAUSTED");
+  EXPECT_EQ(job.retries(), 0);
+  EXPECT_TRUE(fs::is_empty(small));
+  harness_.reset();
 }
 
 TEST_F(DownloaderTest, HtmlInsteadOfAModelFailsMentioningATokenMayBeNeeded) {

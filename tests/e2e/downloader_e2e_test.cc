@@ -138,6 +138,7 @@ class Downloader {
   }
 
   Subprocess& process() { return *process_; }
+  v1::Downloader::Stub& stub() { return *stub_; }
   const fs::path& log() const { return log_; }
   const std::string& address() const { return address_; }
 
@@ -316,6 +317,45 @@ TEST_F(DownloaderE2eTest, TwoReplicasOnPostgresTakeOverAKilledReplicasJob) {
   ASSERT_GT(requests.size(), requests_before);
   for (size_t i = requests_before; i < requests.size(); ++i) {
     EXPECT_EQ(requests[i].headers.at("if-range"), "\"s\"");
+  }
+
+  // Pause and cancel reach the worker whichever replica they go to.
+  ASSERT_OK_AND_ASSIGN(auto c, Downloader::Start(dir_.path(), "c", db, root_));
+  server_->SetFile("/slow.bin", {.body = RandomBody(1 << 20, 5), .etag = "\"w\""});
+  server_->SetBehavior("/slow.bin", {.bytes_per_second = 256 << 10});
+  request.set_url(server_->Url("/slow.bin"));
+  ASSERT_OK_AND_ASSIGN(v1::DownloadJob slow, survivor->Create(request));
+  ASSERT_TRUE(survivor->WaitForBytes(slow.id(), 64 << 10));
+  for (Downloader* replica : {survivor, c.get()}) {
+    grpc::ClientContext context;
+    v1::DownloadJobRequest pause;
+    pause.set_id(slow.id());
+    v1::DownloadJob paused;
+    ASSERT_TRUE(replica->stub().PauseDownload(&context, pause, &paused).ok());
+    ASSERT_OK_AND_ASSIGN(v1::DownloadJob waited,
+                         replica->Wait(slow.id(), absl::Seconds(30)));
+    EXPECT_EQ(waited.state(), v1::DOWNLOAD_STATE_PAUSED);
+    EXPECT_TRUE(server_->WaitForActiveConnectionsAtMost(0, absl::Seconds(10)));
+    grpc::ClientContext resume_context;
+    v1::ResumeDownloadRequest resume;
+    resume.set_id(slow.id());
+    ASSERT_TRUE(
+        replica->stub().ResumeDownload(&resume_context, resume, &paused).ok());
+    ASSERT_TRUE(server_->WaitForRequests(
+        "/slow.bin", static_cast<int>(server_->RequestsFor("/slow.bin").size()) + 1,
+        absl::Seconds(30)));
+  }
+  {
+    grpc::ClientContext context;
+    v1::DownloadJobRequest cancel;
+    cancel.set_id(slow.id());
+    v1::DownloadJob cancelled;
+    ASSERT_TRUE(c->stub().CancelDownload(&context, cancel, &cancelled).ok());
+    ASSERT_OK_AND_ASSIGN(v1::DownloadJob waited,
+                         survivor->Wait(slow.id(), absl::Seconds(30)));
+    EXPECT_EQ(waited.state(), v1::DOWNLOAD_STATE_CANCELLED);
+    EXPECT_TRUE(server_->WaitForActiveConnectionsAtMost(0, absl::Seconds(10)));
+    EXPECT_FALSE(fs::exists(root_ / "slow.bin.downloading"));
   }
 
   // A per-job token on a replica: used, never stored, never logged.
