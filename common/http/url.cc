@@ -41,6 +41,12 @@ absl::StatusOr<HttpUrl> ParseHttpUrl(std::string_view url,
       return bad("contains spaces or control characters");
     }
   }
+  // libcurl reads "http:///x" as host "x"; an empty authority is no host.
+  size_t scheme_end = url.find("://");
+  if (scheme_end != std::string_view::npos &&
+      (scheme_end + 3 >= url.size() || url[scheme_end + 3] == '/')) {
+    return bad("no host");
+  }
   std::unique_ptr<CURLU, UrlDeleter> handle(curl_url());
   std::string text(url);
   if (curl_url_set(handle.get(), CURLUPART_URL, text.c_str(), 0) !=

@@ -148,8 +148,9 @@ class JobRunner : public std::enable_shared_from_this<JobRunner> {
   void RemovePartials();
   absl::Duration Backoff(int attempt);
 
-  // Job thread only, without mu_.
-  void SaveProgress(bool force);
+  // Job thread only, without mu_. `final`: the last save, after every
+  // transfer has ended.
+  void SaveProgress(bool force, bool final = false);
 
   Engine* const engine_;
   mutable Mutex mu_;
@@ -838,7 +839,7 @@ void JobRunner::RemovePartials() {
   }
 }
 
-void JobRunner::SaveProgress(bool force) {
+void JobRunner::SaveProgress(bool force, bool final) {
   Job snapshot;
   {
     MutexLock lock(&mu_);
@@ -869,7 +870,7 @@ void JobRunner::SaveProgress(bool force) {
     snapshot = job_;
   }
   absl::StatusOr<Job> stored =
-      engine_->store()->SaveProgress(snapshot, engine_->options().lease);
+      engine_->store()->SaveProgress(snapshot, engine_->options().lease, final);
   if (!stored.ok()) {
     MM_LOG(WARNING) << "download " << snapshot.id
                     << ": cannot save progress: " << stored.status();
@@ -881,12 +882,13 @@ void JobRunner::SaveProgress(bool force) {
     if (stop_ == Stop::kNone) stop_ = Stop::kPaused;
   } else if (stored->state == JobState::kCancelled) {
     if (stop_ == Stop::kNone || stop_ == Stop::kFailed) stop_ = Stop::kCancelled;
-  } else if (stored->state == JobState::kRunning &&
-             stored->lease_owner != engine_->store()->replica_id()) {
-    stop_ = Stop::kLost;
+  } else if (stored->lease_owner != engine_->store()->replica_id()) {
+    if (!final) stop_ = Stop::kLost;
   } else if (stored->state != JobState::kRunning &&
-             !IsTerminal(snapshot.state)) {
-    stop_ = Stop::kLost;
+             !IsTerminal(snapshot.state) && stop_ == Stop::kNone) {
+    // Paused and resumed again between two saves: stop, hand the lease
+    // back with the final save, and let the queue take it from there.
+    stop_ = Stop::kPaused;
   }
 }
 
@@ -1007,7 +1009,7 @@ void JobRunner::Run() {
     }
     job_.bytes_per_second = 0;
   }
-  if (stop != Stop::kLost) SaveProgress(/*force=*/true);
+  if (stop != Stop::kLost) SaveProgress(/*force=*/true, /*final=*/true);
   if (stop == Stop::kShutdown) {
     absl::Status released = engine_->store()->ReleaseLease(job_.id);
     if (!released.ok()) {

@@ -37,6 +37,10 @@ CREATE INDEX download_jobs_sequence ON download_jobs (sequence);
 CREATE TABLE download_replicas (
   id TEXT PRIMARY KEY,
   heartbeat_ms INTEGER NOT NULL);
+CREATE TABLE download_sequence (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  value INTEGER NOT NULL);
+INSERT INTO download_sequence (id, value) VALUES (1, 0);
 )sql",
            R"sql(
 CREATE SEQUENCE download_jobs_sequence_seq;
@@ -218,7 +222,10 @@ absl::StatusOr<Job> JobStore::Create(Job job) {
         session.Execute(
             session.dialect() == sql::Dialect::kPostgres
                 ? "SELECT nextval('download_jobs_sequence_seq')"
-                : "SELECT COALESCE(MAX(sequence), 0) + 1 FROM download_jobs"));
+                // Never MAX(sequence) + 1: a pruned newest job's number
+                // would come back and hide the next job from pagers.
+                : "UPDATE download_sequence SET value = value + 1 "
+                  "RETURNING value"));
     job.sequence = seq.rows.at(0).Int(0);
     ASSIGN_OR_RETURN(written, Write(session, job, /*insert=*/true));
     return absl::OkStatus();
@@ -318,7 +325,7 @@ absl::StatusOr<std::optional<Job>> JobStore::ClaimNext(
 }
 
 absl::StatusOr<Job> JobStore::SaveProgress(const Job& progress,
-                                           absl::Duration lease) {
+                                           absl::Duration lease, bool final) {
   Job current;
   bool wrote = false;
   RETURN_IF_ERROR(db_->Transaction([&](sql::Session& session) -> absl::Status {
@@ -334,8 +341,10 @@ absl::StatusOr<Job> JobStore::SaveProgress(const Job& progress,
     ASSIGN_OR_RETURN(current, JobFromRow(result.rows[0]));
     if (current.lease_owner != replica_id_) return absl::OkStatus();
     if (current.state != JobState::kRunning) {
-      // Paused or cancelled by a request: keep the segment progress of a
-      // paused job for its resume, and give the lease up.
+      // Paused or cancelled by a request. Once the worker has stopped: keep
+      // the segment progress of a paused job for its resume, and give the
+      // lease up.
+      if (!final) return absl::OkStatus();
       if (current.state == JobState::kPaused) current.parts = progress.parts;
       current.lease_owner.clear();
       current.lease_expires_ms = 0;

@@ -80,10 +80,14 @@ class JobStore {
   absl::StatusOr<std::optional<Job>> ClaimNext(absl::Duration lease,
                                                absl::Duration replica_ttl);
   // Saves a worker's progress if this replica still holds the job's lease
-  // and it is still RUNNING (renewing the lease); otherwise writes nothing.
-  // Either way returns the job as stored, so the worker sees a pause or
-  // cancel, or that another replica took the job over.
-  absl::StatusOr<Job> SaveProgress(const Job& progress, absl::Duration lease);
+  // and it is still RUNNING (renewing the lease); otherwise writes nothing,
+  // except in the worker's `final` save after its transfers have stopped:
+  // then a job paused meanwhile keeps the segment progress and the lease is
+  // given up (only then can the job be claimed again, so two workers never
+  // write one file). Either way returns the job as stored, so the worker
+  // sees a pause or cancel, or that another replica took the job over.
+  absl::StatusOr<Job> SaveProgress(const Job& progress, absl::Duration lease,
+                                   bool final = false);
   // Ends this replica's lease on the job (it stays in its current state).
   absl::Status ReleaseLease(const std::string& id);
   // Every job leased by this replica goes back to the queue (start-up of
