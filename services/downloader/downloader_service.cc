@@ -78,14 +78,6 @@ absl::Status ValidateSha256(const std::string& hex, std::string_view field) {
   return absl::OkStatus();
 }
 
-void RemovePartialFiles(const Job& job) {
-  for (const Part& part : job.parts) {
-    if (part.path.empty() || part.done) continue;
-    std::error_code ec;
-    fs::remove(PartialPath(part.path), ec);
-  }
-}
-
 }  // namespace
 
 v1::DownloadJob JobToProto(const Job& job) {

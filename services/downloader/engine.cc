@@ -145,7 +145,6 @@ class JobRunner : public std::enable_shared_from_this<JobRunner> {
   void CloseFiles();
   void StartVerification(int p);
   void FinishVerification(int p, absl::StatusOr<std::string> result);
-  void RemovePartials();
   absl::Duration Backoff(int attempt);
 
   // Job thread only, without mu_. `final`: the last save, after every
@@ -831,14 +830,6 @@ void JobRunner::CloseFiles() {
   }
 }
 
-void JobRunner::RemovePartials() {
-  for (const Part& part : job_.parts) {
-    if (part.path.empty() || part.done) continue;
-    std::error_code ec;
-    fs::remove(PartialPath(part.path), ec);
-  }
-}
-
 void JobRunner::SaveProgress(bool force, bool final) {
   Job snapshot;
   {
@@ -992,7 +983,7 @@ void JobRunner::Run() {
         job_.status_message.clear();
         break;
       case Stop::kFailed:
-        if (!job_.keep_partial) RemovePartials();
+        if (!job_.keep_partial) RemovePartialFiles(job_);
         job_.state = JobState::kFailed;
         job_.ended = now;
         job_.bytes_per_second = 0;
@@ -1002,7 +993,7 @@ void JobRunner::Run() {
         }
         break;
       case Stop::kCancelled:
-        RemovePartials();
+        RemovePartialFiles(job_);
         break;
       default:
         break;

@@ -103,6 +103,14 @@ std::string PartialPath(const std::string& final_path) {
   return final_path + kPartialSuffix;
 }
 
+void RemovePartialFiles(const Job& job) {
+  for (const Part& part : job.parts) {
+    if (part.path.empty() || part.done) continue;
+    std::error_code ec;
+    fs::remove(PartialPath(part.path), ec);
+  }
+}
+
 absl::StatusOr<DownloadRoots> DownloadRoots::Create(
     const std::vector<std::string>& roots) {
   if (roots.empty()) {

@@ -15,6 +15,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "services/downloader/job.h"
 
 namespace mm::downloader {
 
@@ -38,6 +39,10 @@ std::string FileNameFromUrl(std::string_view url);
 // The suffix of partial files.
 inline constexpr char kPartialSuffix[] = ".downloading";
 std::string PartialPath(const std::string& final_path);
+
+// Removes the partial files of `job`'s unfinished parts (finished files
+// stay). Missing files are fine.
+void RemovePartialFiles(const Job& job);
 
 class DownloadRoots {
  public:
