@@ -721,44 +721,55 @@ void JobRunner::StartVerification(int p) {
   bool verify_existing = rt.verify_existing;
   std::string expected_sha = part.expected_sha256;
   int64_t expected_size = part.expected_size;
-  rt.verification = std::async(
-      std::launch::async,
-      [=]() -> absl::StatusOr<std::string> {
-        std::error_code ec;
-        if (!verify_existing && fd >= 0) {
-          struct stat info;
-          if (fstat(fd, &info) == 0 && total > 0 && info.st_size != total &&
-              ftruncate(fd, total) != 0) {
-            return absl::InternalError(absl::StrCat(
-                "cannot size ", path, ": ", std::strerror(errno)));
-          }
-        }
-        int64_t size = static_cast<int64_t>(fs::file_size(path, ec));
-        if (ec) {
-          return absl::InternalError(
-              absl::StrCat("cannot stat ", path, ": ", ec.message()));
-        }
-        if (expected_size > 0 && size != expected_size) {
-          return absl::DataLossError(absl::StrCat(
-              "SizeMismatch: received ", size, " bytes, expected ",
-              expected_size));
-        }
-        if (expected_sha.empty()) return std::string();
-        std::string digest = incremental;
-        if (digest.empty()) {
-          model::HashOptions options;
-          options.algorithm = model::HashAlgorithm::kSha256;
-          absl::StatusOr<std::string> hash = model::HashFile(path, options);
-          if (!hash.ok()) return hash.status();
-          digest = hash->substr(hash->find(':') + 1);
-        }
-        if (digest != expected_sha) {
-          return absl::DataLossError(absl::StrCat(
-              "ChecksumMismatch: sha256 of the download is ", digest,
-              ", expected ", expected_sha));
-        }
-        return digest;
-      });
+  auto verify = [=]() -> absl::StatusOr<std::string> {
+    std::error_code ec;
+    if (!verify_existing && fd >= 0) {
+      struct stat info;
+      if (fstat(fd, &info) == 0 && total > 0 && info.st_size != total &&
+          ftruncate(fd, total) != 0) {
+        return absl::InternalError(
+            absl::StrCat("cannot size ", path, ": ", std::strerror(errno)));
+      }
+    }
+    int64_t size = static_cast<int64_t>(fs::file_size(path, ec));
+    if (ec) {
+      return absl::InternalError(
+          absl::StrCat("cannot stat ", path, ": ", ec.message()));
+    }
+    if (expected_size > 0 && size != expected_size) {
+      return absl::DataLossError(absl::StrCat(
+          "SizeMismatch: received ", size, " bytes, expected ", expected_size));
+    }
+    if (expected_sha.empty()) return std::string();
+    std::string digest = incremental;
+    if (digest.empty()) {
+      model::HashOptions options;
+      options.algorithm = model::HashAlgorithm::kSha256;
+      absl::StatusOr<std::string> hash = model::HashFile(path, options);
+      if (!hash.ok()) return hash.status();
+      digest = hash->substr(hash->find(':') + 1);
+    }
+    if (digest != expected_sha) {
+      return absl::DataLossError(
+          absl::StrCat("ChecksumMismatch: sha256 of the download is ", digest,
+                       ", expected ", expected_sha));
+    }
+    return digest;
+  };
+  if (expected_sha.empty() || !incremental.empty()) {
+    // Only a stat and a comparison: no reason to leave this thread.
+    FinishVerification(p, verify());
+    return;
+  }
+  // Reading the file back takes a while; the job thread keeps saving
+  // progress (renewing the lease) meanwhile, and is woken at the end.
+  std::shared_ptr<JobRunner> self = shared_from_this();
+  rt.verification = std::async(std::launch::async, [self, verify]() {
+    absl::StatusOr<std::string> result = verify();
+    MutexLock lock(&self->mu_);
+    ++self->events_;
+    return result;
+  });
 }
 
 void JobRunner::FinishVerification(int p, absl::StatusOr<std::string> result) {
@@ -847,11 +858,11 @@ void JobRunner::SaveProgress(bool force, bool final) {
     }
     int64_t total = job_.TotalBytes();
     bool percent = total > 0 && (bytes - last_saved_bytes_) * 100 >= total &&
-                   now - last_save_ >= absl::Milliseconds(20);
+                   now - last_save_ >= absl::Milliseconds(50);
     bool interval = now - last_save_ >= engine_->options().progress_interval;
     if (!force && !dirty_ && !percent && !interval) return;
     if (!force && !percent && !interval &&
-        now - last_save_ < absl::Milliseconds(20)) {
+        now - last_save_ < absl::Milliseconds(50)) {
       return;
     }
     job_.bytes_per_second = rate_;
@@ -961,8 +972,10 @@ void JobRunner::Run() {
         absl::Now() + absl::Milliseconds(50));
   }
 
-  // Wind down: no transfer may write after this point.
-  Stop stop;
+  // Wind down: no transfer may write after this point, and no
+  // verification may still read (they take mu_ when they end, so they are
+  // waited for without it; parts_ does not change size any more).
+  std::vector<std::future<absl::StatusOr<std::string>>*> verifications;
   {
     MutexLock lock(&mu_);
     CancelTransfers();
@@ -970,8 +983,13 @@ void JobRunner::Run() {
       return active_transfers_ == 0;
     });
     for (PartRuntime& rt : parts_) {
-      if (rt.verification.valid()) rt.verification.wait();
+      if (rt.verification.valid()) verifications.push_back(&rt.verification);
     }
+  }
+  for (auto* verification : verifications) verification->wait();
+  Stop stop;
+  {
+    MutexLock lock(&mu_);
     CloseFiles();
     stop = stop_;
     absl::Time now = absl::Now();
