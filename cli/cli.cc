@@ -85,6 +85,7 @@ constexpr FlagSpec kFlags[] = {
     {"state", true},
     {"all", false},
     {"before", true},
+    {"files", true},
 };
 
 const char* const kGlobalFlags[] = {
@@ -119,7 +120,7 @@ const std::vector<CommandSpec>& Commands() {
       {{"models", "watch"}, {"since"}},
       {{"download"},
        {"dest", "output", "name", "priority", "sha256", "size", "keep-partial",
-        "no-start", "request-id", "wait"}},
+        "no-start", "request-id", "wait", "files"}},
       {{"downloads", "list"}, {"state"}},
       {{"downloads", "get"}, {}},
       {{"downloads", "wait"}, {}},

@@ -191,6 +191,79 @@ absl::StatusOr<std::string> ReadAccessToken(const ParsedArgs& args) {
   return ReadTokenFile(args.Get("token-file"));
 }
 
+// Lowercase hex SHA-256, or nullopt unless `text` is 64 hex digits.
+std::optional<std::string> ParseSha256(const std::string& text) {
+  if (text.size() != 64 ||
+      !std::all_of(text.begin(), text.end(),
+                   [](unsigned char c) { return std::isxdigit(c); })) {
+    return std::nullopt;
+  }
+  return absl::AsciiStrToLower(text);
+}
+
+// A byte count >= 0, or nullopt.
+std::optional<int64_t> ParseSize(const std::string& text) {
+  int64_t size = 0;
+  if (!absl::SimpleAtoi(text, &size) || size < 0) return std::nullopt;
+  return size;
+}
+
+// The files of `mm download --files PATH`: one per line, `URL
+// RELATIVE_PATH [SIZE [SHA256]]` separated by tabs or spaces (so neither
+// may contain whitespace); blank lines and lines starting with `#` are
+// skipped. A bad line is a usage error naming PATH and its line number;
+// the server checks the paths themselves (safe components, no duplicates).
+absl::StatusOr<std::vector<v1::DownloadFile>> ReadFileList(
+    const std::string& path) {
+  ASSIGN_OR_RETURN(std::string text, ReadConfigFile(path, "download list"));
+  std::vector<v1::DownloadFile> files;
+  int line_number = 0;
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+    ++line_number;
+    line = absl::StripAsciiWhitespace(line);
+    if (line.empty() || line.front() == '#') continue;
+    std::vector<std::string> fields =
+        absl::StrSplit(line, absl::ByAnyChar(" \t"), absl::SkipEmpty());
+    auto bad_line = [&](const std::string& why) {
+      return UsageError(absl::StrCat("--files ", path, " line ", line_number,
+                                     ": ", why,
+                                     "; expected 'URL RELATIVE_PATH [SIZE "
+                                     "[SHA256]]'"));
+    };
+    if (fields.size() < 2) return bad_line("no relative path after the URL");
+    if (fields.size() > 4) {
+      return bad_line(
+          absl::StrCat("unexpected '", fields[4], "' after the SHA-256"));
+    }
+    v1::DownloadFile file;
+    file.set_url(fields[0]);
+    file.set_relative_path(fields[1]);
+    if (fields.size() > 2) {
+      std::optional<int64_t> size = ParseSize(fields[2]);
+      if (!size) {
+        return bad_line(absl::StrCat("size '", fields[2],
+                                     "' is not a number of bytes >= 0"));
+      }
+      file.set_size(*size);
+    }
+    if (fields.size() > 3) {
+      std::optional<std::string> sha256 = ParseSha256(fields[3]);
+      if (!sha256) {
+        return bad_line(absl::StrCat("SHA-256 '", fields[3],
+                                     "' is not 64 hexadecimal characters"));
+      }
+      file.set_sha256(*sha256);
+    }
+    files.push_back(std::move(file));
+  }
+  if (files.empty()) {
+    return UsageError(absl::StrCat("--files ", path,
+                                   " lists no files (only blank lines and "
+                                   "# comments)"));
+  }
+  return files;
+}
+
 // Serialises the output of concurrent watches: one progress line per job
 // redrawn in place on a terminal, else one line (or JSON object) per state
 // change. Shared by the watcher threads; every method takes the lock.
@@ -560,15 +633,38 @@ absl::StatusOr<v1::DownloadState> ParseDownloadState(const std::string& name) {
 
 absl::StatusOr<v1::CreateDownloadRequest> BuildCreateDownloadRequest(
     const ParsedArgs& args, const fs::path& working_dir) {
-  if (args.words.size() < 2) {
-    return UsageError("mm download needs a URL");
+  const bool multi = args.Has("files");
+  if (multi) {
+    if (args.words.size() > 1) {
+      return UsageError(absl::StrCat(
+          "mm download takes a URL or --files LIST, not both (got URL '",
+          args.words[1], "')"));
+    }
+    for (const char* flag : {"output", "name", "sha256", "size"}) {
+      if (args.Has(flag)) {
+        return UsageError(absl::StrCat(
+            "--", flag,
+            " is for a single URL; with --files LIST give the size and "
+            "SHA-256 of each file on its line, and --dest for the directory"));
+      }
+    }
+  } else if (args.words.size() < 2) {
+    return UsageError("mm download needs a URL or --files LIST");
   }
   if (args.words.size() > 2) {
     return UsageError(absl::StrCat("mm download takes one URL, got also '",
                                    args.words[2], "'"));
   }
   v1::CreateDownloadRequest request;
-  request.set_url(args.words[1]);
+  if (multi) {
+    ASSIGN_OR_RETURN(std::vector<v1::DownloadFile> files,
+                     ReadFileList(args.Get("files")));
+    for (v1::DownloadFile& file : files) {
+      *request.add_files() = std::move(file);
+    }
+  } else {
+    request.set_url(args.words[1]);
+  }
   if (args.Has("dest") && args.Has("output")) {
     return UsageError(
         "--dest DIR and --output FILE both name the destination; give one");
@@ -598,25 +694,23 @@ absl::StatusOr<v1::CreateDownloadRequest> BuildCreateDownloadRequest(
     request.set_priority(priority);
   }
   if (args.Has("sha256")) {
-    std::string sha256 = absl::AsciiStrToLower(args.Get("sha256"));
-    if (sha256.size() != 64 ||
-        !std::all_of(sha256.begin(), sha256.end(),
-                     [](unsigned char c) { return std::isxdigit(c); })) {
+    std::optional<std::string> sha256 = ParseSha256(args.Get("sha256"));
+    if (!sha256) {
       return UsageError(
           absl::StrCat("--sha256 must be 64 hexadecimal characters, got '",
                        args.Get("sha256"), "' (", args.Get("sha256").size(),
                        " characters)"));
     }
-    request.set_expected_sha256(sha256);
+    request.set_expected_sha256(*sha256);
   }
   if (args.Has("size")) {
-    int64_t size = 0;
-    if (!absl::SimpleAtoi(args.Get("size"), &size) || size < 0) {
+    std::optional<int64_t> size = ParseSize(args.Get("size"));
+    if (!size) {
       return UsageError(absl::StrCat(
           "--size must be the expected size in bytes (a number >= 0), got '",
           args.Get("size"), "'"));
     }
-    request.set_expected_size(size);
+    request.set_expected_size(*size);
   }
   ASSIGN_OR_RETURN(std::string token, ReadAccessToken(args));
   request.set_access_token(token);
@@ -857,7 +951,11 @@ std::string DownloadsUsage() {
   mm download URL [--dest DIR | --output FILE] [--name NAME] [--priority N]
               [--sha256 HEX] [--size BYTES] [--token-file F] [--keep-partial]
               [--no-start] [--request-id ID] [--wait] [--json]
+  mm download --files LIST [--dest DIR] [--priority N] [--token-file F]
+              [--keep-partial] [--no-start] [--request-id ID] [--wait] [--json]
       Neither --dest nor --output: the server's first download root.
+      --files LIST: one job of several files, one per line of LIST:
+      URL RELATIVE_PATH [SIZE [SHA256]] (tabs or spaces; # comments).
       --token-file F: the URL's bearer token (sent to the downloader, which
       passes it only to the URL's host; never printed).
   mm downloads list [--state STATE]... [--json]

@@ -58,9 +58,11 @@ std::string DownloadStateName(modelmanager::v1::DownloadState state);
 absl::StatusOr<modelmanager::v1::DownloadState> ParseDownloadState(
     const std::string& name);
 
-// `mm download URL ...` as the request, with --dest/--output made absolute
-// against `working_dir` and the --token-file's token as access_token. Bad
-// flag values are usage errors; an unreadable token file is NOT_FOUND.
+// `mm download URL ...` (or `mm download --files LIST ...`, the files of
+// LIST as one multi-file job) as the request, with --dest/--output made
+// absolute against `working_dir` and the --token-file's token as
+// access_token. Bad flag values and bad lines of LIST are usage errors; an
+// unreadable token file or LIST is NOT_FOUND.
 absl::StatusOr<modelmanager::v1::CreateDownloadRequest>
 BuildCreateDownloadRequest(const ParsedArgs& args,
                            const std::filesystem::path& working_dir);

@@ -470,7 +470,7 @@ TEST(BuildCreateDownloadRequestTest, BadValuesAreUsageErrors) {
   }
   EXPECT_THAT(BuildCreateDownloadRequest(Args({"download"}), "/w"),
               StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("mm download needs a URL")));
+                       HasSubstr("mm download needs a URL or --files LIST")));
 }
 
 TEST(BuildCreateDownloadRequestTest, UnreadableTokenFileIsNotFound) {
@@ -481,6 +481,120 @@ TEST(BuildCreateDownloadRequestTest, UnreadableTokenFileIsNotFound) {
   EXPECT_THAT(request, StatusIs(absl::StatusCode::kNotFound,
                                 HasSubstr("/nonexistent/t")));
   EXPECT_FALSE(IsUsageError(request.status()));
+}
+
+TEST(BuildCreateDownloadRequestTest, FilesListIsOneMultiFileJob) {
+  TempDir temp;
+  std::string sha(64, 'B');
+  WriteFile(temp.path() / "list",
+            absl::StrCat("# model and its config\n"
+                         "\n"
+                         "https://h/unet.bin\tunet/model.bin\t1024\t",
+                         sha,
+                         "\r\n"
+                         "   https://h/a.json    cfg/a.json   0  \n"
+                         "  # an indented comment\n"
+                         "https://h/b.txt b.txt"));
+  ASSERT_OK_AND_ASSIGN(
+      v1::CreateDownloadRequest request,
+      BuildCreateDownloadRequest(
+          Args({"download", "--files", (temp.path() / "list").string(),
+                "--dest", "models/x", "--priority", "2", "--request-id", "r2"}),
+          "/work/dir"));
+  EXPECT_EQ(request.url(), "");
+  EXPECT_EQ(request.dest_dir(), "/work/dir/models/x");
+  EXPECT_EQ(request.priority(), 2);
+  EXPECT_EQ(request.request_id(), "r2");
+  EXPECT_EQ(request.expected_size(), 0);
+  EXPECT_EQ(request.expected_sha256(), "");
+  ASSERT_EQ(request.files_size(), 3);
+  EXPECT_EQ(request.files(0).url(), "https://h/unet.bin");
+  EXPECT_EQ(request.files(0).relative_path(), "unet/model.bin");
+  EXPECT_EQ(request.files(0).size(), 1024);
+  EXPECT_EQ(request.files(0).sha256(), std::string(64, 'b'));
+  EXPECT_EQ(request.files(1).url(), "https://h/a.json");
+  EXPECT_EQ(request.files(1).relative_path(), "cfg/a.json");
+  EXPECT_EQ(request.files(1).size(), 0);
+  EXPECT_EQ(request.files(1).sha256(), "");
+  EXPECT_EQ(request.files(2).url(), "https://h/b.txt");
+  EXPECT_EQ(request.files(2).relative_path(), "b.txt");
+
+  // Without --dest the server's first download root is the directory.
+  ASSERT_OK_AND_ASSIGN(
+      v1::CreateDownloadRequest no_dest,
+      BuildCreateDownloadRequest(
+          Args({"download", "--files", (temp.path() / "list").string()}),
+          "/work/dir"));
+  EXPECT_EQ(no_dest.dest_dir(), "");
+  EXPECT_EQ(no_dest.files_size(), 3);
+}
+
+TEST(BuildCreateDownloadRequestTest, FilesListExcludesSingleFileArguments) {
+  TempDir temp;
+  std::string list = (temp.path() / "list").string();
+  WriteFile(list, "https://h/a a\n");
+  struct Case {
+    std::vector<std::string> args;
+    std::string message;
+  };
+  const Case cases[] = {
+      {{"download", "https://h/m", "--files", list},
+       "takes a URL or --files LIST, not both (got URL 'https://h/m')"},
+      {{"download", "--files", list, "--output", "o"},
+       "--output is for a single URL"},
+      {{"download", "--files", list, "--name", "n"},
+       "--name is for a single URL"},
+      {{"download", "--files", list, "--sha256", std::string(64, 'a')},
+       "--sha256 is for a single URL"},
+      {{"download", "--files", list, "--size", "5"},
+       "--size is for a single URL"},
+  };
+  for (const Case& c : cases) {
+    absl::StatusOr<v1::CreateDownloadRequest> request =
+        BuildCreateDownloadRequest(Args(c.args), "/w");
+    EXPECT_THAT(request, StatusIs(absl::StatusCode::kInvalidArgument,
+                                  HasSubstr(c.message)))
+        << c.message;
+    EXPECT_TRUE(IsUsageError(request.status())) << c.message;
+  }
+}
+
+TEST(BuildCreateDownloadRequestTest, BadFilesLinesNameTheirLineNumber) {
+  TempDir temp;
+  std::string list = (temp.path() / "list").string();
+  struct Case {
+    std::string text;
+    std::string message;
+  };
+  const Case cases[] = {
+      {"# header\nhttps://h/a\n", "line 2: no relative path after the URL"},
+      {"https://h/a a\n\nhttps://h/b b 12kB\n",
+       "line 3: size '12kB' is not a number of bytes >= 0"},
+      {"https://h/a a -1\n", "line 1: size '-1' is not a number"},
+      {"https://h/a a 1 abc\n",
+       "line 1: SHA-256 'abc' is not 64 hexadecimal characters"},
+      {absl::StrCat("https://h/a a 1 ", std::string(64, 'a'), " extra\n"),
+       "line 1: unexpected 'extra' after the SHA-256"},
+      {"# nothing\n\n   \n", "lists no files"},
+  };
+  for (const Case& c : cases) {
+    WriteFile(list, c.text);
+    absl::StatusOr<v1::CreateDownloadRequest> request =
+        BuildCreateDownloadRequest(Args({"download", "--files", list}), "/w");
+    EXPECT_THAT(request, StatusIs(absl::StatusCode::kInvalidArgument,
+                                  HasSubstr(c.message)))
+        << c.text;
+    EXPECT_THAT(request,
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(list)))
+        << c.text;
+    EXPECT_TRUE(IsUsageError(request.status())) << c.text;
+  }
+  absl::StatusOr<v1::CreateDownloadRequest> missing =
+      BuildCreateDownloadRequest(
+          Args({"download", "--files", "/nonexistent/list"}), "/w");
+  EXPECT_THAT(missing, StatusIs(absl::StatusCode::kNotFound,
+                                HasSubstr("/nonexistent/list")));
+  EXPECT_FALSE(IsUsageError(missing.status()));
 }
 
 TEST(BuildListDownloadsRequestTest, StatesRepeatOrComma) {
@@ -982,6 +1096,27 @@ TEST_F(DownloadsCliTest, TokenFileIsTheUrlsTokenNotOurs) {
                    (temp_.path() / "hf-token").string()}),
             kExitFailure);
   EXPECT_THAT(err_.str(), ::testing::StartsWith("mm: UNAUTHENTICATED: "));
+}
+
+TEST_F(DownloadsCliTest, FilesFlagReachesTheServer) {
+  WriteFile(temp_.path() / "list", "https://h/a a.bin 3\nhttps://h/b sub/b\n");
+  EXPECT_EQ(RunMm({"download", "--files", (temp_.path() / "list").string(),
+                   "--dest", "/srv/models"}),
+            kExitOk)
+      << err_.str();
+  std::vector<v1::CreateDownloadRequest> requests = fake_.create_requests();
+  ASSERT_EQ(requests.size(), 1u);
+  EXPECT_EQ(requests[0].url(), "");
+  EXPECT_EQ(requests[0].dest_dir(), "/srv/models");
+  ASSERT_EQ(requests[0].files_size(), 2);
+  EXPECT_EQ(requests[0].files(0).size(), 3);
+  EXPECT_EQ(requests[0].files(1).relative_path(), "sub/b");
+
+  WriteFile(temp_.path() / "list", "https://h/a\n");
+  EXPECT_EQ(RunMm({"download", "--files", (temp_.path() / "list").string()}),
+            kExitUsage);
+  EXPECT_THAT(err_.str(), HasSubstr("line 1: no relative path"));
+  EXPECT_EQ(fake_.create_requests().size(), 1u);
 }
 
 TEST_F(DownloadsCliTest, FailedJobExitsOneWithItsCode) {
