@@ -27,6 +27,12 @@ using http::TransferResult;
 
 namespace {
 
+// Body bytes are gathered per segment and written in blocks of this size:
+// libcurl hands them over 16 KiB at a time, and a pwrite per piece costs
+// more than copying it. At most one block per running segment is held.
+constexpr size_t kWriteBlock = 256 * 1024;
+constexpr absl::Duration kWriteInterval = absl::Milliseconds(100);
+
 struct Failure {
   std::string code;
   std::string type;
@@ -80,6 +86,7 @@ class JobRunner : public std::enable_shared_from_this<JobRunner> {
   void RequestShutdown() {
     MutexLock lock(&mu_);
     if (stop_ == Stop::kNone) stop_ = Stop::kShutdown;
+    Wake();
   }
   bool finished() const {
     MutexLock lock(&mu_);
@@ -110,6 +117,10 @@ class JobRunner : public std::enable_shared_from_this<JobRunner> {
     std::optional<absl::Duration> retry_after;
     std::string error_type;
     std::string error_message;
+    // Body bytes received but not yet written (see kWriteBlock); they do
+    // not count in the segment's `done` until written.
+    std::string pending;
+    absl::Time last_write = absl::InfinitePast();
   };
 
   struct PartRuntime {
@@ -130,6 +141,8 @@ class JobRunner : public std::enable_shared_from_this<JobRunner> {
   };
 
   // All ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_).
+  // Writes the segment's pending bytes; false when that failed the job.
+  bool Flush(int p, int s);
   void StartPart(int p);
   void StartSegment(int p, int s);
   void Fail(Failure failure);
@@ -156,7 +169,15 @@ class JobRunner : public std::enable_shared_from_this<JobRunner> {
   Job job_ ABSL_GUARDED_BY(mu_);
   std::vector<PartRuntime> parts_ ABSL_GUARDED_BY(mu_);
   int active_transfers_ ABSL_GUARDED_BY(mu_) = 0;
-  int64_t events_ ABSL_GUARDED_BY(mu_) = 0;
+  // Wakes the job thread. Its own mutex, so that the many short holds of
+  // mu_ by body callbacks never wake the job thread for nothing. Lock
+  // order: mu_, then wake_mu_.
+  void Wake() {
+    MutexLock lock(&wake_mu_);
+    ++events_;
+  }
+  mutable Mutex wake_mu_;
+  int64_t events_ ABSL_GUARDED_BY(wake_mu_) = 0;
   bool dirty_ ABSL_GUARDED_BY(mu_) = true;
   Stop stop_ ABSL_GUARDED_BY(mu_) = Stop::kNone;
   std::optional<Failure> failure_ ABSL_GUARDED_BY(mu_);
@@ -213,7 +234,7 @@ void JobRunner::Fail(Failure failure) {
     failure_ = std::move(failure);
   }
   if (stop_ == Stop::kNone) stop_ = Stop::kFailed;
-  ++events_;
+  Wake();
 }
 
 void JobRunner::StartSegment(int p, int s) {
@@ -238,6 +259,7 @@ void JobRunner::StartSegment(int p, int s) {
     request.if_range = part.validator;
   }
   srt.active = true;
+  srt.pending.clear();
   srt.reached_end = false;
   srt.retry = false;
   srt.retry_after.reset();
@@ -307,7 +329,7 @@ void JobRunner::StartPart(int p) {
         !fs::is_symlink(fs::symlink_status(part.path, ec))) {
       rt.verify_existing = true;
       rt.phase = Phase::kVerify;
-      ++events_;
+      Wake();
       return;
     }
   }
@@ -389,7 +411,7 @@ bool JobRunner::HandleProbe(int p, int s, const http::ResponseHead& head) {
       if (!ec && static_cast<int64_t>(size) == part.expected_size) {
         rt.verify_existing = true;
         rt.phase = Phase::kVerify;
-        ++events_;
+        Wake();
         return false;
       }
     }
@@ -463,7 +485,7 @@ bool JobRunner::HandleProbe(int p, int s, const http::ResponseHead& head) {
     }
   }
   dirty_ = true;
-  ++events_;
+  Wake();
   return true;
 }
 
@@ -545,35 +567,22 @@ bool JobRunner::OnResponse(int p, int s, uint64_t gen,
   return false;
 }
 
-bool JobRunner::OnBody(int p, int s, uint64_t gen, const char* data,
-                       size_t size) {
-  MutexLock lock(&mu_);
+bool JobRunner::Flush(int p, int s) {
   PartRuntime& rt = parts_[p];
-  if (gen != rt.gen || stop_ != Stop::kNone || rt.fd < 0) return false;
   Part& part = job_.parts[p];
   Segment& seg = part.segments[s];
   SegmentRuntime& srt = rt.segments[s];
+  if (srt.pending.empty()) return true;
   int64_t offset = seg.begin + seg.done;
-  int64_t length = static_cast<int64_t>(size);
-  bool at_end = false;
-  if (seg.end >= 0 && offset + length >= seg.end) {
-    length = seg.end - offset;
-    at_end = true;
-  }
-  if (part.expected_size > 0 && offset + length > part.expected_size) {
-    FailPart(p, {"DATA_LOSS", "SizeMismatch",
-                 absl::StrCat(part.url, " sent more than the expected ",
-                              part.expected_size, " bytes")});
-    return false;
-  }
-  const char* cursor = data;
-  int64_t left = length;
+  const char* cursor = srt.pending.data();
+  size_t left = srt.pending.size();
   int64_t at = offset;
   while (left > 0) {
-    ssize_t written = pwrite(rt.fd, cursor, static_cast<size_t>(left), at);
+    ssize_t written = pwrite(rt.fd, cursor, left, at);
     if (written < 0) {
       if (errno == EINTR) continue;
       int err = errno;
+      srt.pending.clear();
       if (err == ENOSPC || err == EDQUOT) {
         FailPart(p, {"RESOURCE_EXHAUSTED", "DiskFull",
                      absl::StrCat("no space left on device writing ",
@@ -586,16 +595,53 @@ bool JobRunner::OnBody(int p, int s, uint64_t gen, const char* data,
       return false;
     }
     cursor += written;
-    left -= written;
+    left -= static_cast<size_t>(written);
     at += written;
   }
+  int64_t length = static_cast<int64_t>(srt.pending.size());
   if (rt.sha != nullptr && offset == rt.hashed) {
-    EVP_DigestUpdate(rt.sha.get(), data, static_cast<size_t>(length));
+    EVP_DigestUpdate(rt.sha.get(), srt.pending.data(), srt.pending.size());
     rt.hashed += length;
   }
   seg.done += length;
+  srt.pending.clear();
   if (rt.failures_in_row > 0 && part.Bytes() > rt.bytes_at_failure) {
     rt.failures_in_row = 0;
+  }
+  return true;
+}
+
+bool JobRunner::OnBody(int p, int s, uint64_t gen, const char* data,
+                       size_t size) {
+  MutexLock lock(&mu_);
+  PartRuntime& rt = parts_[p];
+  if (gen != rt.gen || stop_ != Stop::kNone || rt.fd < 0) return false;
+  Part& part = job_.parts[p];
+  Segment& seg = part.segments[s];
+  SegmentRuntime& srt = rt.segments[s];
+  int64_t offset =
+      seg.begin + seg.done + static_cast<int64_t>(srt.pending.size());
+  int64_t length = static_cast<int64_t>(size);
+  bool at_end = false;
+  if (seg.end >= 0 && offset + length >= seg.end) {
+    length = seg.end - offset;
+    at_end = true;
+  }
+  if (part.expected_size > 0 && offset + length > part.expected_size) {
+    FailPart(p, {"DATA_LOSS", "SizeMismatch",
+                 absl::StrCat(part.url, " sent more than the expected ",
+                              part.expected_size, " bytes")});
+    return false;
+  }
+  if (srt.pending.capacity() < kWriteBlock) srt.pending.reserve(kWriteBlock);
+  srt.pending.append(data, static_cast<size_t>(length));
+  // Slow transfers write (and so show progress) at least every
+  // kWriteInterval even when the block is not full.
+  absl::Time now = absl::Now();
+  if (srt.pending.size() >= kWriteBlock || at_end ||
+      now - srt.last_write >= kWriteInterval) {
+    srt.last_write = now;
+    if (!Flush(p, s)) return false;
   }
   if (at_end) {
     srt.reached_end = true;
@@ -637,12 +683,16 @@ void JobRunner::OnDone(int p, int s, uint64_t gen,
                        const TransferResult& result) {
   MutexLock lock(&mu_);
   --active_transfers_;
-  ++events_;
+  Wake();
   PartRuntime& rt = parts_[p];
   if (gen != rt.gen) return;
   SegmentRuntime& srt = rt.segments[s];
   srt.active = false;
   if (stop_ != Stop::kNone) return;
+  // What arrived before the end is good data, whatever ended the transfer.
+  bool flushed = Flush(p, s);
+  std::string().swap(srt.pending);
+  if (!flushed) return;
   Part& part = job_.parts[p];
   Segment& seg = part.segments[s];
   using Kind = TransferResult::Kind;
@@ -702,7 +752,7 @@ void JobRunner::MaybeComplete(int p) {
   }
   rt.phase = Phase::kVerify;
   dirty_ = true;
-  ++events_;
+  Wake();
 }
 
 void JobRunner::StartVerification(int p) {
@@ -721,6 +771,7 @@ void JobRunner::StartVerification(int p) {
   bool verify_existing = rt.verify_existing;
   std::string expected_sha = part.expected_sha256;
   int64_t expected_size = part.expected_size;
+  bool sync = engine_->options().sync_files && !verify_existing && fd >= 0;
   auto verify = [=]() -> absl::StatusOr<std::string> {
     std::error_code ec;
     if (!verify_existing && fd >= 0) {
@@ -730,6 +781,12 @@ void JobRunner::StartVerification(int p) {
         return absl::InternalError(
             absl::StrCat("cannot size ", path, ": ", std::strerror(errno)));
       }
+    }
+    // On disk before it is renamed into place and reported complete: a
+    // crash after that must not leave a complete-looking file of zeros.
+    if (sync && fdatasync(fd) != 0) {
+      return absl::InternalError(
+          absl::StrCat("cannot sync ", path, ": ", std::strerror(errno)));
     }
     int64_t size = static_cast<int64_t>(fs::file_size(path, ec));
     if (ec) {
@@ -756,18 +813,17 @@ void JobRunner::StartVerification(int p) {
     }
     return digest;
   };
-  if (expected_sha.empty() || !incremental.empty()) {
+  if (!sync && (expected_sha.empty() || !incremental.empty())) {
     // Only a stat and a comparison: no reason to leave this thread.
     FinishVerification(p, verify());
     return;
   }
-  // Reading the file back takes a while; the job thread keeps saving
+  // Syncing or reading the file back takes a while; the job thread keeps saving
   // progress (renewing the lease) meanwhile, and is woken at the end.
   std::shared_ptr<JobRunner> self = shared_from_this();
   rt.verification = std::async(std::launch::async, [self, verify]() {
     absl::StatusOr<std::string> result = verify();
-    MutexLock lock(&self->mu_);
-    ++self->events_;
+    self->Wake();
     return result;
   });
 }
@@ -787,6 +843,7 @@ void JobRunner::FinishVerification(int p, absl::StatusOr<std::string> result) {
       dirty_ = true;
       MM_LOG(INFO) << "download " << job_.id << ": " << part.path
                    << " is already complete";
+      Wake();
       return;
     }
     // Not the file we want: download it anew (it is replaced at the end).
@@ -820,7 +877,7 @@ void JobRunner::FinishVerification(int p, absl::StatusOr<std::string> result) {
   part.segments.clear();
   rt.phase = Phase::kDone;
   dirty_ = true;
-  ++events_;
+  Wake();
 }
 
 void JobRunner::CancelTransfers() {
@@ -880,6 +937,7 @@ void JobRunner::SaveProgress(bool force, bool final) {
   }
   MutexLock lock(&mu_);
   job_.revision = stored->revision;
+  Stop before = stop_;
   if (stored->state == JobState::kPaused) {
     if (stop_ == Stop::kNone) stop_ = Stop::kPaused;
   } else if (stored->state == JobState::kCancelled) {
@@ -892,6 +950,7 @@ void JobRunner::SaveProgress(bool force, bool final) {
     // back with the final save, and let the queue take it from there.
     stop_ = Stop::kPaused;
   }
+  if (stop_ != before) Wake();
 }
 
 void JobRunner::Run() {
@@ -918,9 +977,11 @@ void JobRunner::Run() {
   }
   const EngineOptions& options = engine_->options();
   while (true) {
-    std::vector<std::pair<int, std::future<absl::StatusOr<std::string>>*>>
-        ready;
     int64_t seen_events;
+    {
+      MutexLock lock(&wake_mu_);
+      seen_events = events_;
+    }
     {
       MutexLock lock(&mu_);
       if (stop_ != Stop::kNone) break;
@@ -961,13 +1022,12 @@ void JobRunner::Run() {
           FinishVerification(static_cast<int>(p), rt.verification.get());
         }
       }
-      seen_events = events_;
     }
     SaveProgress(/*force=*/false);
-    MutexLock lock(&mu_);
-    mu_.AwaitWithDeadline(
-        [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-          return events_ != seen_events || stop_ != Stop::kNone;
+    MutexLock lock(&wake_mu_);
+    wake_mu_.AwaitWithDeadline(
+        [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(wake_mu_) {
+          return events_ != seen_events;
         },
         absl::Now() + absl::Milliseconds(50));
   }

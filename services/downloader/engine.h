@@ -50,6 +50,10 @@ struct EngineOptions {
   absl::Duration retry_max_delay = absl::Seconds(60);
   // Lease on a claimed job; renewed with every progress save.
   absl::Duration lease = absl::Seconds(15);
+  // fdatasync each finished file before it is renamed into place and the
+  // job reported complete (off: faster, but a machine crash soon after can
+  // leave a complete-looking file with missing data).
+  bool sync_files = true;
   // Longest time between progress saves while bytes move.
   absl::Duration progress_interval = absl::Milliseconds(250);
   std::shared_ptr<const http::AddressPolicy> address_policy;

@@ -58,6 +58,11 @@ std::vector<mm::OptionSpec> Specs() {
   specs.push_back({"token-rule", "",
                    "REGEX=env:VAR or REGEX=file:PATH: the token for URLs "
                    "matching REGEX (repeat; first match wins)"});
+  specs.push_back({"sync-files", "true",
+                   "fdatasync each finished file before it is renamed into "
+                   "place and reported complete (--sync-files=false: faster, "
+                   "less safe against machine crashes)",
+                   /*is_bool=*/true});
   specs.push_back({"health-interval", "2s",
                    "How often the database is checked for the health status"});
   return specs;
@@ -149,6 +154,9 @@ int Run(int argc, char** argv) {
   absl::StatusOr<bool> allow_private = config->GetBool("allow-private-urls");
   if (!allow_private.ok()) return usage_error(allow_private.status());
   if (*allow_private) policy->AllowAllPrivate();
+  absl::StatusOr<bool> sync_files = config->GetBool("sync-files");
+  if (!sync_files.ok()) return usage_error(sync_files.status());
+  engine.sync_files = *sync_files;
   for (const std::string& cidr : NonEmpty(config->GetList("allow-cidr"))) {
     if (absl::Status s = policy->Allow(cidr); !s.ok()) return usage_error(s);
   }

@@ -608,11 +608,12 @@ TEST_F(DownloaderTest, PauseAndResumeMidFileGiveTheSameBytes) {
   StartHarness();
   std::string body = RandomBody(400 * 1024, 20);
   server_->SetFile("/pr.bin", {.body = body, .etag = "\"pr\""});
-  server_->SetBehavior("/pr.bin", {.bytes_per_second = 400 * 1024});
+  // Four segments of 100 KiB at 100 KiB/s each: a second to pause in.
+  server_->SetBehavior("/pr.bin", {.bytes_per_second = 100 * 1024});
   v1::CreateDownloadRequest request = Request("/pr.bin");
   request.set_expected_sha256(Sha256Hex(body));
   ASSERT_OK_AND_ASSIGN(v1::DownloadJob job, harness_->Create(request));
-  ASSERT_TRUE(harness_->WaitForBytes(job.id(), 100 * 1024));
+  ASSERT_TRUE(harness_->WaitForBytes(job.id(), 50 * 1024));
   {
     grpc::ClientContext context;
     v1::DownloadJobRequest pause;
@@ -655,7 +656,7 @@ TEST_F(DownloaderTest, ChangedEtagRestartsTheFileFromZero) {
   std::string old_body = RandomBody(300 * 1024, 30);
   std::string new_body = RandomBody(300 * 1024, 31);
   server_->SetFile("/ch.bin", {.body = old_body, .etag = "\"old\""});
-  server_->SetBehavior("/ch.bin", {.bytes_per_second = 300 * 1024});
+  server_->SetBehavior("/ch.bin", {.bytes_per_second = 100 * 1024});
   ASSERT_OK_AND_ASSIGN(v1::DownloadJob job, harness_->Create(Request("/ch.bin")));
   ASSERT_TRUE(harness_->WaitForBytes(job.id(), 50 * 1024));
   ASSERT_OK(harness_->service().Apply(job.id(), DownloaderService::Action::kPause)
