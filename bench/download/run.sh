@@ -8,7 +8,9 @@
 #
 # Cases, each run peer and ours alternately, --runs times (default 3), the
 # median reported, every output compared with its source:
-#   a. one 2 GiB file on one connection: `curl -s -o` vs --segments 1;
+#   a. one 2 GiB file on one connection: `curl -s -o` vs --segments 1
+#      --sync-files=false (neither syncs); a2. the same with our default
+#      fdatasync before the rename;
 #   b. one 2 GiB file on 8 connections: `aria2c -x8 -s8 -k1M` vs
 #      --segments 8;
 #   c. 500 files of 1 MiB, 16 at once: `aria2c -j16 -i LIST` vs one
@@ -352,9 +354,17 @@ echo "command: $0 --work-dir $work --runs $runs --build-dir $build"
 echo "page cache: not dropped (sources in memory; outputs removed and synced before each run)"
 began=$SECONDS
 
+# curl does not fsync its output; ours does by default (--sync-files), so
+# case a compares like with like (--sync-files=false) and a2 shows what the
+# default's durability costs. aria2c fsyncs, as ours does by default.
 echo "case a: one 2 GiB file, one connection" >&2
+start_downloader --segments 1 --sync-files=false
+run_case "a. 2 GiB, 1 connection, no fsync" "$big_bytes" 'curl' peer_a ours_big
+
+echo "case a2: one 2 GiB file, one connection, ours with fsync" >&2
 start_downloader --segments 1
-run_case "a. 2 GiB, 1 connection" "$big_bytes" 'curl' peer_a ours_big
+run_case "a2. 2 GiB, 1 connection, ours fsyncs" "$big_bytes" 'curl' peer_a \
+  ours_big
 
 echo "case b: one 2 GiB file, 8 connections" >&2
 start_downloader --segments 8
