@@ -166,21 +166,6 @@ absl::StatusOr<std::string> MessageJson(
   return JsonText(nlohmann::json::parse(text));
 }
 
-// `field: value` lines with the values aligned.
-void PrintFields(const std::vector<std::pair<std::string, std::string>>& lines,
-                 std::ostream& out) {
-  size_t width = 0;
-  for (const auto& [field, value] : lines) {
-    width = std::max(width, field.size());
-  }
-  for (const auto& [field, value] : lines) {
-    std::string line = absl::StrCat(field, ":");
-    line.append(width - field.size() + 1, ' ');
-    line += value;
-    while (!line.empty() && line.back() == ' ') line.pop_back();
-    out << line << '\n';
-  }
-}
 
 std::string OrDash(const std::string& text) {
   return text.empty() ? "-" : text;

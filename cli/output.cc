@@ -134,6 +134,21 @@ void PrintModelList(const std::vector<Model>& models, bool json,
   table.Print(out);
 }
 
+void PrintFields(const std::vector<std::pair<std::string, std::string>>& lines,
+                 std::ostream& out) {
+  size_t width = 0;
+  for (const auto& [field, value] : lines) {
+    width = std::max(width, field.size());
+  }
+  for (const auto& [field, value] : lines) {
+    std::string line = absl::StrCat(field, ":");
+    line.append(width - field.size() + 1, ' ');
+    line += value;
+    while (!line.empty() && line.back() == ' ') line.pop_back();
+    out << line << '\n';
+  }
+}
+
 void PrintModel(const Model& model, bool json, std::ostream& out) {
   nlohmann::json config = ModelJson(model);
   if (json) {
@@ -155,17 +170,7 @@ void PrintModel(const Model& model, bool json, std::ostream& out) {
   lines.emplace_back("etag", model.etag());
   lines.emplace_back("created", FormatTimestamp(model.create_time()));
   lines.emplace_back("updated", FormatTimestamp(model.update_time()));
-  size_t width = 0;
-  for (const auto& [field, value] : lines) {
-    width = std::max(width, field.size());
-  }
-  for (const auto& [field, value] : lines) {
-    std::string line = absl::StrCat(field, ":");
-    line.append(width - field.size() + 1, ' ');
-    line += value;
-    while (!line.empty() && line.back() == ' ') line.pop_back();
-    out << line << '\n';
-  }
+  PrintFields(lines, out);
 }
 
 std::string FormatEvent(const ModelEvent& event, bool json) {

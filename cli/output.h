@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <ostream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "google/protobuf/timestamp.pb.h"
@@ -54,6 +55,11 @@ nlohmann::json ModelJson(const modelmanager::v1::Model& model);
 // The list table (KEY NAME BASE TYPE FORMAT SIZE PATH) or a JSON array.
 void PrintModelList(const std::vector<modelmanager::v1::Model>& models,
                     bool json, std::ostream& out);
+
+// `field: value` lines with the values aligned after the longest field;
+// trailing blanks trimmed.
+void PrintFields(const std::vector<std::pair<std::string, std::string>>& lines,
+                 std::ostream& out);
 
 // One record: `field: value` lines (config fields, then revision, etag and
 // times), or its config JSON.
