@@ -428,6 +428,58 @@ TEST_F(DownloaderTest, ServerSideTokenRuleSuppliesTheToken) {
   EXPECT_FALSE(job.has_access_token());
 }
 
+TEST_F(DownloaderTest, TokenRuleCanReadTheTokenFromAFile) {
+  fs::path token_file = tmp_.path() / "hf-token";
+  std::ofstream(token_file) << "file-token\n";
+  HarnessOptions options;
+  options.token_rules = {"/secret/=file:" + token_file.string()};
+  StartHarness(options);
+  server_->SetFile("/secret/a.bin", {.body = "abc"});
+  server_->SetBehavior("/secret/a.bin", {.require_bearer = "file-token"});
+  server_->SetFile("/public/a.bin", {.body = "abc"});
+  EXPECT_EQ(Run(Request("/secret/a.bin")).state(),
+            v1::DOWNLOAD_STATE_SUCCEEDED);
+  v1::CreateDownloadRequest other = Request("/public/a.bin");
+  other.set_file_name("b.bin");
+  EXPECT_EQ(Run(other).state(), v1::DOWNLOAD_STATE_SUCCEEDED);
+  ASSERT_EQ(server_->RequestsFor("/public/a.bin").size(), 1u);
+  EXPECT_EQ(server_->RequestsFor("/public/a.bin")[0].headers.count(
+                "authorization"),
+            0u);
+}
+
+// Spec §7: a 416 whose Content-Range total equals what the partial file
+// holds means the file is already complete.
+TEST_F(DownloaderTest, RangeNotSatisfiableForACompletePartialFileCompletes) {
+  StartHarness();
+  std::string body = RandomBody(5000, 16);
+  server_->SetFile("/done.bin", {.body = body, .etag = "\"d\""});
+  v1::CreateDownloadRequest request = Request("/done.bin");
+  request.set_start(false);
+  request.set_file_name("done.bin");
+  ASSERT_OK_AND_ASSIGN(v1::DownloadJob job, harness_->Create(request));
+  // As a stream of unknown length leaves it when interrupted after the
+  // last byte: one open-ended segment that holds everything.
+  std::ofstream(root_ / "done.bin.downloading", std::ios::binary) << body;
+  ASSERT_OK(harness_->store()
+                .Update(job.id(),
+                        [&](Job& j) {
+                          j.parts[0].segments = {Segment{0, -1, 5000}};
+                          j.parts[0].validator = "\"d\"";
+                          return absl::OkStatus();
+                        })
+                .status());
+  ASSERT_OK(harness_->service().Apply(job.id(), DownloaderService::Action::kStart)
+                .status());
+  ASSERT_OK_AND_ASSIGN(v1::DownloadJob done, harness_->Wait(job.id()));
+  ASSERT_EQ(done.state(), v1::DOWNLOAD_STATE_SUCCEEDED) << done.DebugString();
+  EXPECT_EQ(ReadFile(root_ / "done.bin"), body);
+  ASSERT_EQ(server_->RequestsFor("/done.bin").size(), 1u);
+  EXPECT_EQ(server_->RequestsFor("/done.bin")[0].status, 416);
+  EXPECT_EQ(server_->RequestsFor("/done.bin")[0].headers.at("range"),
+            "bytes=5000-");
+}
+
 TEST_F(DownloaderTest, PrivateAddressesAreRefusedUnlessAllowed) {
   HarnessOptions options;
   options.allow_private = false;
