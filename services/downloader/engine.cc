@@ -820,10 +820,12 @@ void JobRunner::StartVerification(int p) {
   }
   // Syncing or reading the file back takes a while; the job thread keeps saving
   // progress (renewing the lease) meanwhile, and is woken at the end.
-  std::shared_ptr<JobRunner> self = shared_from_this();
-  rt.verification = std::async(std::launch::async, [self, verify]() {
+  // A weak reference: the future lives in the runner, so a strong one
+  // would keep the runner alive forever if the result is never taken.
+  std::weak_ptr<JobRunner> weak = weak_from_this();
+  rt.verification = std::async(std::launch::async, [weak, verify]() {
     absl::StatusOr<std::string> result = verify();
-    self->Wake();
+    if (std::shared_ptr<JobRunner> self = weak.lock()) self->Wake();
     return result;
   });
 }
@@ -1046,7 +1048,10 @@ void JobRunner::Run() {
       if (rt.verification.valid()) verifications.push_back(&rt.verification);
     }
   }
-  for (auto* verification : verifications) verification->wait();
+  for (auto* verification : verifications) {
+    verification->wait();
+    *verification = {};
+  }
   Stop stop;
   {
     MutexLock lock(&mu_);
