@@ -307,20 +307,30 @@ void JobRunner::StartPart(int p) {
   PartRuntime& rt = parts_[p];
   rt.phase = Phase::kActive;
   if (!part.relative_path.empty()) {
-    fs::path dest(job_.destination);
-    fs::path target = dest / part.relative_path;
-    std::error_code ec;
-    fs::create_directories(target.parent_path(), ec);
-    fs::path parent = fs::canonical(target.parent_path(), ec);
-    auto [d, t] = std::mismatch(dest.begin(), dest.end(), parent.begin(),
-                                parent.end());
-    if (ec || d != dest.end()) {
-      FailPart(p, {"INVALID_ARGUMENT", "UnsafePath",
-                   absl::StrCat("the folder of ", part.relative_path,
-                                " is not inside ", job_.destination)});
-      return;
+    // Folders are made one at a time, refusing any that is a symbolic
+    // link, so nothing is created or written outside the destination.
+    fs::path folder(job_.destination);
+    fs::path relative(part.relative_path);
+    for (const fs::path& component : relative.parent_path()) {
+      folder /= component;
+      std::error_code ec;
+      fs::file_status status = fs::symlink_status(folder, ec);
+      if (fs::is_symlink(status) ||
+          (fs::exists(status) && !fs::is_directory(status))) {
+        FailPart(p, {"INVALID_ARGUMENT", "UnsafePath",
+                     absl::StrCat(folder.string(),
+                                  " is not a folder inside ",
+                                  job_.destination)});
+        return;
+      }
+      if (!fs::exists(status) && !fs::create_directory(folder, ec) && ec) {
+        FailPart(p, {"INTERNAL", "OSError",
+                     absl::StrCat("cannot create ", folder.string(), ": ",
+                                  ec.message())});
+        return;
+      }
     }
-    part.path = (parent / target.filename()).string();
+    part.path = (folder / relative.filename()).string();
   }
   if (!part.path.empty() && !rt.checked_existing && part.expected_size > 0) {
     std::error_code ec;
@@ -336,7 +346,8 @@ void JobRunner::StartPart(int p) {
   bool resumable = false;
   if (!part.path.empty() && !part.segments.empty() &&
       !(part.segments.size() == 1 && part.segments[0].done == 0)) {
-    int fd = open(PartialPath(part.path).c_str(), O_RDWR | O_CLOEXEC);
+    int fd = open(PartialPath(part.path).c_str(),
+                  O_RDWR | O_CLOEXEC | O_NOFOLLOW);
     if (fd >= 0) {
       rt.fd = fd;
       resumable = true;
@@ -435,7 +446,9 @@ bool JobRunner::HandleProbe(int p, int s, const http::ResponseHead& head) {
   }
   if (rt.fd >= 0) close(rt.fd);
   std::string partial = PartialPath(part.path);
-  rt.fd = open(partial.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  // O_NOFOLLOW: a planted symlink must not redirect the write.
+  rt.fd = open(partial.c_str(),
+               O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
   if (rt.fd < 0) {
     FailPart(p, {"INTERNAL", "OSError",
                  absl::StrCat("cannot create ", partial, ": ",

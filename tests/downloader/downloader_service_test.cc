@@ -625,6 +625,33 @@ TEST_F(DownloaderTest, MultiFilePathsMustStayInsideTheDestination) {
   }
 }
 
+TEST_F(DownloaderTest, SymlinksPlantedInsideTheRootAreNotFollowed) {
+  StartHarness();
+  fs::path outside = tmp_.path() / "outside";
+  fs::create_directories(outside);
+  std::ofstream(outside / "victim") << "precious";
+  fs::create_symlink(outside, root_ / "link");
+  fs::create_symlink(outside / "victim", root_ / "planted.bin.downloading");
+  server_->SetFile("/f.bin", {.body = "payload"});
+
+  v1::CreateDownloadRequest multi;
+  multi.set_dest_dir(root_.string());
+  v1::DownloadFile* file = multi.add_files();
+  file->set_url(server_->Url("/f.bin"));
+  file->set_relative_path("link/sub/f.bin");
+  v1::DownloadJob job = Run(multi);
+  EXPECT_EQ(job.state(), v1::DOWNLOAD_STATE_FAILED);
+  EXPECT_EQ(job.error().type(), "UnsafePath") << job.DebugString();
+  EXPECT_FALSE(fs::exists(outside / "sub"));
+
+  v1::CreateDownloadRequest single = Request("/f.bin");
+  single.set_file_name("planted.bin");
+  job = Run(single);
+  EXPECT_EQ(job.state(), v1::DOWNLOAD_STATE_FAILED) << job.DebugString();
+  EXPECT_EQ(ReadFile(outside / "victim"), "precious");
+  EXPECT_FALSE(fs::exists(root_ / "planted.bin"));
+}
+
 TEST_F(DownloaderTest, PriorityOrderWithOneJobAtATime) {
   HarnessOptions options;
   options.engine.max_parallel = 1;
