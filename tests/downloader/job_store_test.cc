@@ -58,24 +58,7 @@ absl::Time NowMs() {
 
 class JobStoreTest : public ::testing::TestWithParam<Backend> {
  protected:
-  // Started by the first PostgreSQL case only; shared by the binary.
-  static PostgresCluster* Cluster(std::string* error) {
-    if (cluster_ == nullptr && cluster_error_ == nullptr) {
-      absl::StatusOr<std::unique_ptr<PostgresCluster>> cluster =
-          PostgresCluster::Start();
-      if (cluster.ok()) {
-        cluster_ = cluster->release();
-      } else {
-        cluster_error_ = new std::string(cluster.status().ToString());
-      }
-    }
-    if (cluster_error_ != nullptr) *error = *cluster_error_;
-    return cluster_;
-  }
-  static void TearDownTestSuite() {
-    delete cluster_;
-    cluster_ = nullptr;
-  }
+  static void TearDownTestSuite() { mm::testing::StopSharedPostgresCluster(); }
 
   void SetUp() override {
     switch (GetParam()) {
@@ -84,7 +67,7 @@ class JobStoreTest : public ::testing::TestWithParam<Backend> {
         break;
       case Backend::kPostgres: {
         std::string error;
-        PostgresCluster* cluster = Cluster(&error);
+        PostgresCluster* cluster = mm::testing::SharedPostgresCluster(&error);
         if (cluster == nullptr) GTEST_SKIP() << "no PostgreSQL: " << error;
         static std::atomic<int> counter{0};
         ASSERT_OK_AND_ASSIGN(
@@ -142,16 +125,12 @@ class JobStoreTest : public ::testing::TestWithParam<Backend> {
     return std::nullopt;
   }
 
-  static PostgresCluster* cluster_;
-  static std::string* cluster_error_;
   // Before store_, so the database file outlives the store.
   TempDir dir_;
   std::string url_;
   std::unique_ptr<JobStore> store_;
 };
 
-PostgresCluster* JobStoreTest::cluster_ = nullptr;
-std::string* JobStoreTest::cluster_error_ = nullptr;
 
 TEST_P(JobStoreTest, CreateAssignsIncreasingSequenceAndRevisionOne) {
   std::vector<Job> created;

@@ -61,25 +61,7 @@ enum class Backend { kSqlite, kPostgres, kYaml };
 
 class RecordStoreConformanceTest : public ::testing::TestWithParam<Backend> {
  protected:
-  // The cluster starts on the first PostgreSQL case only, so SQLite and
-  // YAML cases (each its own process under ctest) do not pay for it.
-  static PostgresCluster* Cluster(std::string* error) {
-    if (cluster_ == nullptr && cluster_error_ == nullptr) {
-      absl::StatusOr<std::unique_ptr<PostgresCluster>> cluster =
-          PostgresCluster::Start();
-      if (cluster.ok()) {
-        cluster_ = cluster->release();
-      } else {
-        cluster_error_ = new std::string(cluster.status().ToString());
-      }
-    }
-    if (cluster_error_ != nullptr) *error = *cluster_error_;
-    return cluster_;
-  }
-  static void TearDownTestSuite() {
-    delete cluster_;
-    cluster_ = nullptr;
-  }
+  static void TearDownTestSuite() { mm::testing::StopSharedPostgresCluster(); }
 
   void SetUp() override {
     std::string url;
@@ -92,7 +74,7 @@ class RecordStoreConformanceTest : public ::testing::TestWithParam<Backend> {
         break;
       case Backend::kPostgres: {
         std::string error;
-        PostgresCluster* cluster = Cluster(&error);
+        PostgresCluster* cluster = mm::testing::SharedPostgresCluster(&error);
         if (cluster == nullptr) GTEST_SKIP() << "no PostgreSQL: " << error;
         static std::atomic<int> counter{0};
         absl::StatusOr<std::string> db_url =
@@ -127,15 +109,11 @@ class RecordStoreConformanceTest : public ::testing::TestWithParam<Backend> {
     return names;
   }
 
-  static PostgresCluster* cluster_;
-  static std::string* cluster_error_;
   TempDir dir_;
   std::unique_ptr<RecordStore> store_;
   std::unique_ptr<ModelRegistry> registry_;
 };
 
-PostgresCluster* RecordStoreConformanceTest::cluster_ = nullptr;
-std::string* RecordStoreConformanceTest::cluster_error_ = nullptr;
 
 TEST_P(RecordStoreConformanceTest, CreateGeneratesAKeyAndGetReturnsTheRecord) {
   StoredModel created = MustCreate(VaeConfig("my vae", 1));

@@ -262,4 +262,28 @@ absl::Status PostgresCluster::RunTool(
       absl::StrCat(program, " ", how, "; its output:\n", Tail(log_path, 2000)));
 }
 
+namespace {
+PostgresCluster* shared_cluster = nullptr;
+std::string* shared_cluster_error = nullptr;
+}  // namespace
+
+PostgresCluster* SharedPostgresCluster(std::string* error) {
+  if (shared_cluster == nullptr && shared_cluster_error == nullptr) {
+    absl::StatusOr<std::unique_ptr<PostgresCluster>> cluster =
+        PostgresCluster::Start();
+    if (cluster.ok()) {
+      shared_cluster = cluster->release();
+    } else {
+      shared_cluster_error = new std::string(cluster.status().ToString());
+    }
+  }
+  if (shared_cluster_error != nullptr) *error = *shared_cluster_error;
+  return shared_cluster;
+}
+
+void StopSharedPostgresCluster() {
+  delete shared_cluster;
+  shared_cluster = nullptr;
+}
+
 }  // namespace mm::testing

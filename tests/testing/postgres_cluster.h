@@ -69,6 +69,15 @@ class PostgresCluster {
   bool running_ = false;
 };
 
+// One cluster shared by every test of a binary, started by the first test
+// that asks (so tests of other backends in the same binary, run alone, do
+// not pay for it) and stopped by StopSharedPostgresCluster, e.g. from a
+// fixture's TearDownTestSuite. Returns nullptr with `error` set when the
+// cluster cannot start; a failed start is not retried. Not thread-safe:
+// call from the test thread.
+PostgresCluster* SharedPostgresCluster(std::string* error);
+void StopSharedPostgresCluster();
+
 }  // namespace mm::testing
 
 #endif  // MM_TESTS_TESTING_POSTGRES_CLUSTER_H_
