@@ -18,6 +18,7 @@
 #include "gtest/gtest.h"
 #include "model/hashing.h"
 #include "modelmanager/v1/downloader.grpc.pb.h"
+#include "nlohmann/json.hpp"
 #include "tests/testing/http_test_server.h"
 #include "tests/testing/postgres_cluster.h"
 #include "tests/testing/status_matchers.h"
@@ -241,6 +242,51 @@ TEST_F(DownloaderE2eTest, MmDownloadWaitDrivesTheRealService) {
   EXPECT_EQ(list.exit_code, 0);
   EXPECT_THAT(list.out, HasSubstr("succeeded"));
   EXPECT_THAT(list.out, HasSubstr("failed"));
+}
+
+TEST_F(DownloaderE2eTest, MmDownloadsControlsJobsOfTheRealService) {
+  std::string body = RandomBody(1 << 20, 5);
+  server_->SetFile("/ctl.bin", {.body = body, .etag = "\"c\""});
+  server_->SetBehavior("/ctl.bin", {.bytes_per_second = 128 << 10});
+  std::string db = "sqlite:" + (dir_.path() / "dl.db").string();
+  ASSERT_OK_AND_ASSIGN(auto downloader,
+                       Downloader::Start(dir_.path(), "dl", db, root_));
+  auto mm = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), {MM_BIN, "--downloader", downloader->address()});
+    absl::StatusOr<testing::CommandResult> result =
+        testing::RunCommand(args, absl::Seconds(60));
+    EXPECT_OK(result.status());
+    return result.value_or(testing::CommandResult{});
+  };
+  testing::CommandResult created =
+      mm({"download", server_->Url("/ctl.bin"), "--dest", root_.string(),
+          "--json"});
+  ASSERT_EQ(created.exit_code, 0) << created.err;
+  nlohmann::json job = nlohmann::json::parse(created.out);
+  std::string id = job["id"];
+  ASSERT_TRUE(downloader->WaitForBytes(id, 64 << 10));
+
+  testing::CommandResult paused = mm({"downloads", "pause", id});
+  EXPECT_EQ(paused.exit_code, 0) << paused.err;
+  testing::CommandResult waited = mm({"downloads", "wait", id});
+  EXPECT_EQ(waited.exit_code, 1);  // paused needs a person
+  EXPECT_THAT(waited.out + waited.err, HasSubstr("paused"));
+  EXPECT_TRUE(server_->WaitForActiveConnectionsAtMost(0, absl::Seconds(10)));
+
+  server_->SetBehavior("/ctl.bin", {});
+  EXPECT_EQ(mm({"downloads", "resume", id}).exit_code, 0);
+  testing::CommandResult watched = mm({"downloads", "watch", id});
+  EXPECT_EQ(watched.exit_code, 0) << watched.err;
+  EXPECT_THAT(watched.out, HasSubstr("succeeded"));
+  EXPECT_EQ(ReadFile(root_ / "ctl.bin"), body);
+
+  testing::CommandResult listed = mm({"downloads", "list", "--state",
+                                      "succeeded"});
+  EXPECT_THAT(listed.out, HasSubstr(id.substr(0, 8)));
+  EXPECT_EQ(mm({"downloads", "prune"}).exit_code, 0);
+  testing::CommandResult gone = mm({"downloads", "get", id});
+  EXPECT_EQ(gone.exit_code, 1);
+  EXPECT_THAT(gone.err, HasSubstr("NOT_FOUND"));
 }
 
 TEST_F(DownloaderE2eTest, SigtermWhileDownloadingExitsZeroAndKeepsProgress) {
