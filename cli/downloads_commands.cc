@@ -166,7 +166,6 @@ absl::StatusOr<std::string> MessageJson(
   return JsonText(nlohmann::json::parse(text));
 }
 
-
 std::string OrDash(const std::string& text) {
   return text.empty() ? "-" : text;
 }

@@ -12,7 +12,7 @@
 namespace mm::http {
 namespace {
 
-constexpr std::array<uint8_t, 12> kV4MappedPrefix = {0, 0, 0, 0, 0, 0,
+constexpr std::array<uint8_t, 12> kV4MappedPrefix = {0, 0, 0, 0, 0,    0,
                                                      0, 0, 0, 0, 0xff, 0xff};
 
 IpAddress FromV4(const uint8_t* four) {
@@ -22,8 +22,7 @@ IpAddress FromV4(const uint8_t* four) {
   return address;
 }
 
-bool PrefixMatches(const IpAddress& address, const IpAddress& base,
-                   int bits) {
+bool PrefixMatches(const IpAddress& address, const IpAddress& base, int bits) {
   int full = bits / 8;
   if (std::memcmp(address.bytes.data(), base.bytes.data(), full) != 0) {
     return false;

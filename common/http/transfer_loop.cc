@@ -133,8 +133,7 @@ class TransferLoop::Impl {
       size_t space = line.find(' ');
       if (space != std::string_view::npos) {
         int status = 0;
-        if (absl::SimpleAtoi(std::string(line.substr(space + 1, 3)),
-                             &status)) {
+        if (absl::SimpleAtoi(std::string(line.substr(space + 1, 3)), &status)) {
           t->head.status = status;
         }
       }
@@ -220,20 +219,24 @@ class TransferLoop::Impl {
     curl_easy_setopt(easy, CURLOPT_URL, r.url.c_str());
     curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(easy, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, r.max_redirects > 0 ? 1L : 0L);
-    curl_easy_setopt(easy, CURLOPT_MAXREDIRS, static_cast<long>(r.max_redirects));
+    curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION,
+                     r.max_redirects > 0 ? 1L : 0L);
+    curl_easy_setopt(easy, CURLOPT_MAXREDIRS,
+                     static_cast<long>(r.max_redirects));
     curl_easy_setopt(easy, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_1_1);
     curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
     // Proxies from the environment would be connected to instead of the
     // target and defeat the address policy; they are not used.
     curl_easy_setopt(easy, CURLOPT_PROXY, "");
-    curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS,
-                     static_cast<long>(absl::ToInt64Milliseconds(r.connect_timeout)));
+    curl_easy_setopt(
+        easy, CURLOPT_CONNECTTIMEOUT_MS,
+        static_cast<long>(absl::ToInt64Milliseconds(r.connect_timeout)));
     // Stalls are detected by the loop itself (CheckStalls): libcurl's
     // low-speed check averages over several seconds and reacts late.
     t.last_activity = std::chrono::steady_clock::now();
-    curl_easy_setopt(easy, CURLOPT_BUFFERSIZE, static_cast<long>(options_.buffer_size));
+    curl_easy_setopt(easy, CURLOPT_BUFFERSIZE,
+                     static_cast<long>(options_.buffer_size));
     curl_easy_setopt(easy, CURLOPT_USERAGENT, r.user_agent.c_str());
     curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, t.error);
     curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, &Impl::OnHeader);
@@ -273,9 +276,9 @@ class TransferLoop::Impl {
       result.message = "cancelled";
     } else if (t.stalled) {
       result.kind = Kind::kStalled;
-      result.message = absl::StrCat(
-          "no data received for ",
-          absl::FormatDuration(t.request.stall_timeout));
+      result.message =
+          absl::StrCat("no data received for ",
+                       absl::FormatDuration(t.request.stall_timeout));
     } else if (t.stopped) {
       result.kind = Kind::kStopped;
       result.message = "stopped";
@@ -285,8 +288,8 @@ class TransferLoop::Impl {
       result.kind = Kind::kBlocked;
       result.message = t.blocked;
     } else {
-      std::string detail = t.error[0] != '\0' ? std::string(t.error)
-                                              : curl_easy_strerror(code);
+      std::string detail =
+          t.error[0] != '\0' ? std::string(t.error) : curl_easy_strerror(code);
       switch (code) {
         case CURLE_UNSUPPORTED_PROTOCOL:
         case CURLE_URL_MALFORMAT:
@@ -328,8 +331,7 @@ class TransferLoop::Impl {
       return;
     }
     auto now = std::chrono::steady_clock::now();
-    double seconds =
-        std::chrono::duration<double>(now - last_refill_).count();
+    double seconds = std::chrono::duration<double>(now - last_refill_).count();
     last_refill_ = now;
     double burst = std::max(static_cast<double>(limit_) / 10, 65536.0);
     tokens_ = std::min(burst, tokens_ + seconds * static_cast<double>(limit_));

@@ -31,9 +31,9 @@ std::string Part(CURLU* url, CURLUPart part, unsigned flags = 0) {
 absl::StatusOr<HttpUrl> ParseHttpUrl(std::string_view url,
                                      std::string_view field) {
   auto bad = [&](std::string_view why) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        AsAbsl(field), " ", QuotedForMessage(url), " is not a usable URL: ",
-        AsAbsl(why)));
+    return absl::InvalidArgumentError(
+        absl::StrCat(AsAbsl(field), " ", QuotedForMessage(url),
+                     " is not a usable URL: ", AsAbsl(why)));
   };
   if (url.empty()) return bad("empty");
   for (char c : url) {
@@ -41,22 +41,21 @@ absl::StatusOr<HttpUrl> ParseHttpUrl(std::string_view url,
       return bad("contains spaces or control characters");
     }
   }
-  // libcurl reads "http:///x" as host "x"; an empty authority is no host.
-  size_t scheme_end = url.find("://");
-  if (scheme_end != std::string_view::npos &&
-      (scheme_end + 3 >= url.size() || url[scheme_end + 3] == '/')) {
-    return bad("no host");
-  }
   std::unique_ptr<CURLU, UrlDeleter> handle(curl_url());
   std::string text(url);
-  if (curl_url_set(handle.get(), CURLUPART_URL, text.c_str(), 0) !=
-      CURLUE_OK) {
+  if (curl_url_set(handle.get(), CURLUPART_URL, text.c_str(), 0) != CURLUE_OK) {
     return bad("malformed");
   }
   HttpUrl out;
   out.scheme = Part(handle.get(), CURLUPART_SCHEME);
   if (out.scheme != "http" && out.scheme != "https") {
     return bad("only http and https are supported");
+  }
+  // libcurl reads "http:///x" as host "x"; an empty authority is no host.
+  size_t scheme_end = url.find("://");
+  if (scheme_end != std::string_view::npos &&
+      (scheme_end + 3 >= url.size() || url[scheme_end + 3] == '/')) {
+    return bad("no host");
   }
   out.host = Part(handle.get(), CURLUPART_HOST);
   if (out.host.empty()) return bad("no host");
@@ -84,9 +83,8 @@ absl::Status CheckUrl(std::string_view url, std::string_view field,
   for (addrinfo* ai = results; ai != nullptr && status.ok(); ai = ai->ai_next) {
     absl::Status allowed = policy.Check(ai->ai_addr);
     if (!allowed.ok()) {
-      status = absl::InvalidArgumentError(
-          absl::StrCat(AsAbsl(field), " ", QuotedForMessage(url), ": ",
-                       allowed.message()));
+      status = absl::InvalidArgumentError(absl::StrCat(
+          AsAbsl(field), " ", QuotedForMessage(url), ": ", allowed.message()));
     }
   }
   freeaddrinfo(results);

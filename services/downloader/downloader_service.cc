@@ -30,27 +30,42 @@ constexpr int kMaxFiles = 100000;
 
 v1::DownloadState StateToProto(JobState state) {
   switch (state) {
-    case JobState::kWaiting: return v1::DOWNLOAD_STATE_WAITING;
-    case JobState::kQueued: return v1::DOWNLOAD_STATE_QUEUED;
-    case JobState::kRunning: return v1::DOWNLOAD_STATE_RUNNING;
-    case JobState::kPaused: return v1::DOWNLOAD_STATE_PAUSED;
-    case JobState::kSucceeded: return v1::DOWNLOAD_STATE_SUCCEEDED;
-    case JobState::kFailed: return v1::DOWNLOAD_STATE_FAILED;
-    case JobState::kCancelled: return v1::DOWNLOAD_STATE_CANCELLED;
+    case JobState::kWaiting:
+      return v1::DOWNLOAD_STATE_WAITING;
+    case JobState::kQueued:
+      return v1::DOWNLOAD_STATE_QUEUED;
+    case JobState::kRunning:
+      return v1::DOWNLOAD_STATE_RUNNING;
+    case JobState::kPaused:
+      return v1::DOWNLOAD_STATE_PAUSED;
+    case JobState::kSucceeded:
+      return v1::DOWNLOAD_STATE_SUCCEEDED;
+    case JobState::kFailed:
+      return v1::DOWNLOAD_STATE_FAILED;
+    case JobState::kCancelled:
+      return v1::DOWNLOAD_STATE_CANCELLED;
   }
   return v1::DOWNLOAD_STATE_UNSPECIFIED;
 }
 
 std::optional<JobState> StateFromProto(v1::DownloadState state) {
   switch (state) {
-    case v1::DOWNLOAD_STATE_WAITING: return JobState::kWaiting;
-    case v1::DOWNLOAD_STATE_QUEUED: return JobState::kQueued;
-    case v1::DOWNLOAD_STATE_RUNNING: return JobState::kRunning;
-    case v1::DOWNLOAD_STATE_PAUSED: return JobState::kPaused;
-    case v1::DOWNLOAD_STATE_SUCCEEDED: return JobState::kSucceeded;
-    case v1::DOWNLOAD_STATE_FAILED: return JobState::kFailed;
-    case v1::DOWNLOAD_STATE_CANCELLED: return JobState::kCancelled;
-    default: return std::nullopt;
+    case v1::DOWNLOAD_STATE_WAITING:
+      return JobState::kWaiting;
+    case v1::DOWNLOAD_STATE_QUEUED:
+      return JobState::kQueued;
+    case v1::DOWNLOAD_STATE_RUNNING:
+      return JobState::kRunning;
+    case v1::DOWNLOAD_STATE_PAUSED:
+      return JobState::kPaused;
+    case v1::DOWNLOAD_STATE_SUCCEEDED:
+      return JobState::kSucceeded;
+    case v1::DOWNLOAD_STATE_FAILED:
+      return JobState::kFailed;
+    case v1::DOWNLOAD_STATE_CANCELLED:
+      return JobState::kCancelled;
+    default:
+      return std::nullopt;
   }
 }
 
@@ -90,8 +105,8 @@ v1::DownloadJob JobToProto(const Job& job) {
   out.set_final_path(job.FinalPath());
   out.set_bytes(job.Bytes());
   out.set_total_bytes(job.TotalBytes());
-  out.set_bytes_per_second(job.state == JobState::kRunning ? job.bytes_per_second
-                                                           : 0);
+  out.set_bytes_per_second(
+      job.state == JobState::kRunning ? job.bytes_per_second : 0);
   if (job.multi_file) {
     for (const Part& part : job.parts) {
       v1::PartProgress* p = out.add_parts();
@@ -120,8 +135,8 @@ v1::DownloadJob JobToProto(const Job& job) {
 }
 
 DownloaderService::DownloaderService(
-    JobStore* store, Engine* engine, TokenProvider* tokens,
-    DownloadRoots roots, std::shared_ptr<const http::AddressPolicy> policy)
+    JobStore* store, Engine* engine, TokenProvider* tokens, DownloadRoots roots,
+    std::shared_ptr<const http::AddressPolicy> policy)
     : store_(store),
       engine_(engine),
       tokens_(tokens),
@@ -141,13 +156,11 @@ absl::StatusOr<Job> DownloaderService::BuildJob(
         "exactly one of url and files must be set");
   }
   if (!request.dest_dir().empty() && !request.output_path().empty()) {
-    return absl::InvalidArgumentError(
-        "dest_dir and output_path are exclusive");
+    return absl::InvalidArgumentError("dest_dir and output_path are exclusive");
   }
-  if (!single && (!request.output_path().empty() ||
-                  !request.file_name().empty() ||
-                  request.expected_size() != 0 ||
-                  !request.expected_sha256().empty())) {
+  if (!single &&
+      (!request.output_path().empty() || !request.file_name().empty() ||
+       request.expected_size() != 0 || !request.expected_sha256().empty())) {
     return absl::InvalidArgumentError(
         "output_path, file_name, expected_size and expected_sha256 are for "
         "single-file downloads; give size and sha256 per file");
@@ -193,7 +206,8 @@ absl::StatusOr<Job> DownloaderService::BuildJob(
   int64_t known_bytes = 0;
   if (single) {
     RETURN_IF_ERROR(http::CheckUrl(request.url(), "url", *policy_));
-    RETURN_IF_ERROR(ValidateSha256(request.expected_sha256(), "expected_sha256"));
+    RETURN_IF_ERROR(
+        ValidateSha256(request.expected_sha256(), "expected_sha256"));
     Part part;
     part.url = request.url();
     part.expected_size = request.expected_size();
@@ -212,8 +226,8 @@ absl::StatusOr<Job> DownloaderService::BuildJob(
       std::string field = absl::StrCat("files[", i, "]");
       RETURN_IF_ERROR(
           http::CheckUrl(file.url(), absl::StrCat(field, ".url"), *policy_));
-      RETURN_IF_ERROR(ValidateRelativePath(file.relative_path(),
-                                           absl::StrCat(field, ".relative_path")));
+      RETURN_IF_ERROR(ValidateRelativePath(
+          file.relative_path(), absl::StrCat(field, ".relative_path")));
       RETURN_IF_ERROR(
           ValidateSha256(file.sha256(), absl::StrCat(field, ".sha256")));
       if (file.size() < 0) {
@@ -221,9 +235,8 @@ absl::StatusOr<Job> DownloaderService::BuildJob(
             absl::StrCat(field, ".size must not be negative"));
       }
       if (!seen.insert(file.relative_path()).second) {
-        return absl::InvalidArgumentError(
-            absl::StrCat(field, ".relative_path ", file.relative_path(),
-                         " appears twice"));
+        return absl::InvalidArgumentError(absl::StrCat(
+            field, ".relative_path ", file.relative_path(), " appears twice"));
       }
       Part part;
       part.url = file.url();
@@ -239,10 +252,9 @@ absl::StatusOr<Job> DownloaderService::BuildJob(
                                    : fs::path(job.destination).parent_path();
     absl::StatusOr<int64_t> free_bytes = FreeBytes(dir);
     if (free_bytes.ok() && *free_bytes < known_bytes) {
-      return absl::ResourceExhaustedError(
-          absl::StrCat("not enough free space in ", dir.string(), ": ",
-                       known_bytes, " bytes needed, ", *free_bytes,
-                       " available"));
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "not enough free space in ", dir.string(), ": ", known_bytes,
+          " bytes needed, ", *free_bytes, " available"));
     }
   }
   if (!request.access_token().empty()) {
@@ -268,6 +280,11 @@ absl::StatusOr<Job> DownloaderService::Apply(const std::string& id,
                                              Action action,
                                              const std::string& token) {
   if (id.empty()) return absl::InvalidArgumentError("id is required");
+  if (action == Action::kPause) {
+    // Pausing a paused job changes nothing: answer without a write.
+    ASSIGN_OR_RETURN(Job current, store_->Get(id));
+    if (current.state == JobState::kPaused) return current;
+  }
   bool changed = false;
   absl::StatusOr<Job> job = store_->Update(id, [&](Job& job) -> absl::Status {
     changed = false;
@@ -283,7 +300,6 @@ absl::StatusOr<Job> DownloaderService::Apply(const std::string& id,
         break;
       case Action::kPause:
         if (IsTerminal(job.state)) return wrong_state("pause");
-        if (job.state == JobState::kPaused) return absl::OkStatus();
         job.state = JobState::kPaused;
         break;
       case Action::kResume:
@@ -487,9 +503,9 @@ grpc::Status DownloaderService::WaitDownload(
       return ToGrpcStatus(absl::UnavailableError("the service is stopping"));
     }
     if (absl::Now() >= deadline) {
-      return ToGrpcStatus(absl::DeadlineExceededError(absl::StrCat(
-          "download ", request->id(), " is still ",
-          AsAbsl(StateName(job->state)))));
+      return ToGrpcStatus(absl::DeadlineExceededError(
+          absl::StrCat("download ", request->id(), " is still ",
+                       AsAbsl(StateName(job->state)))));
     }
     store_->changes().WaitForChange(seen,
                                     std::min(deadline, absl::Now() + kPoll));

@@ -38,9 +38,10 @@ class DownloaderService final : public modelmanager::v1::Downloader::Service {
   // Ends every open Watch and Wait promptly (called before draining).
   void Shutdown();
 
-  grpc::Status CreateDownload(grpc::ServerContext* context,
-                              const modelmanager::v1::CreateDownloadRequest* request,
-                              modelmanager::v1::DownloadJob* response) override;
+  grpc::Status CreateDownload(
+      grpc::ServerContext* context,
+      const modelmanager::v1::CreateDownloadRequest* request,
+      modelmanager::v1::DownloadJob* response) override;
   grpc::Status GetDownload(grpc::ServerContext* context,
                            const modelmanager::v1::GetDownloadRequest* request,
                            modelmanager::v1::DownloadJob* response) override;
@@ -48,19 +49,22 @@ class DownloaderService final : public modelmanager::v1::Downloader::Service {
       grpc::ServerContext* context,
       const modelmanager::v1::ListDownloadsRequest* request,
       modelmanager::v1::ListDownloadsResponse* response) override;
-  grpc::Status StartDownload(grpc::ServerContext* context,
-                             const modelmanager::v1::DownloadJobRequest* request,
-                             modelmanager::v1::DownloadJob* response) override;
-  grpc::Status PauseDownload(grpc::ServerContext* context,
-                             const modelmanager::v1::DownloadJobRequest* request,
-                             modelmanager::v1::DownloadJob* response) override;
+  grpc::Status StartDownload(
+      grpc::ServerContext* context,
+      const modelmanager::v1::DownloadJobRequest* request,
+      modelmanager::v1::DownloadJob* response) override;
+  grpc::Status PauseDownload(
+      grpc::ServerContext* context,
+      const modelmanager::v1::DownloadJobRequest* request,
+      modelmanager::v1::DownloadJob* response) override;
   grpc::Status ResumeDownload(
       grpc::ServerContext* context,
       const modelmanager::v1::ResumeDownloadRequest* request,
       modelmanager::v1::DownloadJob* response) override;
-  grpc::Status CancelDownload(grpc::ServerContext* context,
-                              const modelmanager::v1::DownloadJobRequest* request,
-                              modelmanager::v1::DownloadJob* response) override;
+  grpc::Status CancelDownload(
+      grpc::ServerContext* context,
+      const modelmanager::v1::DownloadJobRequest* request,
+      modelmanager::v1::DownloadJob* response) override;
   grpc::Status BulkDownloadAction(
       grpc::ServerContext* context,
       const modelmanager::v1::BulkDownloadActionRequest* request,
@@ -78,7 +82,8 @@ class DownloaderService final : public modelmanager::v1::Downloader::Service {
       grpc::ServerWriter<modelmanager::v1::DownloadJob>* writer) override;
 
   // The rpc bodies without gRPC types, for in-process use and tests.
-  absl::StatusOr<Job> Create(const modelmanager::v1::CreateDownloadRequest& request);
+  absl::StatusOr<Job> Create(
+      const modelmanager::v1::CreateDownloadRequest& request);
   enum class Action { kStart, kPause, kResume, kCancel };
   absl::StatusOr<Job> Apply(const std::string& id, Action action,
                             const std::string& token = "");

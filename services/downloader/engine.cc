@@ -41,11 +41,15 @@ struct Failure {
 
 std::string HttpErrorCode(int status) {
   switch (status) {
-    case 401: return "UNAUTHENTICATED";
-    case 403: return "PERMISSION_DENIED";
+    case 401:
+      return "UNAUTHENTICATED";
+    case 403:
+      return "PERMISSION_DENIED";
     case 404:
-    case 410: return "NOT_FOUND";
-    default: return status >= 500 ? "UNAVAILABLE" : "FAILED_PRECONDITION";
+    case 410:
+      return "NOT_FOUND";
+    default:
+      return status >= 500 ? "UNAVAILABLE" : "FAILED_PRECONDITION";
   }
 }
 
@@ -60,7 +64,8 @@ using Sha256 = std::unique_ptr<EVP_MD_CTX, EvpDeleter>;
 
 Sha256 NewSha256() {
   Sha256 ctx(EVP_MD_CTX_new());
-  if (ctx != nullptr && EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) != 1) {
+  if (ctx != nullptr &&
+      EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) != 1) {
     ctx.reset();
   }
   return ctx;
@@ -99,7 +104,13 @@ class JobRunner : public std::enable_shared_from_this<JobRunner> {
 
  private:
   enum class Stop {
-    kNone, kSucceeded, kFailed, kPaused, kCancelled, kLost, kShutdown,
+    kNone,
+    kSucceeded,
+    kFailed,
+    kPaused,
+    kCancelled,
+    kLost,
+    kShutdown,
   };
   enum class Phase { kPending, kActive, kVerify, kVerifying, kDone };
 
@@ -146,8 +157,9 @@ class JobRunner : public std::enable_shared_from_this<JobRunner> {
   void StartPart(int p);
   void StartSegment(int p, int s);
   void Fail(Failure failure);
-  void FailPart(int p, Failure failure) { (void)p; Fail(std::move(failure)); }
-  void ResetToProbe(int p);
+  // Forgets the part's segments and starts it over with a probe at
+  // `start_at`.
+  void ResetToProbe(int p, absl::Time start_at);
   void RestartPart(int p, const std::string& why);
   bool HandleProbe(int p, int s, const http::ResponseHead& head);
   void ScheduleRetry(int p, int s, const std::string& type,
@@ -270,7 +282,7 @@ void JobRunner::StartSegment(int p, int s) {
       std::make_shared<SegmentHandler>(shared_from_this(), p, s, rt.gen));
 }
 
-void JobRunner::ResetToProbe(int p) {
+void JobRunner::ResetToProbe(int p, absl::Time start_at) {
   PartRuntime& rt = parts_[p];
   Part& part = job_.parts[p];
   ++rt.gen;
@@ -282,6 +294,7 @@ void JobRunner::ResetToProbe(int p) {
   part.validator.clear();
   rt.segments.clear();
   rt.segments.emplace_back();
+  rt.segments[0].start_at = start_at;
   rt.sha.reset();
   rt.hashed = 0;
   rt.phase = Phase::kActive;
@@ -291,15 +304,14 @@ void JobRunner::ResetToProbe(int p) {
 void JobRunner::RestartPart(int p, const std::string& why) {
   PartRuntime& rt = parts_[p];
   if (++rt.restarts > 3) {
-    FailPart(p, {"ABORTED", "ContentChanged",
-                 absl::StrCat(job_.parts[p].url,
-                              " keeps changing while it downloads: ", why)});
+    Fail({"ABORTED", "ContentChanged",
+          absl::StrCat(job_.parts[p].url,
+                       " keeps changing while it downloads: ", why)});
     return;
   }
   MM_LOG(INFO) << "download " << job_.id << ": restarting "
                << job_.parts[p].DisplayName() << " from zero: " << why;
-  ResetToProbe(p);
-  parts_[p].segments[0].start_at = absl::InfinitePast();
+  ResetToProbe(p, absl::InfinitePast());
 }
 
 void JobRunner::StartPart(int p) {
@@ -317,16 +329,15 @@ void JobRunner::StartPart(int p) {
       fs::file_status status = fs::symlink_status(folder, ec);
       if (fs::is_symlink(status) ||
           (fs::exists(status) && !fs::is_directory(status))) {
-        FailPart(p, {"INVALID_ARGUMENT", "UnsafePath",
-                     absl::StrCat(folder.string(),
-                                  " is not a folder inside ",
-                                  job_.destination)});
+        Fail({"INVALID_ARGUMENT", "UnsafePath",
+              absl::StrCat(folder.string(), " is not a folder inside ",
+                           job_.destination)});
         return;
       }
       if (!fs::exists(status) && !fs::create_directory(folder, ec) && ec) {
-        FailPart(p, {"INTERNAL", "OSError",
-                     absl::StrCat("cannot create ", folder.string(), ": ",
-                                  ec.message())});
+        Fail({"INTERNAL", "OSError",
+              absl::StrCat("cannot create ", folder.string(), ": ",
+                           ec.message())});
         return;
       }
     }
@@ -346,16 +357,15 @@ void JobRunner::StartPart(int p) {
   bool resumable = false;
   if (!part.path.empty() && !part.segments.empty() &&
       !(part.segments.size() == 1 && part.segments[0].done == 0)) {
-    int fd = open(PartialPath(part.path).c_str(),
-                  O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+    int fd =
+        open(PartialPath(part.path).c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW);
     if (fd >= 0) {
       rt.fd = fd;
       resumable = true;
     }
   }
   if (!resumable) {
-    ResetToProbe(p);
-    rt.segments[0].start_at = absl::InfinitePast();
+    ResetToProbe(p, absl::InfinitePast());
     return;
   }
   rt.ranges = true;
@@ -365,8 +375,8 @@ void JobRunner::StartPart(int p) {
       rt.segments[s].start_at = absl::InfinitePast();
     }
   }
-  MM_LOG(INFO) << "download " << job_.id << ": resuming "
-               << part.DisplayName() << " at " << part.Bytes() << " bytes";
+  MM_LOG(INFO) << "download " << job_.id << ": resuming " << part.DisplayName()
+               << " at " << part.Bytes() << " bytes";
   MaybeComplete(p);
 }
 
@@ -378,10 +388,10 @@ bool JobRunner::HandleProbe(int p, int s, const http::ResponseHead& head) {
     std::optional<http::ContentRange> range =
         http::ParseContentRange(head.Header("content-range"));
     if (!range.has_value() || range->first != 0) {
-      FailPart(p, {"FAILED_PRECONDITION", "InvalidResponse",
-                   absl::StrCat(part.url,
-                                " answered a range request with a bad "
-                                "Content-Range")});
+      Fail({"FAILED_PRECONDITION", "InvalidResponse",
+            absl::StrCat(part.url,
+                         " answered a range request with a bad "
+                         "Content-Range")});
       return false;
     }
     total = range->total;
@@ -398,21 +408,21 @@ bool JobRunner::HandleProbe(int p, int s, const http::ResponseHead& head) {
   if (part.path.empty()) {
     std::string name = job_.file_name;
     if (name.empty()) {
-      name = http::ContentDispositionFileName(head.Header("content-disposition"))
-                 .value_or("");
+      name =
+          http::ContentDispositionFileName(head.Header("content-disposition"))
+              .value_or("");
     }
     if (name.empty()) name = FileNameFromUrl(part.url);
     if (absl::Status safe = ValidateFileName(name, "the file name");
         !safe.ok()) {
-      FailPart(p, {"INVALID_ARGUMENT", "UnsafeFileName",
-                   std::string(safe.message())});
+      Fail({"INVALID_ARGUMENT", "UnsafeFileName", std::string(safe.message())});
       return false;
     }
     fs::path target = fs::path(job_.destination) / name;
     std::error_code ec;
     if (fs::is_symlink(fs::symlink_status(target, ec))) {
-      FailPart(p, {"INVALID_ARGUMENT", "UnsafeFileName",
-                   absl::StrCat(target.string(), " is a symbolic link")});
+      Fail({"INVALID_ARGUMENT", "UnsafeFileName",
+            absl::StrCat(target.string(), " is a symbolic link")});
       return false;
     }
     part.path = target.string();
@@ -428,19 +438,18 @@ bool JobRunner::HandleProbe(int p, int s, const http::ResponseHead& head) {
     }
   }
   if (part.expected_size > 0 && total >= 0 && total != part.expected_size) {
-    FailPart(p, {"DATA_LOSS", "SizeMismatch",
-                 absl::StrCat(part.url, " has ", total, " bytes, expected ",
-                              part.expected_size)});
+    Fail({"DATA_LOSS", "SizeMismatch",
+          absl::StrCat(part.url, " has ", total, " bytes, expected ",
+                       part.expected_size)});
     return false;
   }
   fs::path dir = fs::path(part.path).parent_path();
   if (total > 0) {
     absl::StatusOr<int64_t> free_bytes = FreeBytes(dir);
     if (free_bytes.ok() && *free_bytes < total) {
-      FailPart(p, {"RESOURCE_EXHAUSTED", "InsufficientStorage",
-                   absl::StrCat("not enough free space in ", dir.string(),
-                                ": ", total, " bytes needed, ", *free_bytes,
-                                " available")});
+      Fail({"RESOURCE_EXHAUSTED", "InsufficientStorage",
+            absl::StrCat("not enough free space in ", dir.string(), ": ", total,
+                         " bytes needed, ", *free_bytes, " available")});
       return false;
     }
   }
@@ -450,23 +459,27 @@ bool JobRunner::HandleProbe(int p, int s, const http::ResponseHead& head) {
   rt.fd = open(partial.c_str(),
                O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
   if (rt.fd < 0) {
-    FailPart(p, {"INTERNAL", "OSError",
-                 absl::StrCat("cannot create ", partial, ": ",
-                              std::strerror(errno))});
+    Fail(errno == ELOOP
+             ? Failure{"INVALID_ARGUMENT", "UnsafePath",
+                       absl::StrCat(partial,
+                                    " is a symbolic link; remove it to "
+                                    "download here")}
+             : Failure{"INTERNAL", "OSError",
+                       absl::StrCat("cannot create ", partial, ": ",
+                                    std::strerror(errno))});
     return false;
   }
   if (total > 0) {
     int rc = posix_fallocate(rt.fd, 0, total);
     if (rc == ENOSPC) {
-      FailPart(p, {"RESOURCE_EXHAUSTED", "DiskFull",
-                   absl::StrCat("no space left on device for ", total,
-                                " bytes in ", dir.string())});
+      Fail({"RESOURCE_EXHAUSTED", "DiskFull",
+            absl::StrCat("no space left on device for ", total, " bytes in ",
+                         dir.string())});
       return false;
     }
     if (rc != 0 && ftruncate(rt.fd, total) != 0) {
-      FailPart(p, {"INTERNAL", "OSError",
-                   absl::StrCat("cannot size ", partial, ": ",
-                                std::strerror(errno))});
+      Fail({"INTERNAL", "OSError",
+            absl::StrCat("cannot size ", partial, ": ", std::strerror(errno))});
       return false;
     }
   }
@@ -528,23 +541,23 @@ bool JobRunner::OnResponse(int p, int s, uint64_t gen,
   }
   if (status == 200 || status == 206) {
     if (http::MediaType(head.Header("content-type")) == "text/html") {
-      FailPart(p, {"FAILED_PRECONDITION", "UnexpectedContentType",
-                   absl::StrCat(part.url,
-                                " returned an HTML page (text/html) instead "
-                                "of a model file; the URL may need an access "
-                                "token or a different address")});
+      Fail({"FAILED_PRECONDITION", "UnexpectedContentType",
+            absl::StrCat(part.url,
+                         " returned an HTML page (text/html) instead "
+                         "of a model file; the URL may need an access "
+                         "token or a different address")});
       return false;
     }
     if (srt.probe) return HandleProbe(p, s, head);
     if (status == 200) {
       if (!rt.ranges) {
         // One stream without ranges: this is the whole file again.
-        ResetToProbe(p);
-        parts_[p].segments[0].start_at = absl::InfinitePast();
+        ResetToProbe(p, absl::InfinitePast());
         return false;
       }
-      RestartPart(p, "the server sent the whole file for a range request "
-                     "(it changed, or no longer honours ranges)");
+      RestartPart(p,
+                  "the server sent the whole file for a range request "
+                  "(it changed, or no longer honours ranges)");
       return false;
     }
     std::optional<http::ContentRange> range =
@@ -569,14 +582,14 @@ bool JobRunner::OnResponse(int p, int s, uint64_t gen,
     return false;
   }
   std::string message = absl::StrCat(part.url, " answered ", status, " ",
-                                      http::ReasonPhrase(status));
+                                     http::ReasonPhrase(status));
   if (status == 401 || status == 403) {
     absl::StrAppend(&message,
                     job_.has_token || engine_->tokens()->RuleMatches(part.url)
                         ? "; the access token was refused"
                         : "; the URL may need an access token");
   }
-  FailPart(p, {HttpErrorCode(status), http::HttpErrorType(status), message});
+  Fail({HttpErrorCode(status), http::HttpErrorType(status), message});
   return false;
 }
 
@@ -597,13 +610,13 @@ bool JobRunner::Flush(int p, int s) {
       int err = errno;
       srt.pending.clear();
       if (err == ENOSPC || err == EDQUOT) {
-        FailPart(p, {"RESOURCE_EXHAUSTED", "DiskFull",
-                     absl::StrCat("no space left on device writing ",
-                                  PartialPath(part.path))});
+        Fail({"RESOURCE_EXHAUSTED", "DiskFull",
+              absl::StrCat("no space left on device writing ",
+                           PartialPath(part.path))});
       } else {
-        FailPart(p, {"INTERNAL", "OSError",
-                     absl::StrCat("cannot write ", PartialPath(part.path),
-                                  ": ", std::strerror(err))});
+        Fail({"INTERNAL", "OSError",
+              absl::StrCat("cannot write ", PartialPath(part.path), ": ",
+                           std::strerror(err))});
       }
       return false;
     }
@@ -641,9 +654,9 @@ bool JobRunner::OnBody(int p, int s, uint64_t gen, const char* data,
     at_end = true;
   }
   if (part.expected_size > 0 && offset + length > part.expected_size) {
-    FailPart(p, {"DATA_LOSS", "SizeMismatch",
-                 absl::StrCat(part.url, " sent more than the expected ",
-                              part.expected_size, " bytes")});
+    Fail({"DATA_LOSS", "SizeMismatch",
+          absl::StrCat(part.url, " sent more than the expected ",
+                       part.expected_size, " bytes")});
     return false;
   }
   if (srt.pending.capacity() < kWriteBlock) srt.pending.reserve(kWriteBlock);
@@ -672,9 +685,9 @@ void JobRunner::ScheduleRetry(int p, int s, const std::string& type,
   rt.bytes_at_failure = std::max(rt.bytes_at_failure, job_.parts[p].Bytes());
   dirty_ = true;
   if (rt.failures_in_row >= engine_->options().max_attempts) {
-    FailPart(p, {"UNAVAILABLE", type,
-                 absl::StrCat(message, " (gave up after ", rt.failures_in_row,
-                              " attempts)")});
+    Fail({"UNAVAILABLE", type,
+          absl::StrCat(message, " (gave up after ", rt.failures_in_row,
+                       " attempts)")});
     return;
   }
   absl::Duration delay = Backoff(rt.failures_in_row);
@@ -685,8 +698,7 @@ void JobRunner::ScheduleRetry(int p, int s, const std::string& type,
                << rt.failures_in_row << " in " << absl::FormatDuration(delay);
   if (!rt.ranges) {
     // Without ranges the stream can only start over.
-    ResetToProbe(p);
-    parts_[p].segments[0].start_at = absl::Now() + delay;
+    ResetToProbe(p, absl::Now() + delay);
     return;
   }
   rt.segments[s].start_at = absl::Now() + delay;
@@ -729,11 +741,11 @@ void JobRunner::OnDone(int p, int s, uint64_t gen,
         MaybeComplete(p);
         return;
       }
-      ScheduleRetry(p, s, "ConnectionError",
-                    absl::StrCat(part.url, ": the server closed the body after ",
-                                 seg.done, " of ", seg.end - seg.begin,
-                                 " bytes"),
-                    std::nullopt);
+      ScheduleRetry(
+          p, s, "ConnectionError",
+          absl::StrCat(part.url, ": the server closed the body after ",
+                       seg.done, " of ", seg.end - seg.begin, " bytes"),
+          std::nullopt);
       return;
     case Kind::kStopped:
     case Kind::kCancelled:
@@ -747,12 +759,12 @@ void JobRunner::OnDone(int p, int s, uint64_t gen,
                     absl::StrCat(part.url, ": ", result.message), std::nullopt);
       return;
     case Kind::kBlocked:
-      FailPart(p, {"PERMISSION_DENIED", "UnsafeURL",
-                   absl::StrCat(part.url, ": ", result.message)});
+      Fail({"PERMISSION_DENIED", "UnsafeURL",
+            absl::StrCat(part.url, ": ", result.message)});
       return;
     case Kind::kPermanent:
-      FailPart(p, {"FAILED_PRECONDITION", "ConnectionError",
-                   absl::StrCat(part.url, ": ", result.message)});
+      Fail({"FAILED_PRECONDITION", "ConnectionError",
+            absl::StrCat(part.url, ": ", result.message)});
       return;
   }
 }
@@ -874,8 +886,8 @@ void JobRunner::FinishVerification(int p, absl::StatusOr<std::string> result) {
       type = message.substr(0, colon);
       message = message.substr(colon + 2);
     }
-    FailPart(p, {std::string(absl::StatusCodeToString(result.status().code())),
-                 type, absl::StrCat(part.path, ": ", message)});
+    Fail({std::string(absl::StatusCodeToString(result.status().code())), type,
+          absl::StrCat(part.path, ": ", message)});
     return;
   }
   if (rt.fd >= 0) {
@@ -883,9 +895,9 @@ void JobRunner::FinishVerification(int p, absl::StatusOr<std::string> result) {
     rt.fd = -1;
   }
   if (rename(PartialPath(part.path).c_str(), part.path.c_str()) != 0) {
-    FailPart(p, {"INTERNAL", "OSError",
-                 absl::StrCat("cannot rename ", PartialPath(part.path), ": ",
-                              std::strerror(errno))});
+    Fail({"INTERNAL", "OSError",
+          absl::StrCat("cannot rename ", PartialPath(part.path), ": ",
+                       std::strerror(errno))});
     return;
   }
   part.done = true;
@@ -956,7 +968,8 @@ void JobRunner::SaveProgress(bool force, bool final) {
   if (stored->state == JobState::kPaused) {
     if (stop_ == Stop::kNone) stop_ = Stop::kPaused;
   } else if (stored->state == JobState::kCancelled) {
-    if (stop_ == Stop::kNone || stop_ == Stop::kFailed) stop_ = Stop::kCancelled;
+    if (stop_ == Stop::kNone || stop_ == Stop::kFailed)
+      stop_ = Stop::kCancelled;
   } else if (stored->lease_owner != engine_->store()->replica_id()) {
     if (!final) stop_ = Stop::kLost;
   } else if (stored->state != JobState::kRunning &&
@@ -1040,11 +1053,9 @@ void JobRunner::Run() {
     }
     SaveProgress(/*force=*/false);
     MutexLock lock(&wake_mu_);
-    wake_mu_.AwaitWithDeadline(
-        [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(wake_mu_) {
-          return events_ != seen_events;
-        },
-        absl::Now() + absl::Milliseconds(50));
+    wake_mu_.AwaitWithDeadline([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(
+                                   wake_mu_) { return events_ != seen_events; },
+                               absl::Now() + absl::Milliseconds(50));
   }
 
   // Wind down: no transfer may write after this point, and no
@@ -1084,8 +1095,8 @@ void JobRunner::Run() {
         job_.ended = now;
         job_.bytes_per_second = 0;
         if (failure_.has_value()) {
-          job_.error = JobError{failure_->code, failure_->type,
-                                failure_->message};
+          job_.error =
+              JobError{failure_->code, failure_->type, failure_->message};
         }
         break;
       case Stop::kCancelled:
@@ -1111,19 +1122,22 @@ void JobRunner::Run() {
   {
     MutexLock lock(&mu_);
     MM_LOG(INFO) << "download " << job_.id << " "
-                 << (stop == Stop::kSucceeded ? "succeeded"
-                     : stop == Stop::kFailed  ? "failed"
-                     : stop == Stop::kPaused  ? "paused"
+                 << (stop == Stop::kSucceeded   ? "succeeded"
+                     : stop == Stop::kFailed    ? "failed"
+                     : stop == Stop::kPaused    ? "paused"
                      : stop == Stop::kCancelled ? "cancelled"
-                     : stop == Stop::kLost ? "was taken over elsewhere"
-                                           : "stopped for shutdown");
+                     : stop == Stop::kLost      ? "was taken over elsewhere"
+                                                : "stopped for shutdown");
     finished_ = true;
   }
 }
 
-Engine::Engine(JobStore* store, http::TransferLoop* loop,
-               TokenProvider* tokens, EngineOptions options)
-    : store_(store), loop_(loop), tokens_(tokens), options_(std::move(options)) {}
+Engine::Engine(JobStore* store, http::TransferLoop* loop, TokenProvider* tokens,
+               EngineOptions options)
+    : store_(store),
+      loop_(loop),
+      tokens_(tokens),
+      options_(std::move(options)) {}
 
 Engine::~Engine() { Stop(); }
 
@@ -1137,15 +1151,6 @@ void Engine::Start() {
 void Engine::Wake() {
   MutexLock lock(&mu_);
   ++wakes_;
-}
-
-int Engine::RunningJobs() const {
-  MutexLock lock(&mu_);
-  int count = 0;
-  for (const auto& [id, running] : running_) {
-    if (!running.runner->finished()) ++count;
-  }
-  return count;
 }
 
 void Engine::Stop() {
@@ -1220,7 +1225,8 @@ void Engine::Schedule() {
     absl::Time deadline = absl::Now() + absl::Milliseconds(500);
     while (absl::Now() < deadline) {
       store_->changes().WaitForChange(
-          seen_changes, std::min(deadline, absl::Now() + absl::Milliseconds(50)));
+          seen_changes,
+          std::min(deadline, absl::Now() + absl::Milliseconds(50)));
       MutexLock lock(&mu_);
       if (stopping_ || wakes_ != seen_wakes) break;
       bool any_finished = false;

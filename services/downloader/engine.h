@@ -76,9 +76,6 @@ class Engine {
   // Something may be runnable (a job was created, started or resumed).
   void Wake();
 
-  // Jobs running on this replica now.
-  int RunningJobs() const;
-
   const EngineOptions& options() const { return options_; }
   JobStore* store() const { return store_; }
   http::TransferLoop* loop() const { return loop_; }

@@ -75,9 +75,8 @@ absl::StatusOr<Job> JobFromRow(const sql::Row& row) {
   job.request_id = row.OptionalText(2).value_or("");
   std::optional<JobState> state = StateFromName(row.Text(3));
   if (!state.has_value()) {
-    return absl::DataLossError(absl::StrCat("job ", job.id,
-                                            " has an unknown state ",
-                                            row.Text(3)));
+    return absl::DataLossError(
+        absl::StrCat("job ", job.id, " has an unknown state ", row.Text(3)));
   }
   job.state = *state;
   job.priority = static_cast<int>(row.Int(4));
@@ -116,21 +115,14 @@ int64_t ChangeSignal::version() const {
 
 void ChangeSignal::WaitForChange(int64_t seen, absl::Time deadline) const {
   MutexLock lock(&mu_);
-  mu_.AwaitWithDeadline(
-      [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return version_ != seen || interrupted_;
-      },
-      deadline);
+  mu_.AwaitWithDeadline([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(
+                            mu_) { return version_ != seen || interrupted_; },
+                        deadline);
 }
 
 void ChangeSignal::Interrupt() {
   MutexLock lock(&mu_);
   interrupted_ = true;
-}
-
-bool ChangeSignal::interrupted() const {
-  MutexLock lock(&mu_);
-  return interrupted_;
 }
 
 JobStore::JobStore(std::unique_ptr<sql::Database> db, std::string replica_id)
@@ -151,10 +143,9 @@ absl::StatusOr<std::unique_ptr<JobStore>> JobStore::Open(
   std::unique_ptr<JobStore> store(new JobStore(std::move(db), replica_id));
   if (store->dialect() == sql::Dialect::kPostgres) {
     JobStore* raw = store.get();
-    ASSIGN_OR_RETURN(store->subscription_,
-                     store->db_->Listen(kChannel, [raw](auto) {
-                       raw->changes_.Notify();
-                     }));
+    ASSIGN_OR_RETURN(
+        store->subscription_,
+        store->db_->Listen(kChannel, [raw](auto) { raw->changes_.Notify(); }));
   }
   RETURN_IF_ERROR(store->Heartbeat());
   return store;
@@ -165,12 +156,10 @@ void JobStore::Signal() { changes_.Notify(); }
 absl::StatusOr<Job> JobStore::Write(sql::Session& session, Job job,
                                     bool insert) {
   std::string body = JobBodyJson(job).dump();
-  int64_t ended = job.ended == absl::InfinitePast()
-                      ? 0
-                      : absl::ToUnixMillis(job.ended);
-  sql::Value request_id = job.request_id.empty()
-                              ? sql::Value(std::monostate{})
-                              : sql::Value(job.request_id);
+  int64_t ended =
+      job.ended == absl::InfinitePast() ? 0 : absl::ToUnixMillis(job.ended);
+  sql::Value request_id = job.request_id.empty() ? sql::Value(std::monostate{})
+                                                 : sql::Value(job.request_id);
   if (insert) {
     job.revision = 1;
     ASSIGN_OR_RETURN(
@@ -206,12 +195,11 @@ absl::StatusOr<Job> JobStore::Create(Job job) {
   Job written;
   RETURN_IF_ERROR(db_->Transaction([&](sql::Session& session) -> absl::Status {
     if (!job.request_id.empty()) {
-      ASSIGN_OR_RETURN(
-          sql::Result existing,
-          session.Execute(absl::StrCat("SELECT ", kColumns,
-                                       " FROM download_jobs WHERE "
-                                       "request_id = ?"),
-                          {job.request_id}));
+      ASSIGN_OR_RETURN(sql::Result existing,
+                       session.Execute(absl::StrCat("SELECT ", kColumns,
+                                                    " FROM download_jobs WHERE "
+                                                    "request_id = ?"),
+                                       {job.request_id}));
       if (!existing.rows.empty()) {
         ASSIGN_OR_RETURN(written, JobFromRow(existing.rows[0]));
         return absl::OkStatus();
@@ -257,8 +245,7 @@ absl::StatusOr<std::vector<Job>> JobStore::List(
       marks.push_back("?");
       params.push_back(std::string(StateName(state)));
     }
-    absl::StrAppend(&query, " AND state IN (", absl::StrJoin(marks, ", "),
-                    ")");
+    absl::StrAppend(&query, " AND state IN (", absl::StrJoin(marks, ", "), ")");
   }
   absl::StrAppend(&query, " ORDER BY sequence LIMIT ?");
   params.push_back(int64_t{limit});
@@ -386,10 +373,10 @@ absl::Status JobStore::ReleaseLease(const std::string& id) {
 absl::Status JobStore::ExpireAllLeases() {
   ASSIGN_OR_RETURN(
       sql::Result ignored,
-      db_->Execute("UPDATE download_jobs SET lease_expires = 0, "
-                   "token_owner = CASE WHEN token_owner = '' THEN '' ELSE "
-                   "'(restarted)' END WHERE state = 'running' OR token_owner "
-                   "<> ''"));
+      db_->Execute("UPDATE download_jobs SET lease_expires = 0 WHERE state = "
+                   "'running'"));
+  // Forgetting the other replicas also frees the jobs whose token was in
+  // their memory (ClaimNext skips only live owners).
   ASSIGN_OR_RETURN(sql::Result cleared,
                    db_->Execute("DELETE FROM download_replicas WHERE id <> ?",
                                 {replica_id_}));

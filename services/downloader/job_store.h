@@ -40,7 +40,6 @@ class ChangeSignal {
   void WaitForChange(int64_t seen, absl::Time deadline) const;
   // Wakes all waiters now and forever after (shutdown).
   void Interrupt();
-  bool interrupted() const;
 
  private:
   mutable Mutex mu_;
@@ -71,9 +70,8 @@ class JobStore {
                                         int64_t after_sequence, int limit);
   // Read-modify-write of one job under its row lock: `change` edits the
   // job (or fails, and nothing is written). Returns the job as written.
-  absl::StatusOr<Job> Update(
-      const std::string& id,
-      const std::function<absl::Status(Job&)>& change);
+  absl::StatusOr<Job> Update(const std::string& id,
+                             const std::function<absl::Status(Job&)>& change);
 
   // Claims the next job to work on for this replica, or nullopt. Jobs whose
   // token lives in another live replica's memory are left to that replica.

@@ -40,8 +40,8 @@ std::vector<mm::OptionSpec> Specs() {
                    "Bandwidth limit shared by all transfers (0 = none)"});
   specs.push_back({"stall-timeout", "30s",
                    "A connection without data for this long is retried"});
-  specs.push_back({"max-attempts", "6",
-                   "Transient failures in a row before a job fails"});
+  specs.push_back(
+      {"max-attempts", "6", "Transient failures in a row before a job fails"});
   specs.push_back({"retry-delay", "1s",
                    "First retry delay; doubles per attempt, jittered"});
   specs.push_back({"max-retry-delay", "60s", "Longest retry delay"});
@@ -147,7 +147,8 @@ int Run(int argc, char** argv) {
     *flag.out = *value;
   }
   if (engine.lease < absl::Seconds(1)) {
-    return usage_error(absl::InvalidArgumentError("--lease must be at least 1s"));
+    return usage_error(
+        absl::InvalidArgumentError("--lease must be at least 1s"));
   }
 
   auto policy = std::make_shared<mm::http::AddressPolicy>();

@@ -15,8 +15,9 @@ namespace {
 
 absl::Status Unsafe(std::string_view what, std::string_view value,
                     std::string_view why) {
-  return absl::InvalidArgumentError(absl::StrCat(
-      AsAbsl(what), " ", QuotedForMessage(value), " is not a safe file name: ", AsAbsl(why)));
+  return absl::InvalidArgumentError(
+      absl::StrCat(AsAbsl(what), " ", QuotedForMessage(value),
+                   " is not a safe file name: ", AsAbsl(why)));
 }
 
 int Hex(char c) {
@@ -59,10 +60,9 @@ absl::Status ValidateRelativePath(std::string_view path,
   size_t start = 0;
   while (start <= path.size()) {
     size_t slash = path.find('/', start);
-    std::string_view component =
-        path.substr(start, slash == std::string_view::npos
-                               ? std::string_view::npos
-                               : slash - start);
+    std::string_view component = path.substr(
+        start, slash == std::string_view::npos ? std::string_view::npos
+                                               : slash - start);
     if (absl::Status s = ValidateFileName(component, what); !s.ok()) {
       return absl::InvalidArgumentError(
           absl::StrCat(AsAbsl(what), " ", QuotedForMessage(path),
@@ -89,8 +89,8 @@ std::string FileNameFromUrl(std::string_view url) {
   for (size_t i = 0; i < last.size(); ++i) {
     if (last[i] == '%' && i + 2 < last.size() && Hex(last[i + 1]) >= 0 &&
         Hex(last[i + 2]) >= 0) {
-      decoded.push_back(static_cast<char>(Hex(last[i + 1]) * 16 +
-                                          Hex(last[i + 2])));
+      decoded.push_back(
+          static_cast<char>(Hex(last[i + 1]) * 16 + Hex(last[i + 2])));
       i += 2;
     } else {
       decoded.push_back(last[i]);
@@ -147,8 +147,9 @@ absl::StatusOr<fs::path> DownloadRoots::ResolveDirectory(
   std::error_code ec;
   fs::path canonical = fs::canonical(dir, ec);
   if (ec || !fs::is_directory(canonical)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        AsAbsl(field), " ", QuotedForMessage(dir), " is not an existing directory"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(AsAbsl(field), " ", QuotedForMessage(dir),
+                     " is not an existing directory"));
   }
   if (!Inside(canonical)) {
     return absl::InvalidArgumentError(
@@ -182,8 +183,8 @@ absl::StatusOr<fs::path> DownloadRoots::ResolveFile(
 absl::StatusOr<int64_t> FreeBytes(const fs::path& dir) {
   struct statvfs info;
   if (statvfs(dir.c_str(), &info) != 0) {
-    return absl::InternalError(absl::StrCat("statvfs ", dir.string(), ": ",
-                                            std::strerror(errno)));
+    return absl::InternalError(
+        absl::StrCat("statvfs ", dir.string(), ": ", std::strerror(errno)));
   }
   return static_cast<int64_t>(info.f_bavail) *
          static_cast<int64_t>(info.f_frsize);

@@ -29,8 +29,7 @@ absl::Status ValidateFileName(std::string_view name, std::string_view what);
 
 // OK when `path` is a relative path of safe components ("unet/model.bin"):
 // not absolute, no "..", no empty components, each ValidateFileName-safe.
-absl::Status ValidateRelativePath(std::string_view path,
-                                  std::string_view what);
+absl::Status ValidateRelativePath(std::string_view path, std::string_view what);
 
 // The last path segment of a URL (percent-decoded, query and fragment
 // dropped), or "" when there is none.

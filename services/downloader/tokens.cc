@@ -16,8 +16,7 @@ absl::StatusOr<std::unique_ptr<TokenProvider>> TokenProvider::Create(
     size_t file = text.rfind("=file:");
     size_t at = std::string::npos;
     Rule rule;
-    if (env != std::string::npos &&
-        (file == std::string::npos || env > file)) {
+    if (env != std::string::npos && (file == std::string::npos || env > file)) {
       at = env;
       rule.source = text.substr(env + 5);
     } else if (file != std::string::npos) {
@@ -26,9 +25,9 @@ absl::StatusOr<std::unique_ptr<TokenProvider>> TokenProvider::Create(
       rule.source = text.substr(file + 6);
     }
     if (at == std::string::npos || at == 0 || rule.source.empty()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "token rule ", QuotedForMessage(text),
-          " must be REGEX=env:VARIABLE or REGEX=file:PATH"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("token rule ", QuotedForMessage(text),
+                       " must be REGEX=env:VARIABLE or REGEX=file:PATH"));
     }
     rule.pattern = text.substr(0, at);
     try {

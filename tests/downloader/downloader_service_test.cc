@@ -96,7 +96,8 @@ class DownloaderTest : public ::testing::Test {
 TEST_F(DownloaderTest, DownloadsOneFileNamedAfterTheUrl) {
   StartHarness();
   std::string body = RandomBody(300 * 1024, 1);
-  server_->SetFile("/files/model.safetensors", {.body = body, .etag = "\"v1\""});
+  server_->SetFile("/files/model.safetensors",
+                   {.body = body, .etag = "\"v1\""});
   v1::CreateDownloadRequest request = Request("/files/model.safetensors");
   request.set_expected_sha256(Sha256Hex(body));
   v1::DownloadJob job = Run(request);
@@ -159,11 +160,10 @@ TEST_F(DownloaderTest, MissingContentLengthCompletesWithUnknownTotal) {
 
 TEST_F(DownloaderTest, ContentDispositionNamesTheFile) {
   StartHarness();
-  server_->SetFile("/resolve",
-                   {.body = "weights",
-                    .content_disposition =
-                        "attachment; filename=\"plain.bin\"; "
-                        "filename*=UTF-8''caf%C3%A9.safetensors"});
+  server_->SetFile("/resolve", {.body = "weights",
+                                .content_disposition =
+                                    "attachment; filename=\"plain.bin\"; "
+                                    "filename*=UTF-8''caf%C3%A9.safetensors"});
   v1::DownloadJob job = Run(Request("/resolve?id=1"));
   ASSERT_EQ(job.state(), v1::DOWNLOAD_STATE_SUCCEEDED) << job.DebugString();
   EXPECT_EQ(job.final_path(), (root_ / "café.safetensors").string());
@@ -175,9 +175,9 @@ TEST_F(DownloaderTest, HostileContentDispositionFailsAndWritesNothing) {
   for (std::string name :
        {"../../etc/passwd", "/etc/passwd", "..", "a\\\\b", "C:evil"}) {
     SCOPED_TRACE(name);
-    server_->SetFile("/evil", {.body = "x", .content_disposition = absl::StrCat(
-                                                "attachment; filename=\"",
-                                                name, "\"")});
+    server_->SetFile("/evil", {.body = "x",
+                               .content_disposition = absl::StrCat(
+                                   "attachment; filename=\"", name, "\"")});
     v1::DownloadJob job = Run(Request("/evil"));
     EXPECT_EQ(job.state(), v1::DOWNLOAD_STATE_FAILED);
     EXPECT_EQ(job.error().type(), "UnsafeFileName") << job.DebugString();
@@ -228,7 +228,8 @@ TEST_F(DownloaderTest, DroppedConnectionResumesWithARangeRequest) {
   StartHarness();
   std::string body = RandomBody(100 * 1024, 6);
   server_->SetFile("/drop.bin", {.body = body, .etag = "\"d\""});
-  server_->SetBehavior("/drop.bin", {.drop_after_bytes = 30000, .drop_count = 1});
+  server_->SetBehavior("/drop.bin",
+                       {.drop_after_bytes = 30000, .drop_count = 1});
   v1::DownloadJob job = Run(Request("/drop.bin"));
   ASSERT_EQ(job.state(), v1::DOWNLOAD_STATE_SUCCEEDED) << job.DebugString();
   EXPECT_EQ(ReadFile(root_ / "drop.bin"), body);
@@ -243,10 +244,9 @@ TEST_F(DownloaderTest, StalledConnectionIsDroppedAndRetried) {
   StartHarness();
   std::string body = RandomBody(50 * 1024, 7);
   server_->SetFile("/stall.bin", {.body = body, .etag = "\"s\""});
-  server_->SetBehavior("/stall.bin",
-                       {.stall_after_bytes = 1000,
-                        .stall_for = absl::InfiniteDuration(),
-                        .stall_count = 1});
+  server_->SetBehavior("/stall.bin", {.stall_after_bytes = 1000,
+                                      .stall_for = absl::InfiniteDuration(),
+                                      .stall_count = 1});
   v1::DownloadJob job = Run(Request("/stall.bin"));
   ASSERT_EQ(job.state(), v1::DOWNLOAD_STATE_SUCCEEDED) << job.DebugString();
   EXPECT_EQ(job.retries(), 1);
@@ -343,7 +343,8 @@ TEST_F(DownloaderTest, DiskFullDuringTheTransferFailsAtOnceAndCleansUp) {
 TEST_F(DownloaderTest, HtmlInsteadOfAModelFailsMentioningATokenMayBeNeeded) {
   StartHarness();
   server_->SetFile("/gated.safetensors",
-                   {.body = "<html>log in</html>", .content_type = "text/html; charset=utf-8"});
+                   {.body = "<html>log in</html>",
+                    .content_type = "text/html; charset=utf-8"});
   v1::DownloadJob job = Run(Request("/gated.safetensors"));
   EXPECT_EQ(job.state(), v1::DOWNLOAD_STATE_FAILED);
   EXPECT_THAT(job.error().message(), HasSubstr("may need an access token"));
@@ -395,14 +396,14 @@ TEST_F(DownloaderTest, TokenIsSentOnlyToItsHostAndNeverStoredOrReturned) {
   same.set_file_name("same.bin");
   ASSERT_EQ(Run(same).state(), v1::DOWNLOAD_STATE_SUCCEEDED);
   ASSERT_FALSE(server_->RequestsFor("/same-host.bin").empty());
-  EXPECT_EQ(server_->RequestsFor("/same-host.bin")[0].headers.at("authorization"),
-            "Bearer " + token);
+  EXPECT_EQ(
+      server_->RequestsFor("/same-host.bin")[0].headers.at("authorization"),
+      "Bearer " + token);
 
   // Nowhere on disk: not in the database, not in its WAL.
   for (const auto& entry : fs::directory_iterator(tmp_.path())) {
     if (!entry.is_regular_file()) continue;
-    EXPECT_THAT(ReadFile(entry.path()), Not(HasSubstr(token)))
-        << entry.path();
+    EXPECT_THAT(ReadFile(entry.path()), Not(HasSubstr(token))) << entry.path();
   }
 }
 
@@ -419,7 +420,8 @@ TEST_F(DownloaderTest, UnauthorizedWithoutTokenSaysATokenMayBeNeeded) {
 TEST_F(DownloaderTest, ServerSideTokenRuleSuppliesTheToken) {
   setenv("MM_TEST_DL_TOKEN", "rule-token", 1);
   HarnessOptions options;
-  options.token_rules = {"^http://127\\.0\\.0\\.1:[0-9]+/rule/=env:MM_TEST_DL_TOKEN"};
+  options.token_rules = {
+      "^http://127\\.0\\.0\\.1:[0-9]+/rule/=env:MM_TEST_DL_TOKEN"};
   StartHarness(options);
   server_->SetFile("/rule/a.bin", {.body = "abc"});
   server_->SetBehavior("/rule/a.bin", {.require_bearer = "rule-token"});
@@ -443,9 +445,9 @@ TEST_F(DownloaderTest, TokenRuleCanReadTheTokenFromAFile) {
   other.set_file_name("b.bin");
   EXPECT_EQ(Run(other).state(), v1::DOWNLOAD_STATE_SUCCEEDED);
   ASSERT_EQ(server_->RequestsFor("/public/a.bin").size(), 1u);
-  EXPECT_EQ(server_->RequestsFor("/public/a.bin")[0].headers.count(
-                "authorization"),
-            0u);
+  EXPECT_EQ(
+      server_->RequestsFor("/public/a.bin")[0].headers.count("authorization"),
+      0u);
 }
 
 // Spec §7: a 416 whose Content-Range total equals what the partial file
@@ -469,7 +471,8 @@ TEST_F(DownloaderTest, RangeNotSatisfiableForACompletePartialFileCompletes) {
                           return absl::OkStatus();
                         })
                 .status());
-  ASSERT_OK(harness_->service().Apply(job.id(), DownloaderService::Action::kStart)
+  ASSERT_OK(harness_->service()
+                .Apply(job.id(), DownloaderService::Action::kStart)
                 .status());
   ASSERT_OK_AND_ASSIGN(v1::DownloadJob done, harness_->Wait(job.id()));
   ASSERT_EQ(done.state(), v1::DOWNLOAD_STATE_SUCCEEDED) << done.DebugString();
@@ -487,19 +490,21 @@ TEST_F(DownloaderTest, PrivateAddressesAreRefusedUnlessAllowed) {
   StartHarness(options);
   v1::CreateDownloadRequest request = Request("/x");
   request.set_url("http://127.0.0.2:1/x");
-  EXPECT_THAT(harness_->Create(request).status(),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("loopback")));
+  EXPECT_THAT(
+      harness_->Create(request).status(),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("loopback")));
   request.set_url("http://169.254.169.254/latest/meta-data/");
-  EXPECT_THAT(harness_->Create(request).status(),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("link-local")));
+  EXPECT_THAT(
+      harness_->Create(request).status(),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("link-local")));
   request.set_url("http://[::ffff:10.0.0.1]/x");
   EXPECT_THAT(harness_->Create(request).status(),
-              StatusIs(absl::StatusCode::kInvalidArgument));
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("10.0.0.1 (private address)")));
   request.set_url("file:///etc/passwd");
   EXPECT_THAT(harness_->Create(request).status(),
-              StatusIs(absl::StatusCode::kInvalidArgument));
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("only http and https")));
 
   // Allowed host, but a redirect to a refused one fails the job.
   HttpTestServer::Options other_host;
@@ -525,21 +530,24 @@ TEST_F(DownloaderTest, DestinationsMustStayInsideTheDownloadRoots) {
         (root_ / "missing").string()}) {
     SCOPED_TRACE(dest);
     request.set_dest_dir(dest);
-    EXPECT_THAT(harness_->Create(request).status(),
-                StatusIs(absl::StatusCode::kInvalidArgument,
-                         HasSubstr("dest_dir")));
+    EXPECT_THAT(
+        harness_->Create(request).status(),
+        StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("dest_dir")));
   }
   request.set_dest_dir("");
   request.set_output_path((root_ / "escape" / "f.bin").string());
   EXPECT_THAT(harness_->Create(request).status(),
-              StatusIs(absl::StatusCode::kInvalidArgument));
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("outside the download roots")));
   request.set_output_path((root_ / "..").string());
   EXPECT_THAT(harness_->Create(request).status(),
-              StatusIs(absl::StatusCode::kInvalidArgument));
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("not a safe file name")));
   request.set_output_path("");
   request.set_file_name("../x");
-  EXPECT_THAT(harness_->Create(request).status(),
-              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(
+      harness_->Create(request).status(),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("file_name")));
 }
 
 TEST_F(DownloaderTest, OutputPathWritesExactlyThatFile) {
@@ -647,7 +655,9 @@ TEST_F(DownloaderTest, SymlinksPlantedInsideTheRootAreNotFollowed) {
   v1::CreateDownloadRequest single = Request("/f.bin");
   single.set_file_name("planted.bin");
   job = Run(single);
-  EXPECT_EQ(job.state(), v1::DOWNLOAD_STATE_FAILED) << job.DebugString();
+  EXPECT_EQ(job.state(), v1::DOWNLOAD_STATE_FAILED);
+  EXPECT_EQ(job.error().type(), "UnsafePath") << job.DebugString();
+  EXPECT_THAT(job.error().message(), HasSubstr("is a symbolic link"));
   EXPECT_EQ(ReadFile(outside / "victim"), "precious");
   EXPECT_FALSE(fs::exists(root_ / "planted.bin"));
 }
@@ -672,8 +682,8 @@ TEST_F(DownloaderTest, PriorityOrderWithOneJobAtATime) {
   }
   ASSERT_OK(harness_->Wait(first.id()).status());
   for (int i = 0; i < 4; ++i) {
-    ASSERT_TRUE(server_->WaitForRequests(absl::StrCat("/p", i), 1,
-                                         absl::Seconds(10)));
+    ASSERT_TRUE(
+        server_->WaitForRequests(absl::StrCat("/p", i), 1, absl::Seconds(10)));
   }
   std::vector<std::string> order;
   for (const auto& r : server_->Requests()) {
@@ -715,7 +725,8 @@ TEST_F(DownloaderTest, PauseAndResumeMidFileGiveTheSameBytes) {
     v1::ResumeDownloadRequest resume;
     resume.set_id(job.id());
     v1::DownloadJob resumed;
-    ASSERT_TRUE(harness_->stub().ResumeDownload(&context, resume, &resumed).ok());
+    ASSERT_TRUE(
+        harness_->stub().ResumeDownload(&context, resume, &resumed).ok());
   }
   ASSERT_OK_AND_ASSIGN(v1::DownloadJob done, harness_->Wait(job.id()));
   ASSERT_EQ(done.state(), v1::DOWNLOAD_STATE_SUCCEEDED) << done.DebugString();
@@ -736,14 +747,17 @@ TEST_F(DownloaderTest, ChangedEtagRestartsTheFileFromZero) {
   std::string new_body = RandomBody(300 * 1024, 31);
   server_->SetFile("/ch.bin", {.body = old_body, .etag = "\"old\""});
   server_->SetBehavior("/ch.bin", {.bytes_per_second = 100 * 1024});
-  ASSERT_OK_AND_ASSIGN(v1::DownloadJob job, harness_->Create(Request("/ch.bin")));
+  ASSERT_OK_AND_ASSIGN(v1::DownloadJob job,
+                       harness_->Create(Request("/ch.bin")));
   ASSERT_TRUE(harness_->WaitForBytes(job.id(), 50 * 1024));
-  ASSERT_OK(harness_->service().Apply(job.id(), DownloaderService::Action::kPause)
+  ASSERT_OK(harness_->service()
+                .Apply(job.id(), DownloaderService::Action::kPause)
                 .status());
   ASSERT_OK(harness_->Wait(job.id()).status());
   server_->SetFile("/ch.bin", {.body = new_body, .etag = "\"new\""});
   server_->SetBehavior("/ch.bin", {});
-  ASSERT_OK(harness_->service().Apply(job.id(), DownloaderService::Action::kResume)
+  ASSERT_OK(harness_->service()
+                .Apply(job.id(), DownloaderService::Action::kResume)
                 .status());
   ASSERT_OK_AND_ASSIGN(v1::DownloadJob done, harness_->Wait(job.id()));
   ASSERT_EQ(done.state(), v1::DOWNLOAD_STATE_SUCCEEDED) << done.DebugString();
@@ -754,7 +768,8 @@ TEST_F(DownloaderTest, CancelRemovesThePartialFile) {
   StartHarness();
   server_->SetFile("/c.bin", {.body = RandomBody(300 * 1024, 40)});
   server_->SetBehavior("/c.bin", {.bytes_per_second = 100 * 1024});
-  ASSERT_OK_AND_ASSIGN(v1::DownloadJob job, harness_->Create(Request("/c.bin")));
+  ASSERT_OK_AND_ASSIGN(v1::DownloadJob job,
+                       harness_->Create(Request("/c.bin")));
   ASSERT_TRUE(harness_->WaitForBytes(job.id(), 10 * 1024));
   ASSERT_OK_AND_ASSIGN(
       Job cancelled,
@@ -764,10 +779,10 @@ TEST_F(DownloaderTest, CancelRemovesThePartialFile) {
   EXPECT_EQ(done.state(), v1::DOWNLOAD_STATE_CANCELLED);
   EXPECT_TRUE(server_->WaitForActiveConnectionsAtMost(0, absl::Seconds(5)));
   EXPECT_TRUE(FilesUnderRoot().empty());
-  EXPECT_THAT(
-      harness_->service().Apply(job.id(), DownloaderService::Action::kResume)
-          .status(),
-      StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(harness_->service()
+                  .Apply(job.id(), DownloaderService::Action::kResume)
+                  .status(),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
 }
 
 TEST_F(DownloaderTest, StartFalseWaitsForStart) {
@@ -780,7 +795,8 @@ TEST_F(DownloaderTest, StartFalseWaitsForStart) {
   EXPECT_THAT(harness_->Wait(job.id(), absl::Milliseconds(300)).status(),
               StatusIs(absl::StatusCode::kDeadlineExceeded));
   EXPECT_TRUE(server_->Requests().empty());
-  ASSERT_OK(harness_->service().Apply(job.id(), DownloaderService::Action::kStart)
+  ASSERT_OK(harness_->service()
+                .Apply(job.id(), DownloaderService::Action::kStart)
                 .status());
   ASSERT_OK_AND_ASSIGN(v1::DownloadJob done, harness_->Wait(job.id()));
   EXPECT_EQ(done.state(), v1::DOWNLOAD_STATE_SUCCEEDED);
@@ -855,13 +871,15 @@ TEST_F(DownloaderTest, ListPagesInSubmissionOrderAndPruneForgetsFinishedJobs) {
     request.set_page_size(2);
     request.set_page_token(token);
     v1::ListDownloadsResponse response;
-    ASSERT_TRUE(harness_->stub().ListDownloads(&context, request, &response).ok());
+    ASSERT_TRUE(
+        harness_->stub().ListDownloads(&context, request, &response).ok());
     for (const auto& job : response.jobs()) listed.push_back(job.id());
     token = response.next_page_token();
   } while (!token.empty());
   EXPECT_EQ(listed, ids);
 
-  ASSERT_OK(harness_->service().Apply(ids[0], DownloaderService::Action::kCancel)
+  ASSERT_OK(harness_->service()
+                .Apply(ids[0], DownloaderService::Action::kCancel)
                 .status());
   grpc::ClientContext context;
   v1::PruneDownloadsRequest prune;
@@ -912,8 +930,8 @@ TEST_F(DownloaderTest, JobThatLostItsTokenInARestartPausesUntilGivenOne) {
   const std::string token = "tok-restart";
   std::string body = RandomBody(200 * 1024, 70);
   server_->SetFile("/t.bin", {.body = body, .etag = "\"t\""});
-  server_->SetBehavior("/t.bin", {.require_bearer = token,
-                                  .bytes_per_second = 200 * 1024});
+  server_->SetBehavior(
+      "/t.bin", {.require_bearer = token, .bytes_per_second = 200 * 1024});
   StartHarness();
   v1::CreateDownloadRequest request = Request("/t.bin");
   request.set_access_token(token);
@@ -939,7 +957,8 @@ TEST_F(DownloaderTest, BandwidthLimitIsSharedByAllTransfers) {
   options.max_bytes_per_second = 512 * 1024;
   StartHarness(options);
   for (int i = 0; i < 2; ++i) {
-    server_->SetFile(absl::StrCat("/bw", i), {.body = RandomBody(256 * 1024, i)});
+    server_->SetFile(absl::StrCat("/bw", i),
+                     {.body = RandomBody(256 * 1024, i)});
   }
   absl::Time start = absl::Now();
   ASSERT_OK_AND_ASSIGN(v1::DownloadJob a, harness_->Create(Request("/bw0")));

@@ -36,7 +36,8 @@ absl::StatusOr<std::unique_ptr<Harness>> Harness::Start(
     RETURN_IF_ERROR(policy->Allow(cidr));
   }
   options.engine.address_policy = policy;
-  ASSIGN_OR_RETURN(h->store_, JobStore::Open(options.db_url, options.replica_id));
+  ASSIGN_OR_RETURN(h->store_,
+                   JobStore::Open(options.db_url, options.replica_id));
   if (h->store_->dialect() == sql::Dialect::kSqlite) {
     RETURN_IF_ERROR(h->store_->ExpireAllLeases());
   }
@@ -64,15 +65,12 @@ absl::StatusOr<std::unique_ptr<Harness>> Harness::Start(
 Harness::~Harness() {
   service_->Shutdown();
   engine_->Stop();
-  server_->Shutdown(std::chrono::system_clock::now() +
-                    std::chrono::seconds(5));
+  server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
   engine_.reset();
   loop_.reset();
 }
 
-void Harness::StopEngine() {
-  engine_->Stop();
-}
+void Harness::StopEngine() { engine_->Stop(); }
 
 absl::StatusOr<v1::DownloadJob> Harness::Create(
     const v1::CreateDownloadRequest& request) {

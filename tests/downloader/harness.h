@@ -26,8 +26,8 @@ namespace mm::downloader {
 EngineOptions FastEngineOptions();
 
 struct HarnessOptions {
-  std::string db_url;          // required
-  std::string root;            // the download root; required
+  std::string db_url;  // required
+  std::string root;    // the download root; required
   EngineOptions engine = FastEngineOptions();
   bool allow_private = true;
   std::vector<std::string> allow_cidrs;

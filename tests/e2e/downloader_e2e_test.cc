@@ -57,12 +57,26 @@ class Downloader {
     auto d = std::make_unique<Downloader>();
     d->address_ = "unix:" + (dir / (name + ".sock")).string();
     d->log_ = dir / (name + ".log");
-    std::vector<std::string> argv = {
-        MM_DOWNLOADER_BIN, "--listen", d->address_, "--db", db,
-        "--download-root", root.string(), "--allow-private-urls",
-        "--health-interval", "200ms", "--retry-delay", "50ms",
-        "--stall-timeout", "2s", "--min-segment-size", "65536",
-        "--segments", "4", "--lease", "2s"};
+    std::vector<std::string> argv = {MM_DOWNLOADER_BIN,
+                                     "--listen",
+                                     d->address_,
+                                     "--db",
+                                     db,
+                                     "--download-root",
+                                     root.string(),
+                                     "--allow-private-urls",
+                                     "--health-interval",
+                                     "200ms",
+                                     "--retry-delay",
+                                     "50ms",
+                                     "--stall-timeout",
+                                     "2s",
+                                     "--min-segment-size",
+                                     "65536",
+                                     "--segments",
+                                     "4",
+                                     "--lease",
+                                     "2s"};
     argv.insert(argv.end(), extra.begin(), extra.end());
     ASSIGN_OR_RETURN(d->process_, Subprocess::Start(argv, d->log_));
     // Connect only once the socket exists: a channel that failed to
@@ -79,8 +93,8 @@ class Downloader {
     absl::Status health;
     while (absl::Now() < deadline) {
       if (!d->process_->Running()) {
-        return absl::InternalError(absl::StrCat(
-            "mm-downloader exited; log:\n", ReadFile(d->log_)));
+        return absl::InternalError(
+            absl::StrCat("mm-downloader exited; log:\n", ReadFile(d->log_)));
       }
       health = CheckHealth(*d->channel_, "modelmanager.v1.Downloader",
                            absl::Seconds(2));
@@ -106,7 +120,8 @@ class Downloader {
     v1::GetDownloadRequest request;
     request.set_id(id);
     v1::DownloadJob job;
-    RETURN_IF_ERROR(FromGrpcStatus(stub_->GetDownload(&context, request, &job)));
+    RETURN_IF_ERROR(
+        FromGrpcStatus(stub_->GetDownload(&context, request, &job)));
     return job;
   }
 
@@ -173,9 +188,9 @@ TEST_F(DownloaderE2eTest, SigkillMidDownloadThenRestartFinishesTheFile) {
   std::string db = "sqlite:" + (dir_.path() / "dl.db").string();
   std::string rule = "^http://127\\.0\\.0\\.1:[0-9]+/=env:MM_E2E_TOKEN";
   setenv("MM_E2E_TOKEN", token.c_str(), 1);
-  ASSERT_OK_AND_ASSIGN(auto downloader,
-                       Downloader::Start(dir_.path(), "dl", db, root_,
-                                         {"--token-rule", rule}));
+  ASSERT_OK_AND_ASSIGN(
+      auto downloader,
+      Downloader::Start(dir_.path(), "dl", db, root_, {"--token-rule", rule}));
   v1::CreateDownloadRequest request;
   request.set_url(server_->Url("/model.safetensors"));
   request.set_dest_dir(root_.string());
@@ -186,14 +201,13 @@ TEST_F(DownloaderE2eTest, SigkillMidDownloadThenRestartFinishesTheFile) {
   size_t requests_before = server_->RequestsFor("/model.safetensors").size();
 
   server_->SetBehavior("/model.safetensors", {.require_bearer = token});
-  ASSERT_OK_AND_ASSIGN(downloader, Downloader::Start(dir_.path(), "dl2", db,
-                                                     root_,
-                                                     {"--token-rule", rule}));
+  ASSERT_OK_AND_ASSIGN(
+      downloader,
+      Downloader::Start(dir_.path(), "dl2", db, root_, {"--token-rule", rule}));
   ASSERT_OK_AND_ASSIGN(v1::DownloadJob done,
                        downloader->Wait(job.id(), absl::Seconds(60)));
   ASSERT_EQ(done.state(), v1::DOWNLOAD_STATE_SUCCEEDED) << done.DebugString();
-  EXPECT_EQ(Sha256Hex(root_ / "model.safetensors"),
-            Sha256Hex([&] {
+  EXPECT_EQ(Sha256Hex(root_ / "model.safetensors"), Sha256Hex([&] {
               fs::path p = dir_.path() / "expected";
               std::ofstream(p, std::ios::binary) << body;
               return p;
@@ -219,26 +233,26 @@ TEST_F(DownloaderE2eTest, MmDownloadWaitDrivesTheRealService) {
                        Downloader::Start(dir_.path(), "dl", db, root_));
   ASSERT_OK_AND_ASSIGN(
       testing::CommandResult result,
-      testing::RunCommand({MM_BIN, "--downloader", downloader->address(),
-                           "download", server_->Url("/cli.bin"), "--dest",
-                           root_.string(), "--wait"},
-                          absl::Seconds(60)));
+      testing::RunCommand(
+          {MM_BIN, "--downloader", downloader->address(), "download",
+           server_->Url("/cli.bin"), "--dest", root_.string(), "--wait"},
+          absl::Seconds(60)));
   EXPECT_EQ(result.exit_code, 0) << result.out + result.err;
   EXPECT_EQ(ReadFile(root_ / "cli.bin"), body);
 
   ASSERT_OK_AND_ASSIGN(
       testing::CommandResult missing,
-      testing::RunCommand({MM_BIN, "--downloader", downloader->address(),
-                           "download", server_->Url("/missing.bin"), "--dest",
-                           root_.string(), "--wait"},
-                          absl::Seconds(60)));
+      testing::RunCommand(
+          {MM_BIN, "--downloader", downloader->address(), "download",
+           server_->Url("/missing.bin"), "--dest", root_.string(), "--wait"},
+          absl::Seconds(60)));
   EXPECT_EQ(missing.exit_code, 1) << missing.out + missing.err;
 
   ASSERT_OK_AND_ASSIGN(
       testing::CommandResult list,
-      testing::RunCommand({MM_BIN, "--downloader", downloader->address(),
-                           "downloads", "list"},
-                          absl::Seconds(60)));
+      testing::RunCommand(
+          {MM_BIN, "--downloader", downloader->address(), "downloads", "list"},
+          absl::Seconds(60)));
   EXPECT_EQ(list.exit_code, 0);
   EXPECT_THAT(list.out, HasSubstr("succeeded"));
   EXPECT_THAT(list.out, HasSubstr("failed"));
@@ -258,9 +272,8 @@ TEST_F(DownloaderE2eTest, MmDownloadsControlsJobsOfTheRealService) {
     EXPECT_OK(result.status());
     return result.value_or(testing::CommandResult{});
   };
-  testing::CommandResult created =
-      mm({"download", server_->Url("/ctl.bin"), "--dest", root_.string(),
-          "--json"});
+  testing::CommandResult created = mm({"download", server_->Url("/ctl.bin"),
+                                       "--dest", root_.string(), "--json"});
   ASSERT_EQ(created.exit_code, 0) << created.err;
   nlohmann::json job = nlohmann::json::parse(created.out);
   std::string id = job["id"];
@@ -280,8 +293,8 @@ TEST_F(DownloaderE2eTest, MmDownloadsControlsJobsOfTheRealService) {
   EXPECT_THAT(watched.out, HasSubstr("succeeded"));
   EXPECT_EQ(ReadFile(root_ / "ctl.bin"), body);
 
-  testing::CommandResult listed = mm({"downloads", "list", "--state",
-                                      "succeeded"});
+  testing::CommandResult listed =
+      mm({"downloads", "list", "--state", "succeeded"});
   EXPECT_THAT(listed.out, HasSubstr(id.substr(0, 8)));
   EXPECT_EQ(mm({"downloads", "prune"}).exit_code, 0);
   testing::CommandResult gone = mm({"downloads", "get", id});
@@ -367,7 +380,8 @@ TEST_F(DownloaderE2eTest, TwoReplicasOnPostgresTakeOverAKilledReplicasJob) {
 
   // Pause and cancel reach the worker whichever replica they go to.
   ASSERT_OK_AND_ASSIGN(auto c, Downloader::Start(dir_.path(), "c", db, root_));
-  server_->SetFile("/slow.bin", {.body = RandomBody(1 << 20, 5), .etag = "\"w\""});
+  server_->SetFile("/slow.bin",
+                   {.body = RandomBody(1 << 20, 5), .etag = "\"w\""});
   server_->SetBehavior("/slow.bin", {.bytes_per_second = 256 << 10});
   request.set_url(server_->Url("/slow.bin"));
   ASSERT_OK_AND_ASSIGN(v1::DownloadJob slow, survivor->Create(request));
@@ -388,7 +402,8 @@ TEST_F(DownloaderE2eTest, TwoReplicasOnPostgresTakeOverAKilledReplicasJob) {
     ASSERT_TRUE(
         replica->stub().ResumeDownload(&resume_context, resume, &paused).ok());
     ASSERT_TRUE(server_->WaitForRequests(
-        "/slow.bin", static_cast<int>(server_->RequestsFor("/slow.bin").size()) + 1,
+        "/slow.bin",
+        static_cast<int>(server_->RequestsFor("/slow.bin").size()) + 1,
         absl::Seconds(30)));
   }
   {

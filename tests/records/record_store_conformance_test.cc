@@ -114,7 +114,6 @@ class RecordStoreConformanceTest : public ::testing::TestWithParam<Backend> {
   std::unique_ptr<ModelRegistry> registry_;
 };
 
-
 TEST_P(RecordStoreConformanceTest, CreateGeneratesAKeyAndGetReturnsTheRecord) {
   StoredModel created = MustCreate(VaeConfig("my vae", 1));
   std::string key = created.config["key"];
