@@ -12,7 +12,7 @@ packages=(
   libsqlite3-dev libpq-dev postgresql postgresql-contrib
   libcurl4-openssl-dev libboost-dev
   libgtest-dev libgmock-dev googletest libbenchmark-dev
-  libclang-rt-14-dev b3sum coreutils openssl python3 procps util-linux
+  libclang-rt-14-dev ccache linux-perf b3sum coreutils openssl python3 procps util-linux
 )
 
 missing=()

@@ -105,7 +105,7 @@ class SqlTest : public ::testing::TestWithParam<Dialect> {
       url_ = "sqlite:" + (dir_.path() / "test.db").string();
     } else {
       absl::StatusOr<PostgresCluster*> cluster = SharedCluster::Get();
-      if (!cluster.ok()) GTEST_SKIP() << cluster.status();
+      if (!cluster.ok()) MM_SKIP_OR_FAIL_WITHOUT_POSTGRES(cluster.status());
       static int next_database = 0;
       ASSERT_OK_AND_ASSIGN(
           url_, (*cluster)->CreateDatabase(absl::StrCat("t", next_database++)));
@@ -549,7 +549,7 @@ TEST(RewritePlaceholdersTest, SkipsLiteralsIdentifiersAndComments) {
 TEST(PostgresOutageTest, FailsFastWhileDownAndRecovers) {
   absl::StatusOr<std::unique_ptr<PostgresCluster>> cluster =
       PostgresCluster::Start();
-  if (!cluster.ok()) GTEST_SKIP() << cluster.status();
+  if (!cluster.ok()) MM_SKIP_OR_FAIL_WITHOUT_POSTGRES(cluster.status());
   Options options;
   options.reconnect_backoff_max = absl::Seconds(1);
   ASSERT_OK_AND_ASSIGN(auto db, Database::Open((*cluster)->url(), options));

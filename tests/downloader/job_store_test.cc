@@ -68,7 +68,7 @@ class JobStoreTest : public ::testing::TestWithParam<Backend> {
       case Backend::kPostgres: {
         std::string error;
         PostgresCluster* cluster = mm::testing::SharedPostgresCluster(&error);
-        if (cluster == nullptr) GTEST_SKIP() << "no PostgreSQL: " << error;
+        if (cluster == nullptr) MM_SKIP_OR_FAIL_WITHOUT_POSTGRES(error);
         static std::atomic<int> counter{0};
         ASSERT_OK_AND_ASSIGN(
             url_, cluster->CreateDatabase(absl::StrCat("jobs_", counter++)));

@@ -35,7 +35,7 @@ class CliE2eTest : public ::testing::TestWithParam<Backend> {
     if (GetParam() == Backend::kPostgres) {
       absl::StatusOr<std::unique_ptr<PostgresCluster>> cluster =
           PostgresCluster::Start();
-      if (!cluster.ok()) GTEST_SKIP() << cluster.status();
+      if (!cluster.ok()) MM_SKIP_OR_FAIL_WITHOUT_POSTGRES(cluster.status());
       cluster_ = std::move(*cluster);
       ASSERT_OK_AND_ASSIGN(db, cluster_->CreateDatabase("cli"));
     }

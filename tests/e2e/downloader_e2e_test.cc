@@ -330,7 +330,7 @@ TEST_F(DownloaderE2eTest, TwoReplicasOnPostgresTakeOverAKilledReplicasJob) {
   absl::StatusOr<std::unique_ptr<PostgresCluster>> cluster =
       PostgresCluster::Start();
   if (absl::IsFailedPrecondition(cluster.status())) {
-    GTEST_SKIP() << cluster.status();
+    MM_SKIP_OR_FAIL_WITHOUT_POSTGRES(cluster.status());
   }
   ASSERT_OK(cluster.status());
   ASSERT_OK_AND_ASSIGN(std::string db, (*cluster)->CreateDatabase("dl"));

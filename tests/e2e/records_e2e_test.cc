@@ -142,7 +142,7 @@ TEST(RecordsE2eTest, SqliteRecordsSurviveARestartAndSigtermExitsZero) {
 TEST(RecordsE2eTest, PostgresOutageGivesUnavailableThenRecovers) {
   absl::StatusOr<std::unique_ptr<PostgresCluster>> cluster =
       PostgresCluster::Start();
-  if (!cluster.ok()) GTEST_SKIP() << cluster.status();
+  if (!cluster.ok()) MM_SKIP_OR_FAIL_WITHOUT_POSTGRES(cluster.status());
   TempDir dir;
   ASSERT_OK_AND_ASSIGN(std::string url, (*cluster)->CreateDatabase("e2e"));
   ASSERT_OK_AND_ASSIGN(auto server, RecordsServer::Start(dir.path(), url));
@@ -176,7 +176,7 @@ TEST(RecordsE2eTest, PostgresOutageGivesUnavailableThenRecovers) {
 TEST(RecordsE2eTest, TwoReplicasOnOnePostgresSeeEachOthersChanges) {
   absl::StatusOr<std::unique_ptr<PostgresCluster>> cluster =
       PostgresCluster::Start();
-  if (!cluster.ok()) GTEST_SKIP() << cluster.status();
+  if (!cluster.ok()) MM_SKIP_OR_FAIL_WITHOUT_POSTGRES(cluster.status());
   TempDir dir_a;
   TempDir dir_b;
   ASSERT_OK_AND_ASSIGN(std::string url, (*cluster)->CreateDatabase("replicas"));

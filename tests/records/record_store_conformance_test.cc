@@ -75,7 +75,7 @@ class RecordStoreConformanceTest : public ::testing::TestWithParam<Backend> {
       case Backend::kPostgres: {
         std::string error;
         PostgresCluster* cluster = mm::testing::SharedPostgresCluster(&error);
-        if (cluster == nullptr) GTEST_SKIP() << "no PostgreSQL: " << error;
+        if (cluster == nullptr) MM_SKIP_OR_FAIL_WITHOUT_POSTGRES(error);
         static std::atomic<int> counter{0};
         absl::StatusOr<std::string> db_url =
             cluster->CreateDatabase(absl::StrCat("conformance_", counter++));

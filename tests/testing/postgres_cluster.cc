@@ -16,6 +16,7 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <string_view>
 #include <system_error>
 #include <utility>
 #include <vector>
@@ -279,6 +280,13 @@ PostgresCluster* SharedPostgresCluster(std::string* error) {
   }
   if (shared_cluster_error != nullptr) *error = *shared_cluster_error;
   return shared_cluster;
+}
+
+bool PostgresRequired() {
+  const char* ci = std::getenv("CI");
+  const char* required = std::getenv("MM_REQUIRE_POSTGRES");
+  return (ci != nullptr && std::string_view(ci) == "true") ||
+         (required != nullptr && std::string_view(required) == "1");
 }
 
 void StopSharedPostgresCluster() {

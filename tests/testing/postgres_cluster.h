@@ -6,11 +6,13 @@
 // When the process runs as root (CI), initdb refuses to run, so the server
 // is run as the `postgres` system user and the directory is given to it.
 // Without PostgreSQL server binaries Start() fails with FAILED_PRECONDITION;
-// tests then skip:
+// tests then skip on a developer's machine, and fail where PostgreSQL is
+// required (CI=true or MM_REQUIRE_POSTGRES=1, as scripts/test.sh sets), so
+// the replica, lease and NOTIFY tests can never vanish unnoticed:
 //
 //   absl::StatusOr<std::unique_ptr<PostgresCluster>> cluster =
 //       PostgresCluster::Start();
-//   if (!cluster.ok()) GTEST_SKIP() << cluster.status();
+//   if (!cluster.ok()) MM_SKIP_OR_FAIL_WITHOUT_POSTGRES(cluster.status());
 //   auto db = sql::Database::Open((*cluster)->url());
 //
 // Thread-safety: not thread-safe; drive it from the test's main thread.
@@ -77,6 +79,27 @@ class PostgresCluster {
 // call from the test thread.
 PostgresCluster* SharedPostgresCluster(std::string* error);
 void StopSharedPostgresCluster();
+
+// True when a test run must not go on without PostgreSQL: the environment
+// has CI=true or MM_REQUIRE_POSTGRES=1.
+bool PostgresRequired();
+
+}  // namespace mm::testing
+
+// Ends the current test (or SetUp) because no PostgreSQL cluster could be
+// started, with `why` (anything streamable) in the message: a failure where
+// PostgresRequired(), else a skip.
+#define MM_SKIP_OR_FAIL_WITHOUT_POSTGRES(why)                          \
+  do {                                                                 \
+    if (::mm::testing::PostgresRequired()) {                           \
+      GTEST_FAIL() << "PostgreSQL is required here (CI=true or "       \
+                      "MM_REQUIRE_POSTGRES=1) but did not start: "     \
+                   << (why);                                           \
+    }                                                                  \
+    GTEST_SKIP() << "no PostgreSQL: " << (why);                        \
+  } while (false)
+
+namespace mm::testing {
 
 }  // namespace mm::testing
 
