@@ -17,6 +17,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "cli/build_services.h"
 #include "cli/downloads_commands.h"
 #include "cli/local_commands.h"
 #include "cli/models_commands.h"
@@ -443,12 +444,22 @@ absl::Status EnsureStateDir(const fs::path& dir) {
 }
 
 const std::vector<ServiceInfo>& KnownServices() {
-  static const auto* const kServices = new std::vector<ServiceInfo>{
-      {"records", "mm-records", "modelmanager.v1.ModelRecords"},
-      {"downloader", "mm-downloader", "modelmanager.v1.Downloader"},
-      {"installer", "mm-installer", "modelmanager.v1.Installer"},
-      {"loader", "mm-loader", "modelmanager.v1.Loader"},
-  };
+  static const auto* const kServices = [] {
+    auto* services = new std::vector<ServiceInfo>{
+        {"records", "mm-records", "modelmanager.v1.ModelRecords", ""},
+        {"downloader", "mm-downloader", "modelmanager.v1.Downloader", ""},
+        {"installer", "mm-installer", "modelmanager.v1.Installer", ""},
+        {"loader", "mm-loader", "modelmanager.v1.Loader", ""},
+    };
+    for (ServiceInfo& service : *services) {
+      for (const BuildService& built : kBuildServices) {
+        if (service.name == built.name) {
+          service.missing_reason = built.missing_reason;
+        }
+      }
+    }
+    return services;
+  }();
   return *kServices;
 }
 

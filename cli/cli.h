@@ -88,6 +88,10 @@ struct ServiceInfo {
   std::string executable;
   // Health-check service name reported SERVING once ready.
   std::string health_name;
+  // Empty when this build makes the executable; otherwise why it does not
+  // (e.g. "not part of this version yet"), which `mm up` prints instead of
+  // starting the service.
+  std::string missing_reason;
 };
 const std::vector<ServiceInfo>& KnownServices();
 const ServiceInfo* FindService(std::string_view name);

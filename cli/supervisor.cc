@@ -511,15 +511,14 @@ class Supervisor {
     table.Print(text);
     text << "database: sqlite:" << layout_.Database("records").string()
          << "\nmodels:   " << layout_.ModelsDir().string() << "\n";
-    std::vector<std::string> missing;
-    for (const ServiceInfo& service : KnownServices()) {
+    for (const ServiceInfo& service : options_.services) {
       bool started = std::any_of(
           children_.begin(), children_.end(),
           [&](const Child& c) { return c.info.name == service.name; });
-      if (!started) missing.push_back(service.executable);
-    }
-    if (!missing.empty()) {
-      text << "not built (skipped): " << absl::StrJoin(missing, ", ") << "\n";
+      if (!started) {
+        text << service.executable
+             << ": not started: " << service.missing_reason << "\n";
+      }
     }
     return text.str();
   }
@@ -534,11 +533,12 @@ class Supervisor {
 absl::StatusOr<std::vector<Child>> FindChildren(
     const SupervisorOptions& options) {
   std::vector<Child> children;
-  for (const ServiceInfo& service : KnownServices()) {
+  for (const ServiceInfo& service : options.services) {
     std::optional<fs::path> executable =
         FindServiceExecutable(service, options.self_exe, options.env);
     if (!executable) {
-      if (service.name != "records") continue;
+      // Not made by this build: Summary() says why.
+      if (!service.missing_reason.empty()) continue;
       std::vector<std::string> looked;
       for (const fs::path& candidate : ServiceExecutableCandidates(
                service, options.self_exe, options.env)) {

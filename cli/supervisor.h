@@ -1,7 +1,8 @@
 // `mm up`, `mm down`, `mm status`: run the whole system on one machine.
 //
-// `mm up` starts every service executable it finds (mm-records, and
-// mm-downloader, mm-installer, mm-loader once they exist), each in its own
+// `mm up` starts every service this build makes (cli/build_services.h:
+// mm-records and mm-downloader today; mm-installer and mm-loader once they
+// exist, and it says in one line why one is not started), each in its own
 // process group on a unix socket in the state directory with SQLite files
 // beside it, waits until each reports SERVING, and supervises them: a child
 // that dies is restarted with exponential backoff; SIGINT/SIGTERM stop them
@@ -111,6 +112,10 @@ struct SupervisorOptions {
   std::filesystem::path self_exe;
   // Environment: MM_BIN_DIR; also passed on to the services.
   EnvLookup env;
+  // The services, in start order. Each one this build makes must be found
+  // and must start (NOT_FOUND otherwise); one it does not make
+  // (missing_reason set) is reported with its reason and not started.
+  std::vector<ServiceInfo> services = KnownServices();
   // How long each service may take to report SERVING.
   absl::Duration startup_deadline = absl::Seconds(30);
   // How long children get after SIGTERM before SIGKILL.

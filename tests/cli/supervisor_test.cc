@@ -65,6 +65,9 @@ int RunFakeRecordsService(const std::vector<std::string>& args) {
   std::_Exit(RunFakeRecordsService(args));
 }();
 
+// Just the records service: the fake bin folders hold no other executable.
+std::vector<ServiceInfo> RecordsOnly() { return {*FindService("records")}; }
+
 EnvLookup FakeEnv(std::map<std::string, std::string> values) {
   return [values = std::move(values)](
              const std::string& name) -> std::optional<std::string> {
@@ -175,6 +178,7 @@ TEST(RunUpTest, ServiceThatExitsDuringStartupFailsWithItsLog) {
   SupervisorOptions options;
   options.state_dir = temp.path() / "state";
   options.env = FakeEnv({{"MM_BIN_DIR", (temp.path() / "bin").string()}});
+  options.services = RecordsOnly();
   std::ostringstream out;
   absl::Status status = RunUp(options, out);
   EXPECT_THAT(status, StatusIs(absl::StatusCode::kUnavailable,
@@ -197,12 +201,42 @@ TEST(RunUpTest, ServiceThatNeverServesTimesOut) {
   SupervisorOptions options;
   options.state_dir = temp.path() / "state";
   options.env = FakeEnv({{"MM_BIN_DIR", (temp.path() / "bin").string()}});
+  options.services = RecordsOnly();
   options.startup_deadline = absl::Milliseconds(500);
   std::ostringstream out;
   absl::Status status = RunUp(options, out);
   EXPECT_THAT(status, StatusIs(absl::StatusCode::kDeadlineExceeded,
                                HasSubstr("did not report SERVING within")));
   EXPECT_THAT(status.message(), HasSubstr("starting"));
+}
+
+TEST(RunUpTest, ServiceThisBuildMakesButThatIsMissingIsAnError) {
+  TempDir temp;
+  WriteScript(temp.path() / "bin" / "mm-records", "exec sleep 60\n");
+  SupervisorOptions options;
+  options.state_dir = temp.path() / "state";
+  options.env = FakeEnv({{"MM_BIN_DIR", (temp.path() / "bin").string()}});
+  options.self_exe = temp.path() / "elsewhere" / "mm";
+  options.services = RecordsOnly();
+  options.services.push_back(*FindService("downloader"));
+  options.services.back().missing_reason.clear();
+  std::ostringstream out;
+  EXPECT_THAT(RunUp(options, out),
+              StatusIs(absl::StatusCode::kNotFound,
+                       HasSubstr("mm-downloader not found (looked at " +
+                                 (temp.path() / "bin").string())));
+  EXPECT_FALSE(RunningSupervisor(options.state_dir).has_value());
+}
+
+TEST(KnownServicesTest, EveryServiceIsEitherBuiltOrSaysWhyNot) {
+  // This build makes records and downloader (the test tree links both).
+  EXPECT_EQ(FindService("records")->missing_reason, "");
+  EXPECT_EQ(FindService("downloader")->missing_reason, "");
+  for (const ServiceInfo& service : KnownServices()) {
+    EXPECT_TRUE(service.missing_reason.empty() ||
+                service.missing_reason.size() > 10)
+        << service.name;
+  }
 }
 
 // Stops a detached supervisor left behind by a failed assertion.
@@ -222,6 +256,10 @@ TEST(RunUpTest, DetachedSupervisorServesRestartsAndStops) {
   SupervisorOptions options;
   options.state_dir = temp.path() / "state";
   options.env = FakeEnv({{"MM_BIN_DIR", bin.string()}});
+  options.services = RecordsOnly();
+  // A service this build does not make is named with its reason, once.
+  options.services.push_back({"loader", "mm-loader", "modelmanager.v1.Loader",
+                              "built without CUDA (MM_WITH_CUDA=OFF)"});
   options.detach = true;
   options.stop_grace = absl::Seconds(5);
   DownOnExit down{options.state_dir};
@@ -230,6 +268,8 @@ TEST(RunUpTest, DetachedSupervisorServesRestartsAndStops) {
   ASSERT_THAT(RunUp(options, out), IsOk());
   std::string summary = out.str();
   EXPECT_THAT(summary, HasSubstr("running in the background"));
+  EXPECT_THAT(summary, HasSubstr("mm-loader: not started: built without CUDA "
+                                 "(MM_WITH_CUDA=OFF)\n"));
   std::smatch match;
   ASSERT_TRUE(std::regex_search(
       summary, match, std::regex("records +SERVING +unix:\\S+ +([0-9]+)")))

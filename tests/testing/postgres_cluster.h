@@ -89,18 +89,16 @@ bool PostgresRequired();
 // Ends the current test (or SetUp) because no PostgreSQL cluster could be
 // started, with `why` (anything streamable) in the message: a failure where
 // PostgresRequired(), else a skip.
-#define MM_SKIP_OR_FAIL_WITHOUT_POSTGRES(why)                          \
-  do {                                                                 \
-    if (::mm::testing::PostgresRequired()) {                           \
-      GTEST_FAIL() << "PostgreSQL is required here (CI=true or "       \
-                      "MM_REQUIRE_POSTGRES=1) but did not start: "     \
-                   << (why);                                           \
-    }                                                                  \
-    GTEST_SKIP() << "no PostgreSQL: " << (why);                        \
+#define MM_SKIP_OR_FAIL_WITHOUT_POSTGRES(why)                      \
+  do {                                                             \
+    if (::mm::testing::PostgresRequired()) {                       \
+      GTEST_FAIL() << "PostgreSQL is required here (CI=true or "   \
+                      "MM_REQUIRE_POSTGRES=1) but did not start: " \
+                   << (why);                                       \
+    }                                                              \
+    GTEST_SKIP() << "no PostgreSQL: " << (why);                    \
   } while (false)
 
-namespace mm::testing {
-
-}  // namespace mm::testing
+namespace mm::testing {}  // namespace mm::testing
 
 #endif  // MM_TESTS_TESTING_POSTGRES_CLUSTER_H_
