@@ -77,4 +77,37 @@ absl::Status CheckHealth(grpc::Channel& channel, const std::string& service,
   return absl::OkStatus();
 }
 
+absl::Status WaitForServing(grpc::Channel& channel, const std::string& service,
+                            absl::Duration timeout) {
+  std::shared_ptr<grpc::Channel> unowned(&channel, [](grpc::Channel*) {});
+  auto stub = grpc::health::v1::Health::NewStub(unowned);
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+  context.set_wait_for_ready(true);
+  grpc::health::v1::HealthCheckRequest request;
+  request.set_service(service);
+  auto reader = stub->Watch(&context, request);
+  grpc::health::v1::HealthCheckResponse response;
+  std::string last = "no answer";
+  while (reader->Read(&response)) {
+    if (response.status() == grpc::health::v1::HealthCheckResponse::SERVING) {
+      context.TryCancel();
+      while (reader->Read(&response)) {
+      }
+      reader->Finish();
+      return absl::OkStatus();
+    }
+    last = grpc::health::v1::HealthCheckResponse::ServingStatus_Name(
+        response.status());
+  }
+  grpc::Status status = reader->Finish();
+  if (status.error_code() == grpc::StatusCode::UNIMPLEMENTED) {
+    return FromGrpcStatus(status);
+  }
+  return absl::DeadlineExceededError(absl::StrCat(
+      "service '", service, "' not SERVING within ",
+      absl::FormatDuration(timeout), " (last: ", last,
+      status.ok() ? "" : absl::StrCat("; ", status.error_message()), ")"));
+}
+
 }  // namespace mm

@@ -40,6 +40,14 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(
 absl::Status CheckHealth(grpc::Channel& channel, const std::string& service,
                          absl::Duration timeout);
 
+// Waits until `service` ("" = the whole server) reports SERVING, following
+// the health service's Watch stream rather than polling; a server not yet
+// listening is waited for (wait_for_ready). OK on SERVING;
+// DEADLINE_EXCEEDED, naming the last status seen, when `timeout` passes
+// first; UNIMPLEMENTED when the server has no health service.
+absl::Status WaitForServing(grpc::Channel& channel, const std::string& service,
+                            absl::Duration timeout);
+
 }  // namespace mm
 
 #endif  // MM_COMMON_CLIENT_H_

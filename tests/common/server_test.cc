@@ -4,6 +4,7 @@
 
 #include <thread>
 
+#include "absl/synchronization/notification.h"
 #include "common/client.h"
 #include "common/grpc_status.h"
 #include "gmock/gmock.h"
@@ -67,6 +68,50 @@ TEST(ServiceHostTest, UnixSocketIsPrivateAndHealthFollowsSetServing) {
   host->Shutdown(absl::Seconds(1));
   EXPECT_THAT(CheckHealth(*channel, "", absl::Seconds(2)),
               StatusIs(absl::StatusCode::kUnavailable));
+}
+
+TEST(WaitForServingTest, FollowsTheHealthWatchUntilServing) {
+  TempDir dir;
+  VersionOnlyService service;
+  ServerOptions options;
+  options.listen = "unix:" + (dir.path() / "s.sock").string();
+  ASSERT_OK_AND_ASSIGN(auto host,
+                       ServiceHost::Start(options, {&service}, {"svc.A"}));
+  ASSERT_OK_AND_ASSIGN(auto channel, MakeChannel(host->address(), {}));
+  // Not serving yet: the wait ends at its deadline, saying what it saw.
+  EXPECT_THAT(WaitForServing(*channel, "svc.A", absl::Milliseconds(300)),
+              StatusIs(absl::StatusCode::kDeadlineExceeded,
+                       HasSubstr("last: NOT_SERVING")));
+  // Turned SERVING while a wait is on: the wait returns at once.
+  absl::Notification waiting;
+  std::thread turn_on([&] {
+    waiting.WaitForNotification();
+    host->SetServing(true);
+  });
+  waiting.Notify();
+  EXPECT_OK(WaitForServing(*channel, "svc.A", absl::Seconds(30)));
+  turn_on.join();
+}
+
+TEST(WaitForServingTest, WaitsForAServerThatIsNotListeningYet) {
+  TempDir dir;
+  std::string address = "unix:" + (dir.path() / "late.sock").string();
+  ASSERT_OK_AND_ASSIGN(auto channel, MakeChannel(address, {}));
+  EXPECT_THAT(WaitForServing(*channel, "", absl::Milliseconds(300)),
+              StatusIs(absl::StatusCode::kDeadlineExceeded));
+  VersionOnlyService service;
+  ServerOptions options;
+  options.listen = address;
+  std::unique_ptr<ServiceHost> host;
+  std::thread start([&] {
+    absl::StatusOr<std::unique_ptr<ServiceHost>> started =
+        ServiceHost::Start(options, {&service}, {});
+    ASSERT_OK(started.status());
+    host = std::move(*started);
+    host->SetServing(true);
+  });
+  EXPECT_OK(WaitForServing(*channel, "", absl::Seconds(30)));
+  start.join();
 }
 
 TEST(ServiceHostTest, RefusesToReplaceANonSocketFile) {

@@ -50,9 +50,9 @@ class CliE2eTest : public ::testing::TestWithParam<Backend> {
     do {
       ASSERT_TRUE(server_->Running())
           << testing::ReadFile(dir_.path() / "records.log");
-      health = CheckHealth(*channel, "", absl::Seconds(2));
-    } while (!health.ok() && absl::Now() < deadline &&
-             (absl::SleepFor(absl::Milliseconds(50)), true));
+      // The health Watch stream, in slices so a dead server is noticed.
+      health = WaitForServing(*channel, "", absl::Seconds(1));
+    } while (!health.ok() && absl::Now() < deadline);
     ASSERT_OK(health);
   }
 

@@ -3,6 +3,8 @@
 // of a PostgreSQL outage.
 #include <signal.h>
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "common/client.h"
 #include "common/grpc_status.h"
@@ -68,10 +70,12 @@ class RecordsServer {
         return absl::InternalError(
             absl::StrCat("mm-records exited; log:\n", testing::ReadFile(log_)));
       }
-      status = CheckHealth(*channel_, "modelmanager.v1.ModelRecords",
-                           absl::Seconds(2));
+      // Follows the health Watch stream; the slice bounds how late a
+      // server that died during start-up is noticed.
+      status =
+          WaitForServing(*channel_, "modelmanager.v1.ModelRecords",
+                         std::min(deadline - absl::Now(), absl::Seconds(1)));
       if (status.ok()) return status;
-      absl::SleepFor(absl::Milliseconds(50));
     }
     return absl::DeadlineExceededError(
         absl::StrCat("not SERVING: ", status.ToString(), "; log:\n",

@@ -4,6 +4,7 @@
 
 #include <thread>
 
+#include "absl/time/time.h"
 #include "common/client.h"
 #include "common/grpc_status.h"
 #include "common/server.h"
@@ -22,6 +23,13 @@ using ::mm::testing::StatusIs;
 using modelmanager::v1::ModelEvent;
 using nlohmann::json;
 using ::testing::HasSubstr;
+
+// Every call and stream of these tests ends within this, so a bug fails the
+// test instead of hanging it until CTest's timeout.
+constexpr absl::Duration kCallTimeout = absl::Seconds(30);
+void Bound(grpc::ClientContext& context) {
+  context.set_deadline(absl::ToChronoTime(absl::Now() + kCallTimeout));
+}
 
 json LoraJson(const std::string& name, const std::string& path) {
   return {{"hash", "md5:a0cd925fc063f98dbf029eee315060c3"},
@@ -60,6 +68,7 @@ class RecordsServiceTest : public ::testing::Test {
 
   absl::StatusOr<modelmanager::v1::Model> Create(const json& config) {
     grpc::ClientContext context;
+    Bound(context);
     modelmanager::v1::CreateModelRequest request;
     request.set_config_json(config.dump());
     modelmanager::v1::Model response;
@@ -94,6 +103,7 @@ TEST_F(RecordsServiceTest, CreateFromTypedMessage) {
   ASSERT_OK_AND_ASSIGN(
       auto typed, ConfigJsonToModel(LoraJson("typed", "/m/t.safetensors")));
   grpc::ClientContext context;
+  Bound(context);
   modelmanager::v1::CreateModelRequest request;
   *request.mutable_model() = typed;
   modelmanager::v1::Model response;
@@ -109,12 +119,14 @@ TEST_F(RecordsServiceTest, ErrorsTravelAsStatusCodes) {
   EXPECT_THAT(Create(LoraJson("b", "/m/a.safetensors")),
               StatusIs(absl::StatusCode::kAlreadyExists, HasSubstr("path")));
   grpc::ClientContext context;
+  Bound(context);
   modelmanager::v1::GetModelRequest get;
   get.set_key("missing");
   modelmanager::v1::Model out;
   EXPECT_THAT(FromGrpcStatus(stub_->GetModel(&context, get, &out)),
               StatusIs(absl::StatusCode::kNotFound, HasSubstr("missing")));
   grpc::ClientContext bad_json_context;
+  Bound(bad_json_context);
   modelmanager::v1::CreateModelRequest bad_json;
   bad_json.set_config_json("{not json");
   EXPECT_THAT(
@@ -126,6 +138,7 @@ TEST_F(RecordsServiceTest, UpdateWithMaskAndStaleEtag) {
   ASSERT_OK_AND_ASSIGN(auto model, Create(LoraJson("old", "/m/u.safetensors")));
   {
     grpc::ClientContext context;
+    Bound(context);
     modelmanager::v1::UpdateModelRequest request;
     request.set_key(model.key());
     request.mutable_model()->set_name("new");
@@ -137,6 +150,7 @@ TEST_F(RecordsServiceTest, UpdateWithMaskAndStaleEtag) {
     EXPECT_EQ(updated.trigger_phrases(0), "pixel art");
   }
   grpc::ClientContext context;
+  Bound(context);
   modelmanager::v1::UpdateModelRequest stale;
   stale.set_key(model.key());
   stale.set_changes_json(R"({"name": "newer"})");
@@ -145,6 +159,7 @@ TEST_F(RecordsServiceTest, UpdateWithMaskAndStaleEtag) {
   EXPECT_THAT(FromGrpcStatus(stub_->UpdateModel(&context, stale, &out)),
               StatusIs(absl::StatusCode::kAborted));
   grpc::ClientContext mask_context;
+  Bound(mask_context);
   modelmanager::v1::UpdateModelRequest bad_mask;
   bad_mask.set_key(model.key());
   bad_mask.mutable_update_mask()->add_paths("colour");
@@ -155,6 +170,7 @@ TEST_F(RecordsServiceTest, UpdateWithMaskAndStaleEtag) {
 
 TEST_F(RecordsServiceTest, WatchStreamsBookmarkThenChanges) {
   grpc::ClientContext context;
+  Bound(context);
   modelmanager::v1::WatchModelsRequest request;
   auto reader = stub_->WatchModels(&context, request);
   ModelEvent event;
@@ -169,6 +185,7 @@ TEST_F(RecordsServiceTest, WatchStreamsBookmarkThenChanges) {
   EXPECT_GT(event.revision(), bookmark);
 
   grpc::ClientContext delete_context;
+  Bound(delete_context);
   modelmanager::v1::DeleteModelRequest del;
   del.set_key(model.key());
   modelmanager::v1::DeleteModelResponse deleted;
@@ -183,6 +200,7 @@ TEST_F(RecordsServiceTest, WatchStreamsBookmarkThenChanges) {
 
   // Resuming from the bookmark replays both changes before the new bookmark.
   grpc::ClientContext resume_context;
+  Bound(resume_context);
   request.set_since_revision(bookmark);
   auto resumed = stub_->WatchModels(&resume_context, request);
   std::vector<ModelEvent::Type> types;
@@ -201,6 +219,7 @@ TEST_F(RecordsServiceTest, WatchStreamsBookmarkThenChanges) {
 
 TEST_F(RecordsServiceTest, ShutdownEndsWatchStreamsPromptly) {
   grpc::ClientContext context;
+  Bound(context);
   auto reader = stub_->WatchModels(&context, {});
   ModelEvent event;
   ASSERT_TRUE(reader->Read(&event));
@@ -228,6 +247,7 @@ TEST_F(RecordsServiceTest, ListPagesAndExists) {
   std::vector<std::string> names;
   while (true) {
     grpc::ClientContext context;
+    Bound(context);
     modelmanager::v1::ListModelsResponse response;
     ASSERT_TRUE(stub_->ListModels(&context, request, &response).ok());
     for (const auto& m : response.models()) names.push_back(m.name());
@@ -236,6 +256,7 @@ TEST_F(RecordsServiceTest, ListPagesAndExists) {
   }
   EXPECT_THAT(names, ::testing::ElementsAre("m0", "m1", "m2", "m3", "m4"));
   grpc::ClientContext context;
+  Bound(context);
   modelmanager::v1::ModelExistsRequest exists;
   exists.set_key("nope");
   modelmanager::v1::ModelExistsResponse answer;
