@@ -71,6 +71,7 @@ constexpr FlagSpec kFlags[] = {
     // models import.
     {"dry-run", false},
     {"models-dir", true},
+    {"target-models-dir", true},
     {"no-hash", false},
     // up.
     {"detach", false},
@@ -117,7 +118,8 @@ const std::vector<CommandSpec>& Commands() {
       {{"models", "add"}, {"request-id"}},
       {{"models", "update"}, {"set", "allow-class-change", "etag"}},
       {{"models", "rm"}, {"etag"}},
-      {{"models", "import"}, {"dry-run", "models-dir", "no-hash"}},
+      {{"models", "import"},
+       {"dry-run", "models-dir", "target-models-dir", "no-hash"}},
       {{"models", "watch"}, {"since"}},
       {{"download"},
        {"dest", "output", "name", "priority", "sha256", "size", "keep-partial",
@@ -232,6 +234,10 @@ absl::Status RunModels(const ParsedArgs& args, const GlobalOptions& options,
   models_io.out = io.out;
   models_io.json = options.json;
   models_io.timeout = options.timeout;
+  // Where `mm up` keeps models (supervisor.h StateLayout::ModelsDir).
+  if (options.state_dir_error.ok() && !options.state_dir.empty()) {
+    models_io.target_models_dir = StateLayout(options.state_dir).ModelsDir();
+  }
   return ExplainUnavailable(RunModelsCommand(args, *stub, models_io), options,
                             "records");
 }

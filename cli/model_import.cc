@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <optional>
@@ -13,6 +14,8 @@
 #include <string_view>
 #include <system_error>
 #include <utility>
+#include <variant>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -42,8 +45,8 @@ absl::Status NotAnImportSource(const fs::path& file, std::string_view why) {
   return absl::InvalidArgumentError(absl::StrCat(
       file.string(), " is not a legacy models.yaml or an InvokeAI database (",
       std::string(why),
-      "); pass InvokeAI 3's configs/models.yaml or InvokeAI 4's "
-      "databases/invokeai.db"));
+      "); pass InvokeAI 3's configs/models.yaml or the "
+      "databases/invokeai.db of InvokeAI 4 to 6"));
 }
 
 // 32 random lower-case hex digits, the spec's record key.
@@ -62,6 +65,57 @@ bool FamilyAllows(const model::FamilySpec* family, std::string_view field) {
     if (spec.name == field) return true;
   }
   return family != nullptr && family->FindField(field) != nullptr;
+}
+
+// Why one entry is not imported.
+struct Rejected {
+  SkipReason code;
+  std::string message;
+};
+// An entry's validated config, or why it is not imported.
+using EntryResult = std::variant<json, Rejected>;
+
+Rejected Reject(SkipReason code, const absl::Status& status) {
+  return {code, std::string(status.message())};
+}
+
+// The folder an installation's relative model paths are relative to:
+// InvokeAI keeps configs/models.yaml and databases/invokeai.db beside
+// models/ in its root folder.
+fs::path DefaultModelsDir(const fs::path& file, std::string_view home) {
+  const fs::path folder = fs::absolute(file).lexically_normal().parent_path();
+  if (folder.filename() == home) return folder.parent_path() / "models";
+  return folder;
+}
+
+// `dir` absolute and normalized, without a trailing separator.
+fs::path CleanDir(const fs::path& dir) {
+  if (dir.empty()) return {};
+  fs::path clean = fs::absolute(dir).lexically_normal();
+  if (!clean.has_filename() && clean.has_parent_path() &&
+      clean != clean.root_path()) {
+    clean = clean.parent_path();
+  }
+  return clean;
+}
+
+// `path` lexically below `dir` (relative, without ".."), or empty. Both
+// are absolute and normalized.
+fs::path RelativeInside(const fs::path& path, const fs::path& dir) {
+  if (dir.empty()) return {};
+  fs::path relative = path.lexically_relative(dir);
+  if (relative.empty() || relative == "." || *relative.begin() == "..") {
+    return {};
+  }
+  return relative;
+}
+
+// Spec §2: relative to the target's models folder when inside it, else
+// absolute, so the record resolves without knowing the source's layout.
+std::string RecordPath(const fs::path& on_disk, const fs::path& target) {
+  const fs::path absolute = fs::absolute(on_disk).lexically_normal();
+  const fs::path inside = RelativeInside(absolute, target);
+  return inside.empty() ? absolute.string() : inside.string();
 }
 
 // ---------------------------------------------------------------------------
@@ -106,15 +160,6 @@ absl::StatusOr<uint64_t> SizeOnDisk(const fs::path& path) {
   return total;
 }
 
-// `path` lexically below `dir` (relative, without ".."), or empty.
-fs::path RelativeInside(const fs::path& path, const fs::path& dir) {
-  if (dir.empty()) return {};
-  fs::path relative =
-      path.lexically_normal().lexically_relative(dir.lexically_normal());
-  if (relative.empty() || *relative.begin() == "..") return {};
-  return relative;
-}
-
 // The field's text, or an error naming it when it is not a scalar.
 absl::StatusOr<std::string> TextField(const YAML::Node& entry,
                                       const char* field) {
@@ -127,61 +172,78 @@ absl::StatusOr<std::string> TextField(const YAML::Node& entry,
   return value.Scalar();
 }
 
-// One legacy entry as a validated config, or why it cannot be.
-absl::StatusOr<json> LegacyEntryConfig(const std::string& entry_key,
-                                       const YAML::Node& entry,
-                                       const fs::path& models_dir,
-                                       const ImportOptions& options) {
-  if (!entry.IsMap()) {
-    return absl::InvalidArgumentError("the entry is not a mapping");
-  }
+// The name part of a legacy key "<base>/<type>/<name>", or "" when the key
+// does not have that form.
+std::string LegacyName(const std::string& entry_key) {
   const size_t first = entry_key.find('/');
   const size_t second =
       first == std::string::npos ? first : entry_key.find('/', first + 1);
   if (second == std::string::npos || first == 0 || second == first + 1 ||
       second + 1 == entry_key.size()) {
-    return absl::InvalidArgumentError(
-        "the entry key is not of the form <base>/<type>/<name>");
+    return "";
   }
-  const std::string base = entry_key.substr(0, first);
-  const std::string type = entry_key.substr(first + 1, second - first - 1);
-  const std::string name = entry_key.substr(second + 1);
+  return entry_key.substr(second + 1);
+}
 
-  ASSIGN_OR_RETURN(std::string path_text, TextField(entry, "path"));
-  if (path_text.empty()) {
-    return absl::InvalidArgumentError("the entry has no 'path'");
+// One legacy entry as a validated config, or why it cannot be.
+EntryResult LegacyEntryConfig(const std::string& entry_key,
+                              const YAML::Node& entry,
+                              const fs::path& models_dir,
+                              const ImportOptions& options) {
+  if (!entry.IsMap()) {
+    return Rejected{SkipReason::kInvalidEntry, "the entry is not a mapping"};
   }
-  ASSIGN_OR_RETURN(std::string description, TextField(entry, "description"));
-  ASSIGN_OR_RETURN(std::string format, TextField(entry, "format"));
-  ASSIGN_OR_RETURN(std::string config_path, TextField(entry, "config"));
-  ASSIGN_OR_RETURN(std::string variant, TextField(entry, "variant"));
+  const std::string name = LegacyName(entry_key);
+  if (name.empty()) {
+    return Rejected{SkipReason::kInvalidEntry,
+                    "the entry key is not of the form <base>/<type>/<name>"};
+  }
+  const size_t first = entry_key.find('/');
+  const std::string base = entry_key.substr(0, first);
+  const std::string type =
+      entry_key.substr(first + 1, entry_key.size() - name.size() - first - 2);
+
+  // The v3 fields; absent ones read as "".
+  std::map<std::string, std::string> text;
+  for (const char* field :
+       {"path", "description", "format", "config", "variant"}) {
+    absl::StatusOr<std::string> value = TextField(entry, field);
+    if (!value.ok()) return Reject(SkipReason::kInvalidEntry, value.status());
+    text[field] = *std::move(value);
+  }
+  const std::string& path_text = text["path"];
+  const std::string& description = text["description"];
+  std::string format = text["format"];
+  const std::string& config_path = text["config"];
+  const std::string& variant = text["variant"];
+  if (path_text.empty()) {
+    return Rejected{SkipReason::kInvalidEntry, "the entry has no 'path'"};
+  }
 
   const fs::path written(path_text);
   const fs::path on_disk =
-      written.is_absolute() ? written : models_dir / written;
+      (written.is_absolute() ? written : models_dir / written)
+          .lexically_normal();
   std::error_code error;
   if (!fs::exists(on_disk, error)) {
-    return absl::NotFoundError(
-        absl::StrCat("file not found: ", on_disk.string()));
+    std::string message = absl::StrCat("file not found: ", on_disk.string());
+    if (!written.is_absolute()) {
+      absl::StrAppend(&message, " (the yaml's relative paths are read from ",
+                      models_dir.string(),
+                      "; pass --models-dir if its models are elsewhere)");
+    }
+    return Rejected{SkipReason::kFileNotFound, message};
   }
   const bool is_folder = fs::is_directory(on_disk, error);
   if (format.empty()) format = InferLegacyFormat(type, is_folder);
-
-  // Spec §2: relative to models_dir when inside it, else absolute.
-  std::string record_path = written.lexically_normal().string();
-  if (written.is_absolute()) {
-    fs::path inside = RelativeInside(written, models_dir);
-    record_path =
-        inside.empty() ? on_disk.lexically_normal().string() : inside.string();
-  }
 
   json config = {{"key", NewKey()},
                  {"name", name},
                  {"base", base},
                  {"type", type},
                  {"format", format},
-                 {"path", record_path},
-                 {"source", on_disk.lexically_normal().string()},
+                 {"path", RecordPath(on_disk, options.target_models_dir)},
+                 {"source", on_disk.string()},
                  {"source_type", "path"}};
   if (!description.empty()) config["description"] = description;
   // Only where the family has the field: InvokeAI 3 wrote `variant` and
@@ -194,51 +256,60 @@ absl::StatusOr<json> LegacyEntryConfig(const std::string& entry_key,
     config["variant"] = variant;
   }
 
-  ASSIGN_OR_RETURN(uint64_t size, SizeOnDisk(on_disk));
-  config["file_size"] = size;
+  absl::StatusOr<uint64_t> size = SizeOnDisk(on_disk);
+  if (!size.ok()) return Reject(SkipReason::kUnreadable, size.status());
+  config["file_size"] = *size;
   model::HashOptions hash_options;
   if (!options.hash_files) {
     hash_options.algorithm = model::HashAlgorithm::kRandom;
   }
   absl::StatusOr<std::string> hash = model::HashPath(on_disk, hash_options);
   if (!hash.ok()) {
-    return Annotate(hash.status(),
-                    absl::StrCat("cannot hash ", on_disk.string()));
+    return Reject(SkipReason::kUnreadable,
+                  Annotate(hash.status(),
+                           absl::StrCat("cannot hash ", on_disk.string())));
   }
   config["hash"] = *hash;
-  return model::ValidateConfig(config);
+  absl::StatusOr<json> valid = model::ValidateConfig(config);
+  if (!valid.ok()) {
+    return Reject(family == nullptr ? SkipReason::kUnknownFamily
+                                    : SkipReason::kInvalidField,
+                  valid.status());
+  }
+  return *std::move(valid);
 }
 
-absl::StatusOr<ImportPlan> PlanLegacyYaml(const fs::path& file,
-                                          const YAML::Node& root,
-                                          const ImportOptions& options) {
+absl::StatusOr<ImportPlan> PlanLegacyYaml(const YAML::Node& root,
+                                          const ImportOptions& options,
+                                          const fs::path& models_dir) {
   ImportPlan plan;
   plan.source_kind = "legacy-yaml";
-  const fs::path models_dir = options.models_dir.empty()
-                                  ? fs::absolute(file).parent_path()
-                                  : fs::absolute(options.models_dir);
+  plan.models_dir = models_dir;
   // path -> entry, so two entries for one model do not both go in.
   std::map<std::string, std::string> paths;
   for (const auto& item : root) {
     const std::string entry_key = item.first.Scalar();
     if (entry_key == kMetadataKey) continue;
-    absl::StatusOr<json> config =
+    const std::string name = LegacyName(entry_key);
+    EntryResult result =
         LegacyEntryConfig(entry_key, item.second, models_dir, options);
-    if (!config.ok()) {
+    if (auto* rejected = std::get_if<Rejected>(&result)) {
       plan.skipped.push_back(
-          {entry_key, std::string(config.status().message())});
+          {entry_key, name, rejected->code, std::move(rejected->message)});
       continue;
     }
-    const std::string path = (*config)["path"].get<std::string>();
+    json& config = std::get<json>(result);
+    const std::string path = config["path"].get<std::string>();
     auto [it, inserted] = paths.emplace(path, entry_key);
     if (!inserted) {
       plan.skipped.push_back(
-          {entry_key,
+          {entry_key, name, SkipReason::kDuplicatePath,
            absl::StrCat("path ", path, " is already imported by entry ",
                         it->second)});
       continue;
     }
-    plan.configs.push_back(*std::move(config));
+    plan.configs.push_back(std::move(config));
+    plan.config_entries.push_back(entry_key);
   }
   return plan;
 }
@@ -276,26 +347,45 @@ class ScratchDir {
   fs::path path_;
 };
 
-// One InvokeAI row as a validated config, or why it cannot be.
-absl::StatusOr<json> InvokeAiRowConfig(const std::string& id,
-                                       const std::optional<std::string>& text) {
-  if (id.empty()) return absl::InvalidArgumentError("the row has no id");
+// True when the config names a type, format and base as strings (so a
+// failure to find its family means the combination is not registered).
+bool HasTriple(const json& config) {
+  for (const char* part : {"type", "format", "base"}) {
+    auto it = config.find(part);
+    if (it == config.end() || !it->is_string()) return false;
+  }
+  return true;
+}
+
+// One InvokeAI row as a validated config, or why it cannot be. Adds to
+// `notes` what the user should know about a row that is kept.
+EntryResult InvokeAiRowConfig(const std::string& id,
+                              const std::optional<std::string>& text,
+                              const fs::path& models_dir,
+                              const fs::path& target_models_dir,
+                              std::vector<std::string>& notes) {
+  auto invalid_entry = [](std::string message) {
+    return Rejected{SkipReason::kInvalidEntry, std::move(message)};
+  };
+  if (id.empty()) return invalid_entry("the row has no id");
   if (!text.has_value() || text->empty()) {
-    return absl::InvalidArgumentError("the row's config is empty");
+    return invalid_entry("the row's config is empty");
   }
   json config = json::parse(*text, nullptr, /*allow_exceptions=*/false);
   if (config.is_discarded()) {
-    return absl::InvalidArgumentError("the row's config is not valid JSON");
+    return invalid_entry("the row's config is not valid JSON");
   }
   if (!config.is_object()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "the row's config is a JSON ", config.type_name(), ", not an object"));
+    return invalid_entry(absl::StrCat("the row's config is a JSON ",
+                                      config.type_name(), ", not an object"));
   }
   config["key"] = id;
   // InvokeAI's conversion bookkeeping; not part of a record (spec §2).
   config.erase("converted_at");
-  // InvokeAI writes every field of its class, unset ones as null; drop the
-  // null ones our family of the record does not have, as they say nothing.
+  // The release writes every field of its class, unset ones as null: a
+  // null says nothing, so one our family of the record does not have is
+  // dropped instead of failing the record. Inside default_settings every
+  // null goes (ValidateConfig writes the known sub-keys back as null).
   const model::FamilySpec* family = model::FindFamily(model::ConfigTag(config));
   for (auto it = config.begin(); it != config.end();) {
     if (it->is_null() && !FamilyAllows(family, it.key())) {
@@ -304,7 +394,50 @@ absl::StatusOr<json> InvokeAiRowConfig(const std::string& id,
       ++it;
     }
   }
-  return model::ValidateConfig(config);
+  if (auto it = config.find("default_settings");
+      it != config.end() && it->is_object()) {
+    for (auto sub = it->begin(); sub != it->end();) {
+      sub = sub->is_null() ? it->erase(sub) : std::next(sub);
+    }
+  }
+  // A model page link is not worth losing the model for: the release
+  // takes any string here, we only http(s) links (spec §2).
+  if (auto it = config.find("source_url");
+      it != config.end() && !it->is_null() &&
+      !(it->is_string() && model::IsHttpUrl(it->get<std::string>()))) {
+    notes.push_back(absl::StrCat(
+        "source_url ", it->dump(-1, ' ', false, json::error_handler_t::replace),
+        " is not an http(s) URL and is left out"));
+    config.erase(it);
+  }
+  // The release stores paths relative to its models folder.
+  if (auto it = config.find("path"); it != config.end() && it->is_string() &&
+                                     !it->get<std::string>().empty()) {
+    const fs::path written(it->get<std::string>());
+    const fs::path on_disk =
+        (written.is_absolute() ? written : models_dir / written)
+            .lexically_normal();
+    std::error_code error;
+    if (!fs::exists(on_disk, error)) {
+      notes.push_back(absl::StrCat(
+          "file not found: ", on_disk.string(), "; the record is kept",
+          written.is_absolute()
+              ? ""
+              : absl::StrCat(" (relative paths are read from ",
+                             models_dir.string(),
+                             "; pass --models-dir if InvokeAI's models "
+                             "folder is elsewhere)")));
+    }
+    *it = RecordPath(on_disk, target_models_dir);
+  }
+  absl::StatusOr<json> valid = model::ValidateConfig(config);
+  if (!valid.ok()) {
+    return Reject(family == nullptr && HasTriple(config)
+                      ? SkipReason::kUnknownFamily
+                      : SkipReason::kInvalidField,
+                  valid.status());
+  }
+  return *std::move(valid);
 }
 
 absl::Status CopySqliteFiles(const fs::path& file, const fs::path& copy) {
@@ -329,7 +462,9 @@ absl::Status CopySqliteFiles(const fs::path& file, const fs::path& copy) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<ImportPlan> PlanInvokeAiDatabase(const fs::path& file) {
+absl::StatusOr<ImportPlan> PlanInvokeAiDatabase(const fs::path& file,
+                                                const ImportOptions& options,
+                                                const fs::path& models_dir) {
   ASSIGN_OR_RETURN(ScratchDir scratch, ScratchDir::Create());
   const fs::path copy = scratch.path() / "invokeai.db";
   RETURN_IF_ERROR(CopySqliteFiles(file, copy));
@@ -362,22 +497,67 @@ absl::StatusOr<ImportPlan> PlanInvokeAiDatabase(const fs::path& file) {
 
   ImportPlan plan;
   plan.source_kind = "invokeai-sqlite";
+  plan.models_dir = models_dir;
   for (const sql::Row& row : rows->rows) {
     const std::string id = row.Text(0);
-    absl::StatusOr<json> config = InvokeAiRowConfig(id, row.OptionalText(1));
-    if (config.ok()) {
-      plan.configs.push_back(*std::move(config));
-    } else {
-      plan.skipped.push_back({id, std::string(config.status().message())});
+    const std::optional<std::string> text = row.OptionalText(1);
+    std::vector<std::string> notes;
+    EntryResult result = InvokeAiRowConfig(id, text, models_dir,
+                                           options.target_models_dir, notes);
+    // The name as the row gives it, for messages even when it is invalid.
+    std::string name;
+    if (const json* config = std::get_if<json>(&result)) {
+      name = config->value("name", "");
+    } else if (text.has_value()) {
+      json raw = json::parse(*text, nullptr, /*allow_exceptions=*/false);
+      if (raw.is_object() && raw.contains("name") && raw["name"].is_string()) {
+        name = raw["name"].get<std::string>();
+      }
     }
+    if (auto* rejected = std::get_if<Rejected>(&result)) {
+      plan.skipped.push_back(
+          {id, name, rejected->code, std::move(rejected->message)});
+      continue;
+    }
+    // Notes matter only for what is imported.
+    for (std::string& note : notes) {
+      plan.notes.push_back({id, name, std::move(note)});
+    }
+    plan.configs.push_back(std::get<json>(std::move(result)));
+    plan.config_entries.push_back(id);
   }
   return plan;
 }
 
 }  // namespace
 
+std::string_view SkipReasonName(SkipReason reason) {
+  switch (reason) {
+    case SkipReason::kInvalidEntry:
+      return "invalid_entry";
+    case SkipReason::kFileNotFound:
+      return "file_not_found";
+    case SkipReason::kUnreadable:
+      return "unreadable";
+    case SkipReason::kUnknownFamily:
+      return "unknown_family";
+    case SkipReason::kInvalidField:
+      return "invalid_field";
+    case SkipReason::kDuplicatePath:
+      return "duplicate_path";
+    case SkipReason::kAlreadyExists:
+      return "already_exists";
+    case SkipReason::kRejected:
+      return "rejected";
+  }
+  return "rejected";
+}
+
 absl::StatusOr<ImportPlan> PlanImport(const fs::path& file,
                                       const ImportOptions& options) {
+  ImportOptions clean_options = options;
+  clean_options.target_models_dir = CleanDir(options.target_models_dir);
+  const fs::path models_dir = CleanDir(options.models_dir);
   std::error_code error;
   if (!fs::exists(file, error)) {
     return absl::NotFoundError(
@@ -396,7 +576,9 @@ absl::StatusOr<ImportPlan> PlanImport(const fs::path& file,
   if (in.gcount() == static_cast<std::streamsize>(sizeof(magic)) &&
       std::string_view(magic, sizeof(magic)) ==
           std::string_view(kSqliteMagic, sizeof(kSqliteMagic))) {
-    return PlanInvokeAiDatabase(file);
+    return PlanInvokeAiDatabase(
+        file, clean_options,
+        models_dir.empty() ? DefaultModelsDir(file, "databases") : models_dir);
   }
 
   const uintmax_t size = fs::file_size(file, error);
@@ -420,7 +602,9 @@ absl::StatusOr<ImportPlan> PlanImport(const fs::path& file,
     return NotAnImportSource(
         file, "no __metadata__.version 3.0.0 and no SQLite header");
   }
-  return PlanLegacyYaml(file, root, options);
+  return PlanLegacyYaml(
+      root, clean_options,
+      models_dir.empty() ? DefaultModelsDir(file, "configs") : models_dir);
 }
 
 }  // namespace mm::cli

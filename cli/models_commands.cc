@@ -1,8 +1,10 @@
 #include "cli/models_commands.h"
 
 #include <algorithm>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <map>
 #include <memory>
 #include <set>
 #include <sstream>
@@ -20,6 +22,7 @@
 namespace mm::cli {
 namespace {
 
+namespace fs = std::filesystem;
 namespace v1 = modelmanager::v1;
 
 // Most records one ListModels page may carry (records.proto).
@@ -215,6 +218,12 @@ std::string ConfigString(const nlohmann::json& config, const char* field) {
   return it != config.end() && it->is_string() ? it->get<std::string>() : "";
 }
 
+// "'name' (entry)" for a report line, or the entry alone without a name.
+std::string EntryLabel(const std::string& entry, const std::string& name) {
+  if (name.empty()) return entry;
+  return absl::StrCat("'", name, "' (", entry, ")");
+}
+
 // Creates every planned record. A record the server refuses is reported
 // and skipped; an unreachable server stops the import (the rest would fail
 // the same way), and a rerun is safe: each create's request_id is derived
@@ -228,12 +237,16 @@ absl::Status RunImport(const ParsedArgs& args,
                      "a FILE (a v3 models.yaml or an InvokeAI database)"));
   ImportOptions options;
   options.models_dir = args.Get("models-dir");
+  options.target_models_dir = args.Has("target-models-dir")
+                                  ? fs::path(args.Get("target-models-dir"))
+                                  : io.target_models_dir;
   options.hash_files = !args.Has("no-hash");
   ASSIGN_OR_RETURN(ImportPlan plan, PlanImport(file, options));
-  bool dry_run = args.Has("dry-run");
+  const bool dry_run = args.Has("dry-run");
   nlohmann::json added = nlohmann::json::array();
-  nlohmann::json skipped = nlohmann::json::array();
-  for (const nlohmann::json& config : plan.configs) {
+  std::vector<ImportSkip> skipped;
+  for (size_t i = 0; i < plan.configs.size(); ++i) {
+    const nlohmann::json& config = plan.configs[i];
     std::string key = ConfigString(config, "key");
     std::string name = ConfigString(config, "name");
     if (!dry_run) {
@@ -249,38 +262,76 @@ absl::Status RunImport(const ParsedArgs& args,
                                      " of ", plan.configs.size(), " records"));
       }
       if (!status.ok()) {
-        std::string reason = GrpcStatusLine(status);
-        if (!io.json) {
-          *io.out << "skipped " << key << " " << name << ": " << reason << "\n";
-        }
-        skipped.push_back({{"entry", key}, {"reason", reason}});
+        skipped.push_back(
+            {plan.config_entries[i], name,
+             status.error_code() == grpc::StatusCode::ALREADY_EXISTS
+                 ? SkipReason::kAlreadyExists
+                 : SkipReason::kRejected,
+             GrpcStatusLine(status)});
         continue;
       }
       key = model.key();
     }
+    const std::string path = ConfigString(config, "path");
     if (!io.json) {
       *io.out << (dry_run ? "would add " : "added ") << key << " " << name
-              << "\n";
+              << " (" << path << ")\n";
     }
-    added.push_back({{"key", key}, {"name", name}});
+    added.push_back({{"key", key}, {"name", name}, {"path", path}});
   }
-  for (const ImportSkip& skip : plan.skipped) {
-    if (!io.json) {
-      *io.out << "skipped " << skip.entry << ": " << skip.reason << "\n";
-    }
-    skipped.push_back({{"entry", skip.entry}, {"reason", skip.reason}});
+  skipped.insert(skipped.end(), plan.skipped.begin(), plan.skipped.end());
+
+  // Counted in a std::map so the summary lists reasons in a stable order.
+  std::map<std::string, int> by_reason;
+  for (const ImportSkip& skip : skipped) {
+    ++by_reason[std::string(SkipReasonName(skip.code))];
   }
+  const size_t total = plan.configs.size() + plan.skipped.size();
   if (io.json) {
-    *io.out << JsonText({{"source_kind", plan.source_kind},
-                         {"dry_run", dry_run},
-                         {"added", added},
-                         {"skipped", skipped}})
+    nlohmann::json skipped_json = nlohmann::json::array();
+    for (const ImportSkip& skip : skipped) {
+      skipped_json.push_back({{"entry", skip.entry},
+                              {"name", skip.name},
+                              {"code", SkipReasonName(skip.code)},
+                              {"reason", skip.reason}});
+    }
+    nlohmann::json notes = nlohmann::json::array();
+    for (const ImportNote& note : plan.notes) {
+      notes.push_back({{"entry", note.entry},
+                       {"name", note.name},
+                       {"message", note.message}});
+    }
+    *io.out << JsonText(
+                   {{"source", file},
+                    {"source_kind", plan.source_kind},
+                    {"models_dir", plan.models_dir.string()},
+                    {"target_models_dir", options.target_models_dir.string()},
+                    {"dry_run", dry_run},
+                    {"entries", total},
+                    {"added", added},
+                    {"skipped", skipped_json},
+                    {"skipped_by_reason", by_reason},
+                    {"notes", notes}})
             << "\n";
-  } else {
-    *io.out << (dry_run ? "Would import " : "Imported ") << added.size()
-            << " of " << (plan.configs.size() + plan.skipped.size())
-            << " entries from " << file << " (" << plan.source_kind << "); "
-            << skipped.size() << " skipped.\n";
+    return absl::OkStatus();
+  }
+  for (const ImportSkip& skip : skipped) {
+    *io.out << "skipped " << EntryLabel(skip.entry, skip.name) << ": "
+            << skip.reason << "\n";
+  }
+  for (const ImportNote& note : plan.notes) {
+    *io.out << "note: " << EntryLabel(note.entry, note.name) << ": "
+            << note.message << "\n";
+  }
+  *io.out << (dry_run ? "Would import " : "Imported ") << added.size() << " of "
+          << total << " entries from " << file << " (" << plan.source_kind
+          << "); " << skipped.size() << " skipped.\n";
+  if (!by_reason.empty()) {
+    std::vector<std::string> counts;
+    for (const auto& [reason, count] : by_reason) {
+      counts.push_back(absl::StrCat(reason, " ", count));
+    }
+    *io.out << "Skipped by reason: " << absl::StrJoin(counts, ", ") << ".\n";
   }
   return absl::OkStatus();
 }
@@ -423,8 +474,14 @@ std::string ModelsUsage() {
                    [--etag ETAG] [--json]
       VALUE is JSON when it parses (30, true, null, ["a","b"]), else text
   mm models rm KEY [--etag ETAG]
-  mm models import FILE [--dry-run] [--models-dir DIR] [--no-hash]
-      FILE: a v3 models.yaml or an InvokeAI database (.db)
+  mm models import FILE [--dry-run] [--models-dir DIR]
+                   [--target-models-dir DIR] [--no-hash] [--json]
+      FILE: a v3 models.yaml (InvokeAI 3) or an InvokeAI database
+            (databases/invokeai.db, InvokeAI 4 to 6)
+      --models-dir: the source's models folder (default: <root>/models
+            beside <root>/configs or <root>/databases, else FILE's folder)
+      --target-models-dir: paths inside it are stored relative to it,
+            others absolute (default: <state dir>/models)
   mm models watch [--since REVISION] [--json]
 )";
 }

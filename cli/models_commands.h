@@ -13,6 +13,7 @@
 #define MM_CLI_MODELS_COMMANDS_H_
 
 #include <cstdint>
+#include <filesystem>
 #include <istream>
 #include <optional>
 #include <ostream>
@@ -67,6 +68,10 @@ struct ModelsCommandIo {
   bool json = false;
   // Deadline of each unary rpc; watch has none.
   absl::Duration timeout = absl::Seconds(30);
+  // `mm models import`: the models folder of the system imported into, when
+  // --target-models-dir is not given (cli.cc: <state dir>/models). Empty:
+  // every imported path is stored absolute.
+  std::filesystem::path target_models_dir;
 };
 
 // Runs `mm models ...` (args.words[0] == "models") against `stub`. Errors

@@ -5,12 +5,13 @@
 #include <string>
 #include <utility>
 #include <vector>
-#include "absl/strings/string_view.h"
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/string_view.h"
 #include "common/status.h"
 #include "model/taxonomy.h"
 
@@ -90,13 +91,19 @@ std::string Expectation(const FieldSpec& spec) {
     case FieldKind::kPath:
       return absl::StrCat("a non-empty path of at most ", spec.max_bytes,
                           " bytes without NUL bytes");
+    case FieldKind::kBool:
+      return "true, false or null";
+    case FieldKind::kHttpUrl:
+      return absl::StrCat("an http:// or https:// URL with a host, of at most ",
+                          spec.max_bytes, " bytes, without spaces");
     case FieldKind::kMainSettings:
       return "an object {vae, vae_precision, scheduler, steps, cfg_scale, "
-             "cfg_rescale_multiplier, width, height, guidance} or null";
+             "cfg_rescale_multiplier, width, height, guidance, cpu_only, "
+             "fp8_storage} or null";
     case FieldKind::kLoraSettings:
       return "an object {weight, weight_min, weight_max} or null";
     case FieldKind::kControlSettings:
-      return "an object {preprocessor} or null";
+      return "an object {preprocessor, fp8_storage} or null";
     case FieldKind::kSubmodels:
       return "an object mapping submodel names to {path_or_prefix, "
              "model_type, variant} or null";
@@ -203,6 +210,23 @@ absl::Status CheckPath(absl::string_view field, const json& value,
   return absl::OkStatus();
 }
 
+absl::Status CheckBool(absl::string_view field, const json& value) {
+  if (!value.is_boolean()) return WrongValue(field, "true or false", value);
+  return absl::OkStatus();
+}
+
+absl::Status CheckHttpUrl(absl::string_view field, const json& value,
+                          size_t max_bytes, absl::string_view expectation) {
+  RETURN_IF_ERROR(
+      CheckString(field, value, max_bytes, /*allow_empty=*/false, expectation));
+  if (!IsHttpUrl(value.get_ref<const std::string&>())) {
+    return Invalid(
+        field, absl::StrCat("value ", Show(value),
+                            " is not an http(s) URL; expected ", expectation));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status CheckStringSet(absl::string_view field, const json& value,
                             size_t max_item_bytes,
                             absl::string_view expectation) {
@@ -280,9 +304,10 @@ absl::StatusOr<json> NormalizeMainSettings(absl::string_view field,
                                            absl::string_view expectation) {
   static const std::vector<std::string>* const kKeys =
       new std::vector<std::string>{
-          "vae",   "vae_precision", "scheduler",
-          "steps", "cfg_scale",     "cfg_rescale_multiplier",
-          "width", "height",        "guidance"};
+          "vae",      "vae_precision", "scheduler",
+          "steps",    "cfg_scale",     "cfg_rescale_multiplier",
+          "width",    "height",        "guidance",
+          "cpu_only", "fp8_storage"};
   static const std::vector<std::string>* const kPrecisions =
       new std::vector<std::string>{"fp16", "fp32"};
   ASSIGN_OR_RETURN(
@@ -297,6 +322,9 @@ absl::StatusOr<json> NormalizeMainSettings(absl::string_view field,
             }
             if (key == "vae_precision") {
               return CheckEnum(f, entry, *kPrecisions);
+            }
+            if (key == "cpu_only" || key == "fp8_storage") {
+              return CheckBool(f, entry);
             }
             if (key == "steps") {
               if (!entry.is_number_integer() || entry.get<int64_t>() <= 0 ||
@@ -375,10 +403,11 @@ absl::StatusOr<json> NormalizeControlSettings(absl::string_view field,
                                               const json& value,
                                               absl::string_view expectation) {
   static const std::vector<std::string>* const kKeys =
-      new std::vector<std::string>{"preprocessor"};
+      new std::vector<std::string>{"preprocessor", "fp8_storage"};
   return NormalizeObject(
       field, value, *kKeys, expectation,
-      [](const std::string& f, const std::string&, const json& entry) {
+      [](const std::string& f, const std::string& key, const json& entry) {
+        if (key == "fp8_storage") return CheckBool(f, entry);
         return CheckString(f, entry, kMaxSettingBytes, false,
                            "a non-empty string");
       });
@@ -419,9 +448,11 @@ absl::StatusOr<json> NormalizeSubmodels(absl::string_view field,
             }));
     for (const char* required : {"path_or_prefix", "model_type"}) {
       if (normalized[required].is_null()) {
+        const bool given_null = definition.contains(required);
         return Invalid(absl::StrCat(sub_field, ".", required),
-                       "is missing; every submodel needs path_or_prefix and "
-                       "model_type");
+                       absl::StrCat(given_null ? "is null" : "is missing",
+                                    "; every submodel needs path_or_prefix "
+                                    "and model_type"));
       }
     }
     out[submodel] = std::move(normalized);
@@ -463,6 +494,12 @@ absl::StatusOr<json> NormalizeValue(const FieldSpec& spec, const json& value) {
     case FieldKind::kPath:
       RETURN_IF_ERROR(CheckPath(field, value, spec.max_bytes, expectation));
       return value;
+    case FieldKind::kBool:
+      RETURN_IF_ERROR(CheckBool(field, value));
+      return value;
+    case FieldKind::kHttpUrl:
+      RETURN_IF_ERROR(CheckHttpUrl(field, value, spec.max_bytes, expectation));
+      return value;
     case FieldKind::kMainSettings:
       return NormalizeMainSettings(field, value, expectation);
     case FieldKind::kLoraSettings:
@@ -483,9 +520,13 @@ absl::Status NormalizeField(const FieldSpec& spec, const json& config,
   if (it == config.end() || it->is_null()) {
     switch (spec.presence) {
       case Presence::kRequired:
+        // Null means "unset" for optional fields only; say which it was,
+        // as a null usually comes from a program, an absence from a person.
         return absl::InvalidArgumentError(absl::StrCat(
-            "field '", spec.name, "' is missing", tag.empty() ? "" : " for ",
-            tag, "; set it to ", Expectation(spec)));
+            "field '", spec.name, "' is ",
+            it == config.end() ? "missing" : "null, but it is required",
+            tag.empty() ? "" : " for ", tag, "; set it to ",
+            Expectation(spec)));
       case Presence::kDefaulted:
         out[spec.name] = spec.default_value;
         return absl::OkStatus();
@@ -547,6 +588,27 @@ absl::Status UnregisteredTag(absl::string_view tag, const std::string& type,
 
 }  // namespace
 
+bool IsHttpUrl(std::string_view text) {
+  const absl::string_view url(text.data(), text.size());
+  size_t scheme_end = url.find("://");
+  if (scheme_end == absl::string_view::npos) return false;
+  const std::string scheme = absl::AsciiStrToLower(url.substr(0, scheme_end));
+  if (scheme != "http" && scheme != "https") return false;
+  // A space or control character makes the link ambiguous to copy and can
+  // rewrite a terminal that prints it.
+  for (char c : url) {
+    const unsigned char byte = static_cast<unsigned char>(c);
+    if (byte <= 0x20 || byte == 0x7f) return false;
+  }
+  const absl::string_view rest = url.substr(scheme_end + 3);
+  const absl::string_view authority = rest.substr(0, rest.find_first_of("/?#"));
+  // The host is what follows any "user@"; it must not be empty.
+  const size_t at = authority.rfind('@');
+  const absl::string_view host =
+      at == absl::string_view::npos ? authority : authority.substr(at + 1);
+  return !host.empty() && host.front() != ':';
+}
+
 absl::StatusOr<json> ValidateConfig(const json& config) {
   if (!config.is_object()) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -590,9 +652,10 @@ absl::StatusOr<json> ValidateConfig(const json& config) {
   if (TagIncludesVariant(type, format, base)) {
     auto it = config.find("variant");
     if (it == config.end() || it->is_null()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("field 'variant' is missing for ", triple,
-                       "; set it to one of ", Quoted(KnownClipVariants())));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "field 'variant' is ",
+          it == config.end() ? "missing" : "null, but it is required", " for ",
+          triple, "; set it to one of ", Quoted(KnownClipVariants())));
     }
     RETURN_IF_ERROR(CheckEnum("variant", *it, KnownClipVariants()));
   }

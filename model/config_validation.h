@@ -11,6 +11,9 @@
 //   - an optional field that is absent is written as null, as the reference
 //     dumps its records; `default_settings` and `submodels` entries are
 //     filled the same way (every sub-key present, null when not given).
+// Null and absent are the same for every field and sub-key that is not
+// required (InvokeAI 6.x writes each unset optional field as null); a
+// required field given as null is an error that says so.
 // Validating a normalized config returns it unchanged.
 //
 // Stateless functions; thread-safe.
@@ -23,6 +26,7 @@
 #define MM_MODEL_CONFIG_VALIDATION_H_
 
 #include <cstddef>
+#include <string_view>
 
 #include "absl/status/statusor.h"
 #include "nlohmann/json.hpp"
@@ -50,12 +54,16 @@ inline constexpr size_t kMaxSettingBytes = 4096;
 
 // Returns the normalized config (see the file comment), or
 // INVALID_ARGUMENT naming the field, the bad value and what is allowed:
-// not an object, a missing required field, a field of the wrong JSON type,
-// a value out of range, an unregistered type/format/base combination, a
+// not an object, a missing or null required field, a field of the wrong JSON
+// type, a value out of range, an unregistered type/format/base combination, a
 // field the family does not allow (including the service-managed
 // `revision`, `created_at`, `updated_at`), or a record over
 // kMaxRecordJsonBytes.
 absl::StatusOr<nlohmann::json> ValidateConfig(const nlohmann::json& config);
+
+// True for what `source_url` accepts: scheme http or https (any case),
+// "://", a non-empty host, and no space or control character anywhere.
+bool IsHttpUrl(std::string_view text);
 
 // Applies the sparse `changes` to `current` (a stored config) and returns
 // the validated, normalized result:

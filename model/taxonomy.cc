@@ -96,6 +96,10 @@ FieldSpec ControlSettings() {
 FieldSpec Submodels() {
   return Of("submodels", FieldKind::kSubmodels, Presence::kOptional);
 }
+// InvokeAI 6.x: run this model on the CPU (text encoders, VAEs).
+FieldSpec CpuOnly() {
+  return Of("cpu_only", FieldKind::kBool, Presence::kOptional);
+}
 FieldSpec ImageEncoderModelId() {
   return Text("image_encoder_model_id", Presence::kRequired, kMaxSourceBytes);
 }
@@ -164,8 +168,8 @@ std::vector<FamilyRow> FamilyTable() {
        {"flux"},
        {ConfigPath(), FluxVariant(), TriggerPhrases(), MainSettings()}},
       // VAEs. The FLUX autoencoder ships as a single checkpoint file.
-      {"vae", "checkpoint", sd_flux, {ConfigPath()}},
-      {"vae", "diffusers", sd3, {RepoVariant()}},
+      {"vae", "checkpoint", sd_flux, {ConfigPath(), CpuOnly()}},
+      {"vae", "diffusers", sd3, {RepoVariant(), CpuOnly()}},
       // Control adapters.
       {"controlnet", "checkpoint", sd_flux, {ConfigPath(), ControlSettings()}},
       {"controlnet", "diffusers", sd_flux, {RepoVariant(), ControlSettings()}},
@@ -187,19 +191,20 @@ std::vector<FamilyRow> FamilyTable() {
       // IP adapters.
       {"ip_adapter", "checkpoint", sd_flux, {}},
       {"ip_adapter", "invokeai", sd3, {ImageEncoderModelId()}},
-      // Encoders and helpers that work with any base.
-      {"clip_vision", "diffusers", any, {RepoVariant()}},
+      // Encoders and helpers that work with any base. The 6.x release lets
+      // the text and image encoders (and VAEs, above) run on the CPU.
+      {"clip_vision", "diffusers", any, {RepoVariant(), CpuOnly()}},
       {"clip_embed",
        "diffusers",
        any,
-       {RepoVariant(), ClipVariant()},
+       {RepoVariant(), ClipVariant(), CpuOnly()},
        KnownClipVariants()},
-      {"siglip", "diffusers", any, {RepoVariant()}},
-      {"t5_encoder", "t5_encoder", any, {}},
-      {"t5_encoder", "bnb_quantized_int8b", any, {}},
+      {"siglip", "diffusers", any, {RepoVariant(), CpuOnly()}},
+      {"t5_encoder", "t5_encoder", any, {CpuOnly()}},
+      {"t5_encoder", "bnb_quantized_int8b", any, {CpuOnly()}},
       {"spandrel_image_to_image", "checkpoint", any, {}},
       {"flux_redux", "checkpoint", {"flux"}, {}},
-      {"llava_onevision", "diffusers", any, {RepoVariant()}},
+      {"llava_onevision", "diffusers", any, {RepoVariant(), CpuOnly()}},
       // A file the probe could not identify, kept so it can be fixed later.
       {"unknown", "unknown", {"unknown"}, {}},
   };
@@ -414,6 +419,9 @@ const std::vector<FieldSpec>& CommonFields() {
         Enum("source_type", KnownSourceTypes(), Presence::kRequired),
         Text("source_api_response", Presence::kOptional, kMaxRecordJsonBytes,
              /*allow_empty=*/true),
+        // InvokeAI 6.x: a web page for the model (download or model page).
+        Of("source_url", FieldKind::kHttpUrl, Presence::kOptional,
+           kMaxSourceBytes),
         Of("tags", FieldKind::kStringSet, Presence::kOptional, kMaxTagBytes),
         Text("cover_image", Presence::kOptional, kMaxPathBytes),
         Enum("type", KnownTypes(), Presence::kRequired),

@@ -64,13 +64,16 @@ enum class FieldKind {
   kKey,              // [A-Za-z0-9._-]{1,256}
   kHash,             // "<algo>:<lowercase hex>"
   kPath,             // non-empty, <= max_bytes, no NUL byte
+  kBool,             // true or false
+  kHttpUrl,          // an http:// or https:// URL with a host, <= max_bytes
   kMainSettings,     // main-model default_settings object
   kLoraSettings,     // LoRA default_settings: {weight, weight_min, ...}
-  kControlSettings,  // ControlNet/T2I default_settings: {preprocessor}
+  kControlSettings,  // control adapter default_settings: {preprocessor, ...}
   kSubmodels,        // {submodel: {path_or_prefix, model_type, variant?}}
 };
 
-// Whether a field must be given.
+// Whether a field must be given. InvokeAI writes every optional field of
+// its records, null when unset, so null and absent mean the same here.
 enum class Presence {
   kRequired,   // absent or null is an error
   kDefaulted,  // absent or null becomes FieldSpec::default_value
@@ -120,8 +123,8 @@ struct FamilySpec {
   const FieldSpec* FindField(std::string_view name) const;
 };
 
-// The fields every record has (spec §2 common fields, plus our
-// `compatible_bases`), in a fixed order.
+// The fields every record has (spec §2 common fields, including the 6.x
+// release's `source_url`, plus our `compatible_bases`), in a fixed order.
 const std::vector<FieldSpec>& CommonFields();
 
 // Every registered family, one entry per tag, in table order.

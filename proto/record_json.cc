@@ -31,6 +31,8 @@ json MainSettingsToJson(const modelmanager::v1::MainDefaultSettings& s) {
   if (s.has_width()) out["width"] = s.width();
   if (s.has_height()) out["height"] = s.height();
   if (s.has_guidance()) out["guidance"] = s.guidance();
+  if (s.has_cpu_only()) out["cpu_only"] = s.cpu_only();
+  if (s.has_fp8_storage()) out["fp8_storage"] = s.fp8_storage();
   return out;
 }
 
@@ -58,6 +60,11 @@ class JsonReader {
   bool Number(const json& value, const std::string& field, double* out) {
     if (!value.is_number()) return Fail(field, "a number");
     *out = value.get<double>();
+    return true;
+  }
+  bool Bool(const json& value, const std::string& field, bool* out) {
+    if (!value.is_boolean()) return Fail(field, "true or false");
+    *out = value.get<bool>();
     return true;
   }
   template <typename Repeated>
@@ -90,6 +97,7 @@ void ReadMainSettings(const json& in, JsonReader& r,
     std::string text;
     int64_t integer = 0;
     double number = 0;
+    bool flag = false;
     if (name == "vae" && r.String(value, field, &text))
       s->set_vae(text);
     else if (name == "vae_precision" && r.String(value, field, &text))
@@ -109,6 +117,10 @@ void ReadMainSettings(const json& in, JsonReader& r,
       s->set_height(static_cast<int32_t>(integer));
     else if (name == "guidance" && r.Number(value, field, &number))
       s->set_guidance(number);
+    else if (name == "cpu_only" && r.Bool(value, field, &flag))
+      s->set_cpu_only(flag);
+    else if (name == "fp8_storage" && r.Bool(value, field, &flag))
+      s->set_fp8_storage(flag);
     else if (r.status().ok())
       r.Fail(field, "one of the main model default settings");
   }
@@ -150,6 +162,7 @@ const std::vector<std::string>& ModelConfigFieldNames() {
                                    "base",
                                    "cover_image",
                                    "compatible_bases",
+                                   "source_url",
                                    "variant",
                                    "prediction_type",
                                    "repo_variant",
@@ -157,7 +170,8 @@ const std::vector<std::string>& ModelConfigFieldNames() {
                                    "trigger_phrases",
                                    "default_settings",
                                    "submodels",
-                                   "image_encoder_model_id"};
+                                   "image_encoder_model_id",
+                                   "cpu_only"};
   return *names;
 }
 
@@ -182,6 +196,7 @@ json ModelToConfigJson(const Model& m) {
   if (m.compatible_bases_size() > 0) {
     out["compatible_bases"] = StringList(m.compatible_bases());
   }
+  if (m.has_source_url()) out["source_url"] = m.source_url();
   if (m.has_variant()) out["variant"] = m.variant();
   if (m.has_prediction_type()) out["prediction_type"] = m.prediction_type();
   if (m.has_repo_variant()) out["repo_variant"] = m.repo_variant();
@@ -200,6 +215,7 @@ json ModelToConfigJson(const Model& m) {
       json settings = json::object();
       const auto& s = m.control_adapter_default_settings();
       if (s.has_preprocessor()) settings["preprocessor"] = s.preprocessor();
+      if (s.has_fp8_storage()) settings["fp8_storage"] = s.fp8_storage();
       out["default_settings"] = settings;
       break;
     }
@@ -219,6 +235,7 @@ json ModelToConfigJson(const Model& m) {
   if (m.has_image_encoder_model_id()) {
     out["image_encoder_model_id"] = m.image_encoder_model_id();
   }
+  if (m.has_cpu_only()) out["cpu_only"] = m.cpu_only();
   return out;
 }
 
@@ -236,6 +253,7 @@ absl::StatusOr<Model> ConfigJsonToModel(const json& config) {
     if (value.is_null()) continue;  // null means absent
     std::string text;
     int64_t integer = 0;
+    bool flag = false;
     if (name == "key" && r.String(value, std::string(name), &text))
       m.set_key(text);
     else if (name == "hash" && r.String(value, std::string(name), &text))
@@ -267,6 +285,10 @@ absl::StatusOr<Model> ConfigJsonToModel(const json& config) {
       m.set_cover_image(text);
     else if (name == "compatible_bases")
       r.Strings(value, name, m.mutable_compatible_bases());
+    else if (name == "source_url" && r.String(value, std::string(name), &text))
+      m.set_source_url(text);
+    else if (name == "cpu_only" && r.Bool(value, std::string(name), &flag))
+      m.set_cpu_only(flag);
     else if (name == "variant" && r.String(value, std::string(name), &text))
       m.set_variant(text);
     else if (name == "prediction_type" &&
@@ -285,17 +307,21 @@ absl::StatusOr<Model> ConfigJsonToModel(const json& config) {
     else if (name == "default_settings") {
       if (!value.is_object()) {
         r.Fail(std::string(name), "an object");
-      } else if (type == "lora" || type == "control_lora") {
+      } else if (type == "lora") {
         ReadLoraSettings(value, r, m.mutable_lora_default_settings());
-      } else if (type == "controlnet" || type == "t2i_adapter") {
+      } else if (type == "controlnet" || type == "t2i_adapter" ||
+                 type == "control_lora") {
+        // The taxonomy gives control LoRAs the control adapter settings.
         auto* s = m.mutable_control_adapter_default_settings();
         for (const auto& [sub, subvalue] : value.items()) {
           std::string field = absl::StrCat("default_settings.", sub);
           if (subvalue.is_null()) continue;
           if (sub == "preprocessor" && r.String(subvalue, field, &text)) {
             s->set_preprocessor(text);
+          } else if (sub == "fp8_storage" && r.Bool(subvalue, field, &flag)) {
+            s->set_fp8_storage(flag);
           } else if (r.status().ok()) {
-            r.Fail(field, "'preprocessor'");
+            r.Fail(field, "one of preprocessor, fp8_storage");
           }
         }
       } else {

@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -121,9 +122,13 @@ sd-1/main/again:
 
 TEST_F(LegacyYamlImportTest, PlansGoodEntriesAndSkipsTheRest) {
   const std::string before = ReadFile(yaml_);
-  ASSERT_OK_AND_ASSIGN(ImportPlan plan,
-                       PlanImport(yaml_, {.models_dir = models_}));
+  // Imported into a system whose models folder is the one the yaml's
+  // models are in: paths stay relative to it.
+  ASSERT_OK_AND_ASSIGN(
+      ImportPlan plan,
+      PlanImport(yaml_, {.models_dir = models_, .target_models_dir = models_}));
   EXPECT_EQ(plan.source_kind, "legacy-yaml");
+  EXPECT_EQ(plan.models_dir, models_);
   EXPECT_EQ(ReadFile(yaml_), before);
 
   std::map<std::string, json> configs = ByName(plan);
@@ -171,6 +176,23 @@ TEST_F(LegacyYamlImportTest, PlansGoodEntriesAndSkipsTheRest) {
   EXPECT_THAT(skipped["justaname"], HasSubstr("<base>/<type>/<name>"));
   EXPECT_THAT(skipped["sd-1/main/again"],
               HasSubstr("already imported by entry sd-1/main/good"));
+  // Each skip names the model and the kind of reason, for the report.
+  std::map<std::string, std::pair<std::string, SkipReason>> details;
+  for (const ImportSkip& skip : plan.skipped) {
+    details[skip.entry] = {skip.name, skip.code};
+  }
+  EXPECT_EQ(details["sd-1/lora/gone"],
+            std::make_pair(std::string("gone"), SkipReason::kFileNotFound));
+  EXPECT_EQ(details["sd-9/main/odd"],
+            std::make_pair(std::string("odd"), SkipReason::kUnknownFamily));
+  EXPECT_EQ(details["justaname"],
+            std::make_pair(std::string(), SkipReason::kInvalidEntry));
+  EXPECT_EQ(details["sd-1/main/again"],
+            std::make_pair(std::string("again"), SkipReason::kDuplicatePath));
+  EXPECT_THAT(plan.notes, IsEmpty());
+  EXPECT_THAT(plan.config_entries,
+              ElementsAre("sd-1/main/good", "sdxl/main/pipe", "sd-1/vae/absvae",
+                          "sdxl/lora/style"));
 }
 
 TEST_F(LegacyYamlImportTest, WithoutHashingWritesAPlaceholderHash) {
@@ -184,14 +206,67 @@ TEST_F(LegacyYamlImportTest, WithoutHashingWritesAPlaceholderHash) {
   EXPECT_EQ(configs["good"]["file_size"], 10);
 }
 
-TEST_F(LegacyYamlImportTest, RelativePathsDefaultToTheFilesFolder) {
-  // Without models_dir, paths are relative to the folder of the yaml file
-  // (configs/), where none of the models are.
+TEST_F(LegacyYamlImportTest, RelativePathsDefaultToTheRootsModelsFolder) {
+  // <root>/configs/models.yaml: its paths are relative to <root>/models, as
+  // InvokeAI 3 laid out its root.
   ASSERT_OK_AND_ASSIGN(ImportPlan plan, PlanImport(yaml_, {}));
+  EXPECT_EQ(plan.models_dir, models_);
+  std::map<std::string, json> configs = ByName(plan);
+  ASSERT_EQ(configs.size(), 4u) << json(plan.configs).dump(2);
+  // No target models folder: every path is stored absolute.
+  EXPECT_EQ(configs["good"]["path"],
+            (models_ / "sd-1/main/good.safetensors").string());
+  EXPECT_EQ(configs["absvae"]["path"], (models_ / "vae.safetensors").string());
+}
+
+TEST_F(LegacyYamlImportTest, AYamlElsewhereReadsPathsFromItsFolder) {
+  const fs::path loose = dir_.path() / "backup" / "models.yaml";
+  fs::create_directories(loose.parent_path());
+  fs::copy_file(yaml_, loose);
+  ASSERT_OK_AND_ASSIGN(ImportPlan plan, PlanImport(loose, {}));
+  EXPECT_EQ(plan.models_dir, loose.parent_path());
   std::map<std::string, std::string> skipped = SkipReasons(plan);
   EXPECT_EQ(skipped["sd-1/main/good"],
             "file not found: " +
-                (dir_.path() / "configs/sd-1/main/good.safetensors").string());
+                (dir_.path() / "backup/sd-1/main/good.safetensors").string() +
+                " (the yaml's relative paths are read from " +
+                (dir_.path() / "backup").string() +
+                "; pass --models-dir if its models are elsewhere)");
+  // An absolute path does not depend on it.
+  EXPECT_TRUE(ByName(plan).contains("absvae"));
+}
+
+TEST_F(LegacyYamlImportTest, EveryStoredPathOpensTheFile) {
+  // The system imported into keeps its models somewhere else entirely, so
+  // each record must point at the yaml's files by an absolute path.
+  const fs::path target = dir_.path() / "mm-state" / "models";
+  fs::create_directories(target);
+  ASSERT_OK_AND_ASSIGN(ImportPlan plan,
+                       PlanImport(yaml_, {.target_models_dir = target}));
+  ASSERT_EQ(plan.configs.size(), 4u);
+  for (const json& config : plan.configs) {
+    const fs::path path(config["path"].get<std::string>());
+    SCOPED_TRACE(path.string());
+    EXPECT_TRUE(path.is_absolute());
+    EXPECT_TRUE(fs::exists(path));
+    if (config["name"] == "good") {
+      EXPECT_EQ(ReadFile(path), "model data");
+    }
+  }
+
+  // Into a system whose models folder holds them: relative to it, and
+  // resolving against it finds the same files (a trailing slash is fine).
+  ASSERT_OK_AND_ASSIGN(
+      plan, PlanImport(yaml_, {.target_models_dir = models_.string() + "/"}));
+  ASSERT_EQ(plan.configs.size(), 4u);
+  for (const json& config : plan.configs) {
+    const fs::path path(config["path"].get<std::string>());
+    SCOPED_TRACE(path.string());
+    EXPECT_TRUE(path.is_relative());
+    EXPECT_TRUE(fs::exists(models_ / path));
+  }
+  EXPECT_EQ(ReadFile(models_ / ByName(plan)["good"]["path"].get<std::string>()),
+            "model data");
 }
 
 TEST_F(LegacyYamlImportTest, RecognizesTheFileByContentNotName) {
@@ -251,6 +326,36 @@ class InvokeAiImportTest : public ::testing::Test {
   std::unique_ptr<sql::Database> db_;
 };
 
+// The rows below were written the way InvokeAI 6.x writes them: every
+// field of the record's class present, unset ones null.
+json ReleaseRecord(const std::string& type, const std::string& format,
+                   const std::string& base, const std::string& name,
+                   const std::string& path) {
+  return {{"key", "overwritten-by-the-row-id"},
+          {"hash", "blake3:" + std::string(64, 'b')},
+          {"path", path},
+          {"file_size", 4096},
+          {"name", name},
+          {"description", nullptr},
+          {"source", "https://example.invalid/" + name},
+          {"source_type", "url"},
+          {"source_api_response", nullptr},
+          {"source_url", nullptr},
+          {"cover_image", nullptr},
+          {"type", type},
+          {"format", format},
+          {"base", base}};
+}
+
+json NullMainSettings() {
+  return {{"vae", nullptr},        {"vae_precision", nullptr},
+          {"scheduler", nullptr},  {"steps", nullptr},
+          {"cfg_scale", nullptr},  {"cfg_rescale_multiplier", nullptr},
+          {"width", 1024},         {"height", 1024},
+          {"guidance", nullptr},   {"cpu_only", nullptr},
+          {"fp8_storage", nullptr}};
+}
+
 TEST_F(InvokeAiImportTest, PlansValidRowsAndSkipsInvalidOnes) {
   // Read while the writer is still open, so recent rows may be in the WAL.
   const fs::path dir = db_path_.parent_path();
@@ -263,13 +368,29 @@ TEST_F(InvokeAiImportTest, PlansValidRowsAndSkipsInvalidOnes) {
 
   ASSERT_OK_AND_ASSIGN(ImportPlan plan, PlanImport(db_path_, {}));
   EXPECT_EQ(plan.source_kind, "invokeai-sqlite");
+  // databases/invokeai.db: relative paths are read from <root>/models.
+  EXPECT_EQ(plan.models_dir, dir_.path() / "models");
   ASSERT_EQ(plan.configs.size(), 1u);
+  EXPECT_THAT(plan.config_entries, ElementsAre("a-good"));
   const json& vae = plan.configs[0];
   EXPECT_EQ(vae["key"], "a-good");
   EXPECT_EQ(vae["name"], "sd-vae-ft-mse");
   EXPECT_EQ(vae["file_size"], 334643238);
+  EXPECT_EQ(vae["path"],
+            (dir_.path() / "models/sd-1/vae/vae.safetensors").string());
   EXPECT_FALSE(vae.contains("converted_at"));
   EXPECT_FALSE(vae.contains("usage_info"));
+  // The file is not there; the record is kept and the user told.
+  ASSERT_EQ(plan.notes.size(), 1u);
+  EXPECT_EQ(plan.notes[0].entry, "a-good");
+  EXPECT_EQ(plan.notes[0].name, "sd-vae-ft-mse");
+  EXPECT_EQ(plan.notes[0].message,
+            "file not found: " +
+                (dir_.path() / "models/sd-1/vae/vae.safetensors").string() +
+                "; the record is kept (relative paths are read from " +
+                (dir_.path() / "models").string() +
+                "; pass --models-dir if InvokeAI's models folder is "
+                "elsewhere)");
 
   std::map<std::string, std::string> skipped = SkipReasons(plan);
   ASSERT_EQ(skipped.size(), 3u);
@@ -278,11 +399,169 @@ TEST_F(InvokeAiImportTest, PlansValidRowsAndSkipsInvalidOnes) {
   EXPECT_EQ(skipped["d-array"],
             "the row's config is a JSON array, not an "
             "object");
+  for (const ImportSkip& skip : plan.skipped) {
+    if (skip.entry == "b-bad-format") {
+      EXPECT_EQ(skip.name, "sd-vae-ft-mse");
+      EXPECT_EQ(skip.code, SkipReason::kUnknownFamily);
+    } else {
+      EXPECT_EQ(skip.name, "");
+      EXPECT_EQ(skip.code, SkipReason::kInvalidEntry);
+    }
+  }
 
   EXPECT_EQ(FileNames(dir), files_before);
   for (const auto& [name, bytes] : bytes_before) {
     EXPECT_EQ(ReadFile(dir / name), bytes) << name;
   }
+}
+
+TEST_F(InvokeAiImportTest, KeepsEveryRecordTheCurrentReleaseWrites) {
+  // Eight ordinary records of a 6.x installation, including the three the
+  // import used to lose (a main checkpoint, a main diffusers model and a
+  // ControlNet, whose default_settings carry cpu_only and fp8_storage).
+  ASSERT_OK(db_->Execute("DELETE FROM models").status());
+  const fs::path models = dir_.path() / "models";
+  std::vector<json> rows;
+  json checkpoint = ReleaseRecord("main", "checkpoint", "sdxl", "juggernaut",
+                                  "sdxl/main/juggernaut.safetensors");
+  checkpoint.update({{"config_path", nullptr},
+                     {"prediction_type", "epsilon"},
+                     {"variant", "normal"},
+                     {"trigger_phrases", nullptr},
+                     {"default_settings", NullMainSettings()}});
+  rows.push_back(checkpoint);
+  json diffusers = ReleaseRecord("main", "diffusers", "sd-1", "dreamshaper",
+                                 "sd-1/main/dreamshaper");
+  json settings = NullMainSettings();
+  settings["cpu_only"] = false;
+  settings["fp8_storage"] = true;
+  diffusers.update({{"repo_variant", "fp16"},
+                    {"prediction_type", "epsilon"},
+                    {"variant", "normal"},
+                    {"trigger_phrases", nullptr},
+                    {"default_settings", settings},
+                    {"source_url", "https://civitai.com/models/4384"}});
+  rows.push_back(diffusers);
+  json controlnet = ReleaseRecord("controlnet", "diffusers", "sdxl", "canny",
+                                  "sdxl/controlnet/canny");
+  controlnet.update({{"repo_variant", ""},
+                     {"default_settings",
+                      {{"preprocessor", "canny_image_processor"},
+                       {"fp8_storage", nullptr}}}});
+  rows.push_back(controlnet);
+  json vae = ReleaseRecord("vae", "checkpoint", "flux", "ae",
+                           "flux/vae/ae.safetensors");
+  vae.update({{"config_path", nullptr}, {"cpu_only", nullptr}});
+  rows.push_back(vae);
+  json t5 = ReleaseRecord("t5_encoder", "bnb_quantized_int8b", "any",
+                          "t5_bnb_int8_quantized_encoder",
+                          "any/t5_encoder/t5_bnb_int8_quantized_encoder");
+  t5.update({{"cpu_only", true}});
+  rows.push_back(t5);
+  json clip = ReleaseRecord("clip_embed", "diffusers", "any", "clip-vit-large",
+                            "any/clip_embed/clip-vit-large");
+  clip.update(
+      {{"repo_variant", ""}, {"variant", "large"}, {"cpu_only", nullptr}});
+  rows.push_back(clip);
+  json lora = ReleaseRecord("lora", "lycoris", "flux", "pixel-art",
+                            "flux/lora/pixel-art.safetensors");
+  lora.update({{"trigger_phrases", {"pixel art"}},
+               {"default_settings", {{"weight", 0.75}}}});
+  rows.push_back(lora);
+  json embedding =
+      ReleaseRecord("embedding", "embedding_file", "sd-1", "easynegative",
+                    "sd-1/embedding/easynegative.safetensors");
+  // A field a newer release added that we do not know, left unset.
+  embedding["usage_info"] = nullptr;
+  rows.push_back(embedding);
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const fs::path path = models / rows[i]["path"].get<std::string>();
+    WriteFile(
+        rows[i]["format"] == "diffusers" ? path / "model_index.json" : path,
+        "{}");
+    Insert(absl::StrCat("row-", i), rows[i].dump());
+  }
+
+  ASSERT_OK_AND_ASSIGN(ImportPlan plan, PlanImport(db_path_, {}));
+  EXPECT_THAT(plan.skipped, IsEmpty())
+      << plan.skipped[0].entry << ": " << plan.skipped[0].reason;
+  EXPECT_THAT(plan.notes, IsEmpty());
+  ASSERT_EQ(plan.configs.size(), rows.size());
+  std::map<std::string, json> configs = ByName(plan);
+  EXPECT_EQ(configs["juggernaut"]["default_settings"], NullMainSettings());
+  EXPECT_EQ(configs["dreamshaper"]["default_settings"], settings);
+  EXPECT_EQ(configs["dreamshaper"]["source_url"],
+            "https://civitai.com/models/4384");
+  EXPECT_EQ(configs["canny"]["default_settings"],
+            json({{"preprocessor", "canny_image_processor"},
+                  {"fp8_storage", nullptr}}));
+  EXPECT_EQ(configs["t5_bnb_int8_quantized_encoder"]["cpu_only"], true);
+  EXPECT_TRUE(configs["ae"]["cpu_only"].is_null());
+  EXPECT_FALSE(configs["easynegative"].contains("usage_info"));
+  // Every path resolves without knowing InvokeAI's root.
+  for (const json& config : plan.configs) {
+    const fs::path path(config["path"].get<std::string>());
+    EXPECT_TRUE(path.is_absolute()) << path;
+    EXPECT_TRUE(fs::exists(path)) << path;
+  }
+
+  // Imported into a system that uses the same models folder: relative.
+  ASSERT_OK_AND_ASSIGN(plan,
+                       PlanImport(db_path_, {.target_models_dir = models}));
+  EXPECT_EQ(ByName(plan)["juggernaut"]["path"],
+            "sdxl/main/juggernaut.safetensors");
+}
+
+TEST_F(InvokeAiImportTest, ABadLinkIsDroppedAndANullRequiredFieldSkips) {
+  ASSERT_OK(db_->Execute("DELETE FROM models").status());
+  json linked = ReleaseRecord("embedding", "embedding_file", "sd-1", "linked",
+                              "/abs/linked.safetensors");
+  linked["source_url"] = "civitai.com/models/7808";
+  Insert("a-linked", linked.dump());
+  json unhashed = ReleaseRecord("embedding", "embedding_file", "sd-1",
+                                "unhashed", "/abs/unhashed.safetensors");
+  unhashed["hash"] = nullptr;
+  Insert("b-unhashed", unhashed.dump());
+  json unknown =
+      ReleaseRecord("main", "diffusers", "z-image", "z-turbo", "/abs/z-turbo");
+  Insert("c-unknown", unknown.dump());
+
+  ASSERT_OK_AND_ASSIGN(ImportPlan plan, PlanImport(db_path_, {}));
+  ASSERT_EQ(plan.configs.size(), 1u);
+  EXPECT_EQ(plan.configs[0]["name"], "linked");
+  EXPECT_TRUE(plan.configs[0]["source_url"].is_null());
+  EXPECT_EQ(plan.configs[0]["path"], "/abs/linked.safetensors");
+  ASSERT_EQ(plan.notes.size(), 2u);
+  EXPECT_EQ(plan.notes[0].message,
+            "source_url \"civitai.com/models/7808\" is not an http(s) URL "
+            "and is left out");
+  EXPECT_EQ(plan.notes[1].message,
+            "file not found: /abs/linked.safetensors; the record is kept");
+
+  ASSERT_EQ(plan.skipped.size(), 2u);
+  EXPECT_EQ(plan.skipped[0].entry, "b-unhashed");
+  EXPECT_EQ(plan.skipped[0].name, "unhashed");
+  EXPECT_EQ(plan.skipped[0].code, SkipReason::kInvalidField);
+  EXPECT_THAT(plan.skipped[0].reason,
+              StartsWith("field 'hash' is null, but it is required for "
+                         "embedding.embedding_file.sd-1"));
+  EXPECT_EQ(plan.skipped[1].entry, "c-unknown");
+  EXPECT_EQ(plan.skipped[1].name, "z-turbo");
+  EXPECT_EQ(plan.skipped[1].code, SkipReason::kUnknownFamily);
+  EXPECT_THAT(plan.skipped[1].reason,
+              StartsWith("no model family is registered for "
+                         "'main.diffusers.z-image'"));
+}
+
+TEST(SkipReasonTest, NamesAreStable) {
+  EXPECT_EQ(SkipReasonName(SkipReason::kInvalidEntry), "invalid_entry");
+  EXPECT_EQ(SkipReasonName(SkipReason::kFileNotFound), "file_not_found");
+  EXPECT_EQ(SkipReasonName(SkipReason::kUnreadable), "unreadable");
+  EXPECT_EQ(SkipReasonName(SkipReason::kUnknownFamily), "unknown_family");
+  EXPECT_EQ(SkipReasonName(SkipReason::kInvalidField), "invalid_field");
+  EXPECT_EQ(SkipReasonName(SkipReason::kDuplicatePath), "duplicate_path");
+  EXPECT_EQ(SkipReasonName(SkipReason::kAlreadyExists), "already_exists");
+  EXPECT_EQ(SkipReasonName(SkipReason::kRejected), "rejected");
 }
 
 TEST_F(InvokeAiImportTest, LeavesNoTemporaryCopyBehind) {

@@ -1,5 +1,6 @@
 #include "cli/models_commands.h"
 
+#include <filesystem>
 #include <memory>
 #include <mutex>
 #include <sstream>
@@ -453,8 +454,134 @@ TEST_F(ModelsCommandTest, ImportReportsSkippedEntriesAndSucceeds) {
                          "  format: checkpoint\n");
   ASSERT_TRUE(
       Run({"models", "import", (temp.path() / "models.yaml").string()}).ok());
-  EXPECT_THAT(out_.str(), HasSubstr("skipped sd-1/main/ghost: "));
-  EXPECT_THAT(out_.str(), HasSubstr("Imported 0 of 1 entries"));
+  // A yaml outside a configs/ folder: its paths are read from its folder.
+  EXPECT_EQ(out_.str(), "skipped 'ghost' (sd-1/main/ghost): file not found: " +
+                            (temp.path() / "ghost.safetensors").string() +
+                            " (the yaml's relative paths are read from " +
+                            temp.path().string() +
+                            "; pass --models-dir if its models are elsewhere)\n"
+                            "Imported 0 of 1 entries from " +
+                            (temp.path() / "models.yaml").string() +
+                            " (legacy-yaml); 1 skipped.\n"
+                            "Skipped by reason: file_not_found 1.\n");
+  EXPECT_TRUE(fake_.create_requests.empty());
+}
+
+class ModelsImportTest : public ModelsCommandTest {
+ protected:
+  void SetUp() override {
+    ModelsCommandTest::SetUp();
+    // An InvokeAI 3 root: configs/models.yaml, models/ beside it.
+    root_ = temp_.path() / "invokeai";
+    mm::testing::WriteFile(root_ / "models/sd-1/vae/a.safetensors", "vae a");
+    mm::testing::WriteFile(root_ / "models/sd-1/vae/taken.safetensors",
+                           "vae b");
+    yaml_ = root_ / "configs/models.yaml";
+    mm::testing::WriteFile(yaml_,
+                           "__metadata__:\n"
+                           "  version: 3.0.0\n"
+                           "sd-1/vae/a:\n"
+                           "  path: sd-1/vae/a.safetensors\n"
+                           "sd-1/vae/taken:\n"
+                           "  path: sd-1/vae/taken.safetensors\n"
+                           "sd-1/vae/ghost:\n"
+                           "  path: sd-1/vae/ghost.safetensors\n"
+                           "sdxl/vae/other-ghost:\n"
+                           "  path: /nonexistent/other-ghost.safetensors\n"
+                           "not-a-key:\n"
+                           "  path: x.safetensors\n");
+  }
+
+  std::vector<std::string> CreatedPaths() {
+    std::vector<std::string> paths;
+    for (const v1::CreateModelRequest& request : fake_.create_requests) {
+      paths.push_back(nlohmann::json::parse(request.config_json())["path"]
+                          .get<std::string>());
+    }
+    return paths;
+  }
+
+  TempDir temp_;
+  std::filesystem::path root_;
+  std::filesystem::path yaml_;
+};
+
+TEST_F(ModelsImportTest, ReportsEachSkipByNameAndCountsReasons) {
+  ASSERT_OK(Run({"models", "import", yaml_.string(), "--no-hash"}));
+  const std::string models = (root_ / "models").string();
+  EXPECT_THAT(out_.str(), HasSubstr("skipped 'taken' (sd-1/vae/taken): "
+                                    "ALREADY_EXISTS: path taken\n"));
+  EXPECT_THAT(out_.str(),
+              HasSubstr("skipped 'ghost' (sd-1/vae/ghost): file not found: " +
+                        models + "/sd-1/vae/ghost.safetensors"));
+  EXPECT_THAT(out_.str(),
+              HasSubstr("skipped 'other-ghost' (sdxl/vae/other-ghost): file "
+                        "not found: /nonexistent/other-ghost.safetensors\n"));
+  EXPECT_THAT(out_.str(),
+              HasSubstr("skipped not-a-key: the entry key is not of the form "
+                        "<base>/<type>/<name>\n"));
+  EXPECT_THAT(out_.str(),
+              HasSubstr("Imported 1 of 5 entries from " + yaml_.string() +
+                        " (legacy-yaml); 4 skipped.\nSkipped by reason: "
+                        "already_exists 1, file_not_found 2, invalid_entry "
+                        "1.\n"));
+  // No target models folder given and none known: absolute paths.
+  EXPECT_THAT(CreatedPaths(),
+              ElementsAre(models + "/sd-1/vae/a.safetensors",
+                          models + "/sd-1/vae/taken.safetensors"));
+}
+
+TEST_F(ModelsImportTest, JsonIsOneObjectWithTheSameReport) {
+  ASSERT_OK(Run({"models", "import", yaml_.string(), "--no-hash"},
+                /*json=*/true));
+  nlohmann::json report = nlohmann::json::parse(out_.str());
+  EXPECT_EQ(report["source"], yaml_.string());
+  EXPECT_EQ(report["source_kind"], "legacy-yaml");
+  EXPECT_EQ(report["models_dir"], (root_ / "models").string());
+  EXPECT_EQ(report["dry_run"], false);
+  EXPECT_EQ(report["entries"], 5);
+  ASSERT_EQ(report["added"].size(), 1u);
+  EXPECT_EQ(report["added"][0]["name"], "a");
+  EXPECT_EQ(report["skipped_by_reason"],
+            nlohmann::json({{"already_exists", 1},
+                            {"file_not_found", 2},
+                            {"invalid_entry", 1}}));
+  ASSERT_EQ(report["skipped"].size(), 4u);
+  EXPECT_EQ(report["skipped"][0],
+            nlohmann::json({{"entry", "sd-1/vae/taken"},
+                            {"name", "taken"},
+                            {"code", "already_exists"},
+                            {"reason", "ALREADY_EXISTS: path taken"}}));
+  EXPECT_EQ(report["skipped"][3]["name"], "");
+  EXPECT_EQ(report["skipped"][3]["code"], "invalid_entry");
+  EXPECT_EQ(report["notes"], nlohmann::json::array());
+}
+
+TEST_F(ModelsImportTest, PathsInsideTheTargetModelsFolderStayRelative) {
+  // The default target comes from the caller (cli.cc: <state>/models).
+  ModelsCommandIo io;
+  io.out = &out_;
+  io.timeout = absl::Seconds(10);
+  io.target_models_dir = root_ / "models";
+  ASSERT_OK(RunModelsCommand(
+      Args({"models", "import", yaml_.string(), "--no-hash"}), *stub_, io));
+  EXPECT_THAT(CreatedPaths(), ElementsAre("sd-1/vae/a.safetensors",
+                                          "sd-1/vae/taken.safetensors"));
+  // --target-models-dir overrides it.
+  fake_.create_requests.clear();
+  ASSERT_OK(RunModelsCommand(
+      Args({"models", "import", yaml_.string(), "--no-hash",
+            "--target-models-dir", (root_ / "models/sd-1").string()}),
+      *stub_, io));
+  EXPECT_THAT(CreatedPaths(),
+              ElementsAre("vae/a.safetensors", "vae/taken.safetensors"));
+  // --models-dir says where the yaml's relative paths are.
+  fake_.create_requests.clear();
+  ASSERT_OK(RunModelsCommand(
+      Args({"models", "import", yaml_.string(), "--no-hash", "--dry-run",
+            "--models-dir", temp_.path().string()}),
+      *stub_, io));
+  EXPECT_THAT(out_.str(), HasSubstr("Would import 0 of 5 entries"));
   EXPECT_TRUE(fake_.create_requests.empty());
 }
 

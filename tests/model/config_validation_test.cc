@@ -1,6 +1,7 @@
 #include "model/config_validation.h"
 
 #include <string>
+#include <vector>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -120,11 +121,12 @@ TEST(ValidateConfigTest, KeepsGivenOptionalValues) {
 TEST(ValidateConfigTest, MainDefaultSettingsAreFilled) {
   json input = SdMain();
   input["default_settings"] = {
-      {"steps", 30},         {"cfg_scale", 7.5},
-      {"width", 512},        {"height", 768},
-      {"vae", "my-vae"},     {"vae_precision", "fp16"},
-      {"guidance", 3.5},     {"cfg_rescale_multiplier", 0},
-      {"scheduler", "euler"}};
+      {"steps", 30},          {"cfg_scale", 7.5},
+      {"width", 512},         {"height", 768},
+      {"vae", "my-vae"},      {"vae_precision", "fp16"},
+      {"guidance", 3.5},      {"cfg_rescale_multiplier", 0},
+      {"scheduler", "euler"}, {"cpu_only", false},
+      {"fp8_storage", true}};
   ASSERT_OK_AND_ASSIGN(json config, ValidateConfig(input));
   EXPECT_EQ(config["default_settings"], input["default_settings"]);
 
@@ -132,7 +134,7 @@ TEST(ValidateConfigTest, MainDefaultSettingsAreFilled) {
   ASSERT_OK_AND_ASSIGN(config, ValidateConfig(input));
   EXPECT_EQ(config["default_settings"]["steps"], 20);
   EXPECT_TRUE(config["default_settings"]["width"].is_null());
-  EXPECT_EQ(config["default_settings"].size(), 9u);
+  EXPECT_EQ(config["default_settings"].size(), 11u);
 }
 
 TEST(ValidateConfigTest, Sd3Submodels) {
@@ -233,11 +235,41 @@ TEST(ValidateConfigTest, RejectsMissingRequiredFields) {
     EXPECT_THAT(ValidateConfig(input),
                 StatusIs(kInvalid, HasSubstr(std::string("field '") + field +
                                              "' is missing")));
+    // Null stands for "unset" only where a field may be unset.
     input[field] = nullptr;
     EXPECT_THAT(ValidateConfig(input),
                 StatusIs(kInvalid, HasSubstr(std::string("field '") + field +
-                                             "' is missing")));
+                                             "' is null, but it is "
+                                             "required")));
   }
+  json input = SdMain();
+  input["name"] = nullptr;
+  EXPECT_THAT(ValidateConfig(input),
+              StatusIs(kInvalid,
+                       "field 'name' is null, but it is required for "
+                       "main.diffusers.sd-1; set it to a non-empty string of "
+                       "at most 1024 bytes"));
+  input = Common("main", "checkpoint", "flux");
+  input["variant"] = nullptr;
+  EXPECT_THAT(ValidateConfig(input),
+              StatusIs(kInvalid,
+                       "field 'variant' is null, but it is required for "
+                       "main.checkpoint.flux; set it to one of 'schnell', "
+                       "'dev', 'dev_fill'"));
+  input = Common("clip_embed", "diffusers", "any");
+  input["variant"] = nullptr;
+  EXPECT_THAT(ValidateConfig(input),
+              StatusIs(kInvalid,
+                       "field 'variant' is null, but it is required for "
+                       "clip_embed.diffusers.any; set it to one of 'large', "
+                       "'gigantic'"));
+  input = Common("main", "diffusers", "sd-3");
+  input["submodels"] = {
+      {"vae", {{"path_or_prefix", nullptr}, {"model_type", "vae"}}}};
+  EXPECT_THAT(ValidateConfig(input),
+              StatusIs(kInvalid,
+                       "field 'submodels.vae.path_or_prefix': is null; every "
+                       "submodel needs path_or_prefix and model_type"));
 }
 
 TEST(ValidateConfigTest, RejectsMissingFluxVariant) {
@@ -494,6 +526,223 @@ TEST(ValidateConfigTest, LoraAndControlDefaultSettings) {
   control["default_settings"] = {{"steps", 3}};
   EXPECT_THAT(ValidateConfig(control),
               StatusIs(kInvalid, HasSubstr("'default_settings.steps'")));
+}
+
+// --- Fields of the current release (6.x), spec §2 --------------------------
+
+// Every family that takes `cpu_only`, with a minimal config of it.
+std::vector<json> CpuOnlyConfigs() {
+  std::vector<json> configs;
+  for (const FamilySpec& family : Families()) {
+    if (family.FindField("cpu_only") != nullptr) {
+      configs.push_back(MinimalConfig(family));
+    }
+  }
+  return configs;
+}
+
+TEST(CurrentReleaseFieldsTest, CpuOnlyIsABoolean) {
+  const std::vector<json> configs = CpuOnlyConfigs();
+  ASSERT_EQ(configs.size(), 14u);
+  for (json input : configs) {
+    SCOPED_TRACE(ConfigTag(input));
+    input["cpu_only"] = true;
+    ASSERT_OK_AND_ASSIGN(json config, ValidateConfig(input));
+    EXPECT_EQ(config["cpu_only"], true);
+    input["cpu_only"] = false;
+    ASSERT_OK_AND_ASSIGN(config, ValidateConfig(input));
+    EXPECT_EQ(config["cpu_only"], false);
+    input["cpu_only"] = nullptr;
+    ASSERT_OK_AND_ASSIGN(config, ValidateConfig(input));
+    EXPECT_TRUE(config["cpu_only"].is_null());
+    input.erase("cpu_only");
+    ASSERT_OK_AND_ASSIGN(json absent, ValidateConfig(input));
+    EXPECT_EQ(absent, config);
+    input["cpu_only"] = "yes";
+    EXPECT_THAT(ValidateConfig(input),
+                StatusIs(kInvalid,
+                         "field 'cpu_only': expected true or false, got "
+                         "\"yes\" (string)"));
+    input["cpu_only"] = 1;
+    EXPECT_THAT(ValidateConfig(input),
+                StatusIs(kInvalid,
+                         "field 'cpu_only': expected true or false, got 1 "
+                         "(number)"));
+  }
+}
+
+TEST(CurrentReleaseFieldsTest, CpuOnlyIsRefusedWhereTheReleaseHasNone) {
+  json input = SdMain();
+  input["cpu_only"] = true;
+  EXPECT_THAT(ValidateConfig(input),
+              StatusIs(kInvalid, HasSubstr("field 'cpu_only' is not allowed "
+                                           "for main.diffusers.sd-1")));
+}
+
+TEST(CurrentReleaseFieldsTest, MainSettingsTakeCpuOnlyAndFp8Storage) {
+  for (const char* tag : {"main.checkpoint.sd-1", "main.diffusers.sdxl",
+                          "main.checkpoint.flux", "main.diffusers.sd-3"}) {
+    SCOPED_TRACE(tag);
+    json input = MinimalConfig(*FindFamily(tag));
+    input["default_settings"] = {{"cpu_only", true}, {"fp8_storage", false}};
+    ASSERT_OK_AND_ASSIGN(json config, ValidateConfig(input));
+    EXPECT_EQ(config["default_settings"]["cpu_only"], true);
+    EXPECT_EQ(config["default_settings"]["fp8_storage"], false);
+    EXPECT_EQ(config["default_settings"].size(), 11u);
+
+    input["default_settings"] = {{"cpu_only", nullptr},
+                                 {"fp8_storage", nullptr}};
+    ASSERT_OK_AND_ASSIGN(config, ValidateConfig(input));
+    EXPECT_TRUE(config["default_settings"]["cpu_only"].is_null());
+    EXPECT_TRUE(config["default_settings"]["fp8_storage"].is_null());
+    input["default_settings"] = json::object();
+    ASSERT_OK_AND_ASSIGN(json empty, ValidateConfig(input));
+    EXPECT_EQ(empty, config);
+
+    input["default_settings"] = {{"cpu_only", "true"}};
+    EXPECT_THAT(ValidateConfig(input),
+                StatusIs(kInvalid,
+                         "field 'default_settings.cpu_only': expected true or "
+                         "false, got \"true\" (string)"));
+    input["default_settings"] = {{"fp8_storage", 1}};
+    EXPECT_THAT(ValidateConfig(input),
+                StatusIs(kInvalid,
+                         "field 'default_settings.fp8_storage': expected true "
+                         "or false, got 1 (number)"));
+  }
+}
+
+TEST(CurrentReleaseFieldsTest, ControlSettingsTakeFp8Storage) {
+  for (const char* tag :
+       {"controlnet.checkpoint.sd-1", "controlnet.diffusers.sdxl",
+        "t2i_adapter.diffusers.sd-1", "control_lora.lycoris.flux"}) {
+    SCOPED_TRACE(tag);
+    json input = MinimalConfig(*FindFamily(tag));
+    input["default_settings"] = {{"preprocessor", "canny_image_processor"},
+                                 {"fp8_storage", true}};
+    ASSERT_OK_AND_ASSIGN(json config, ValidateConfig(input));
+    EXPECT_EQ(config["default_settings"],
+              json({{"preprocessor", "canny_image_processor"},
+                    {"fp8_storage", true}}));
+
+    input["default_settings"] = {{"preprocessor", nullptr},
+                                 {"fp8_storage", nullptr}};
+    ASSERT_OK_AND_ASSIGN(config, ValidateConfig(input));
+    EXPECT_EQ(config["default_settings"],
+              json({{"preprocessor", nullptr}, {"fp8_storage", nullptr}}));
+
+    input["default_settings"] = {{"fp8_storage", "no"}};
+    EXPECT_THAT(ValidateConfig(input),
+                StatusIs(kInvalid,
+                         "field 'default_settings.fp8_storage': expected true "
+                         "or false, got \"no\" (string)"));
+    input["default_settings"] = {{"cpu_only", true}};
+    EXPECT_THAT(ValidateConfig(input),
+                StatusIs(kInvalid,
+                         "field 'default_settings.cpu_only': is not a known "
+                         "setting; allowed: 'preprocessor', 'fp8_storage'"));
+  }
+}
+
+TEST(CurrentReleaseFieldsTest, SourceUrlIsAnHttpUrlOnEveryFamily) {
+  const std::string expectation =
+      "an http:// or https:// URL with a host, of at most 4096 bytes, "
+      "without spaces";
+  for (const FamilySpec& family : Families()) {
+    SCOPED_TRACE(family.tag);
+    json input = MinimalConfig(family);
+    input["source_url"] = "https://civitai.com/models/4384?modelVersionId=1";
+    ASSERT_OK_AND_ASSIGN(json config, ValidateConfig(input));
+    EXPECT_EQ(config["source_url"],
+              "https://civitai.com/models/4384?modelVersionId=1");
+    input["source_url"] = nullptr;
+    ASSERT_OK_AND_ASSIGN(config, ValidateConfig(input));
+    EXPECT_TRUE(config["source_url"].is_null());
+    input["source_url"] = 42;
+    EXPECT_THAT(ValidateConfig(input),
+                StatusIs(kInvalid, "field 'source_url': expected " +
+                                       expectation + ", got 42 (number)"));
+  }
+  json input = SdMain();
+  for (const char* good : {"http://example.com", "HTTPS://Example.com/a#b",
+                           "https://[::1]:8080/x", "https://user@host/path"}) {
+    input["source_url"] = good;
+    EXPECT_OK(ValidateConfig(input)) << good;
+  }
+  for (const char* bad :
+       {"ftp://example.com/model", "file:///etc/passwd", "javascript:alert(1)",
+        "civitai.com/models/4384", "https://", "https:///path", "https://:80/",
+        "https://user@/x", "https://exa mple.com", "https://example.com/\n",
+        "//example.com/x"}) {
+    input["source_url"] = bad;
+    EXPECT_THAT(ValidateConfig(input),
+                StatusIs(kInvalid,
+                         "field 'source_url': value " + json(bad).dump() +
+                             " is not an http(s) URL; expected " + expectation))
+        << bad;
+  }
+  input["source_url"] = "";
+  EXPECT_THAT(ValidateConfig(input),
+              StatusIs(kInvalid,
+                       "field 'source_url': must not be empty; "
+                       "expected " +
+                           expectation));
+  input["source_url"] =
+      "https://example.com/" + std::string(kMaxSourceBytes, 'a');
+  EXPECT_THAT(ValidateConfig(input),
+              StatusIs(kInvalid, HasSubstr("over the limit of 4096 bytes")));
+}
+
+// A main checkpoint as the 6.x release writes it to its database: every
+// optional field present, most of them null.
+json ReleaseMainCheckpoint() {
+  return json::parse(R"({
+    "key": "5b4a3c2d1e0f4a5b8c7d6e5f4a3b2c1d",
+    "hash": "blake3:ce3f0c5f3c05d119f4a5dcaf209b50d3149046a0d3a9adee9fed4c83cad6b4d0",
+    "path": "sd-1/main/dreamshaper_8.safetensors",
+    "file_size": 2132625894,
+    "name": "dreamshaper_8",
+    "description": null,
+    "source": "https://civitai.com/api/download/models/128713",
+    "source_type": "url",
+    "source_api_response": null,
+    "source_url": null,
+    "cover_image": null,
+    "type": "main",
+    "format": "checkpoint",
+    "base": "sd-1",
+    "config_path": null,
+    "prediction_type": "epsilon",
+    "variant": "normal",
+    "trigger_phrases": null,
+    "default_settings": {
+      "vae": null, "vae_precision": null, "scheduler": null, "steps": null,
+      "cfg_scale": null, "cfg_rescale_multiplier": null, "width": 512,
+      "height": 512, "guidance": null, "cpu_only": null, "fp8_storage": null
+    }
+  })");
+}
+
+TEST(CurrentReleaseFieldsTest, AcceptsARecordAsTheReleaseWritesIt) {
+  const json input = ReleaseMainCheckpoint();
+  ASSERT_OK_AND_ASSIGN(json config, ValidateConfig(input));
+  EXPECT_EQ(config["default_settings"], input["default_settings"]);
+  EXPECT_TRUE(config["source_url"].is_null());
+  EXPECT_TRUE(config["config_path"].is_null());
+  // Every field of the record comes back with the value it had.
+  for (const auto& [name, value] : input.items()) {
+    EXPECT_EQ(config[name], value) << name;
+  }
+}
+
+TEST(CurrentReleaseFieldsTest, IsHttpUrl) {
+  EXPECT_TRUE(IsHttpUrl("https://huggingface.co/stabilityai/sdxl-vae"));
+  EXPECT_TRUE(IsHttpUrl("http://localhost:8080"));
+  EXPECT_FALSE(IsHttpUrl(""));
+  EXPECT_FALSE(IsHttpUrl("https:/example.com"));
+  EXPECT_FALSE(IsHttpUrl("httpx://example.com"));
+  EXPECT_FALSE(IsHttpUrl("https://example.com/\x7f"));
+  EXPECT_FALSE(IsHttpUrl("https://example.com/\tx"));
 }
 
 TEST(ValidateConfigTest, ClipEmbedNeedsItsVariant) {

@@ -227,6 +227,51 @@ TEST(FamiliesTest, ExtraFieldsFollowTheSpecTable) {
   EXPECT_EQ(clip->FindField("variant")->allowed, &KnownClipVariants());
 }
 
+TEST(FamiliesTest, CurrentReleaseFieldsAreRegistered) {
+  // Spec §2, fields of the 6.x release: cpu_only on VAEs and the text and
+  // image encoders, and nowhere else.
+  std::vector<std::string> with_cpu_only;
+  for (const FamilySpec& family : Families()) {
+    const FieldSpec* field = family.FindField("cpu_only");
+    if (field == nullptr) continue;
+    with_cpu_only.push_back(family.tag);
+    EXPECT_EQ(field->kind, FieldKind::kBool) << family.tag;
+    EXPECT_EQ(field->presence, Presence::kOptional) << family.tag;
+  }
+  EXPECT_THAT(
+      with_cpu_only,
+      UnorderedElementsAreArray(std::vector<std::string>{
+          "vae.checkpoint.sd-1", "vae.checkpoint.sd-2", "vae.checkpoint.sdxl",
+          "vae.checkpoint.flux", "vae.diffusers.sd-1", "vae.diffusers.sd-2",
+          "vae.diffusers.sdxl", "t5_encoder.t5_encoder.any",
+          "t5_encoder.bnb_quantized_int8b.any",
+          "clip_embed.diffusers.any.large", "clip_embed.diffusers.any.gigantic",
+          "clip_vision.diffusers.any", "siglip.diffusers.any",
+          "llava_onevision.diffusers.any"}));
+
+  // source_url is a common field: every record may carry a model page.
+  const FieldSpec* source_url = nullptr;
+  for (const FieldSpec& field : CommonFields()) {
+    if (field.name == "source_url") source_url = &field;
+  }
+  ASSERT_NE(source_url, nullptr);
+  EXPECT_EQ(source_url->kind, FieldKind::kHttpUrl);
+  EXPECT_EQ(source_url->presence, Presence::kOptional);
+
+  // The settings kinds that gained fp8_storage (and cpu_only for main
+  // models) are the ones of main models and control adapters.
+  EXPECT_EQ(
+      FindFamily("main.checkpoint.sdxl")->FindField("default_settings")->kind,
+      FieldKind::kMainSettings);
+  for (const char* tag :
+       {"controlnet.checkpoint.sd-1", "controlnet.diffusers.flux",
+        "t2i_adapter.diffusers.sdxl", "control_lora.lycoris.flux"}) {
+    EXPECT_EQ(FindFamily(tag)->FindField("default_settings")->kind,
+              FieldKind::kControlSettings)
+        << tag;
+  }
+}
+
 TEST(FamiliesTest, UnregisteredCombinationsAreNotFound) {
   EXPECT_EQ(FindFamily("lora.lycoris.sd-3"), nullptr);
   EXPECT_EQ(FindFamily("clip_embed.diffusers.any"), nullptr);

@@ -4,12 +4,14 @@
 
 #include <thread>
 
+#include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "common/client.h"
 #include "common/grpc_status.h"
 #include "common/server.h"
 #include "common/status.h"
 #include "gmock/gmock.h"
+#include "google/protobuf/util/message_differencer.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "proto/record_json.h"
@@ -97,6 +99,60 @@ TEST_F(RecordsServiceTest, CreateFromJsonReturnsTheReferenceShape) {
   json as_json = ModelToConfigJson(model);
   EXPECT_EQ(as_json["default_settings"], json({{"weight", 0.75}}));
   EXPECT_EQ(as_json["type"], "lora");
+}
+
+TEST_F(RecordsServiceTest, CurrentReleaseFieldsTravelTyped) {
+  // Fields of InvokeAI 6.x records (spec §2) have a place in the typed
+  // message, so a record carrying them can be read back at all.
+  json vae = LoraJson("vae", "/m/vae.safetensors");
+  vae["type"] = "vae";
+  vae["format"] = "checkpoint";
+  vae.erase("trigger_phrases");
+  vae.erase("default_settings");
+  vae["cpu_only"] = true;
+  vae["source_url"] = "https://civitai.com/models/276";
+  ASSERT_OK_AND_ASSIGN(auto typed_vae, Create(vae));
+  EXPECT_TRUE(typed_vae.cpu_only());
+  EXPECT_EQ(typed_vae.source_url(), "https://civitai.com/models/276");
+
+  json main = LoraJson("main", "/m/main.safetensors");
+  main["type"] = "main";
+  main["format"] = "checkpoint";
+  main.erase("trigger_phrases");
+  main["default_settings"] = {{"cpu_only", false}, {"fp8_storage", true}};
+  ASSERT_OK_AND_ASSIGN(auto typed_main, Create(main));
+  EXPECT_FALSE(typed_main.main_default_settings().cpu_only());
+  EXPECT_TRUE(typed_main.main_default_settings().fp8_storage());
+  EXPECT_EQ(ModelToConfigJson(typed_main)["default_settings"],
+            json({{"cpu_only", false}, {"fp8_storage", true}}));
+
+  for (const char* type : {"controlnet", "control_lora"}) {
+    json control = LoraJson(type, absl::StrCat("/m/", type, ".safetensors"));
+    control["type"] = type;
+    control["format"] =
+        std::string(type) == "controlnet" ? "checkpoint" : "lycoris";
+    control["base"] = "flux";
+    if (std::string(type) == "controlnet") control.erase("trigger_phrases");
+    control["default_settings"] = {{"preprocessor", "canny_image_processor"},
+                                   {"fp8_storage", true}};
+    ASSERT_OK_AND_ASSIGN(auto typed_control, Create(control));
+    EXPECT_EQ(typed_control.control_adapter_default_settings().preprocessor(),
+              "canny_image_processor")
+        << type;
+    EXPECT_TRUE(typed_control.control_adapter_default_settings().fp8_storage())
+        << type;
+    // To JSON and back: nothing is lost on the way.
+    auto stored = typed_control;
+    stored.clear_revision();
+    stored.clear_etag();
+    stored.clear_create_time();
+    stored.clear_update_time();
+    ASSERT_OK_AND_ASSIGN(auto back,
+                         ConfigJsonToModel(ModelToConfigJson(typed_control)));
+    EXPECT_TRUE(
+        google::protobuf::util::MessageDifferencer::Equals(back, stored))
+        << type;
+  }
 }
 
 TEST_F(RecordsServiceTest, CreateFromTypedMessage) {
