@@ -10,6 +10,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
+#include "common/strings.h"
 #include "model/weights_file.h"
 
 namespace mm::model {
@@ -114,7 +115,8 @@ class IndexBuilder {
     if (value.kind == Kind::kObject) {
       const PickleValue& callable = pickle_.at(value.callable);
       if (callable.kind == Kind::kGlobal) {
-        return absl::StrCat("a pickled ", GlobalName(callable), " object");
+        return absl::StrCat("a pickled ", SafeForMessage(GlobalName(callable)),
+                            " object");
       }
       return "a pickled object";
     }
@@ -181,9 +183,9 @@ class IndexBuilder {
       }
       if (IsDictLike(value)) {
         if (depth + 1 >= options_.max_name_depth) {
-          AddFinding(absl::StrCat("dict '", name, "' nests deeper than ",
-                                  options_.max_name_depth,
-                                  " levels; its contents were skipped"));
+          AddFinding(absl::StrCat(
+              "dict ", QuotedForMessage(name), " nests deeper than ",
+              options_.max_name_depth, " levels; its contents were skipped"));
           continue;
         }
         RETURN_IF_ERROR(Walk(value_id, name + ".", depth + 1));
@@ -251,15 +253,16 @@ class IndexBuilder {
         function != "torch._utils._rebuild_tensor" &&
         function != "torch._utils._rebuild_tensor_v3") {
       if (absl::StartsWith(function, "torch._utils._rebuild_")) {
-        AddFinding(absl::StrCat("tensor '", name, "' is rebuilt by ", function,
+        AddFinding(absl::StrCat("tensor ", QuotedForMessage(name),
+                                " is rebuilt by ", SafeForMessage(function),
                                 ", which is not supported; it was skipped"));
       }
       return std::nullopt;
     }
     const auto bad = [&](absl::string_view what) {
-      return absl::DataLossError(absl::StrCat("checkpoint tensor '", name,
-                                              "': ", what,
-                                              "; the checkpoint is corrupt"));
+      return absl::DataLossError(
+          absl::StrCat("checkpoint tensor ", QuotedForMessage(name), ": ", what,
+                       "; the checkpoint is corrupt"));
     };
     // (storage, storage_offset, size, stride, ...)
     const PickleValue* storage = Arg(value, 0);
@@ -304,7 +307,8 @@ class IndexBuilder {
     }
     if (!dtype) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "checkpoint tensor '", name, "' has storage type ", GlobalName(*type),
+          "checkpoint tensor ", QuotedForMessage(name), " has storage type ",
+          SafeForMessage(GlobalName(*type)),
           ", which is not supported; convert the checkpoint to safetensors"));
     }
     const std::string entry_name =
@@ -313,8 +317,9 @@ class IndexBuilder {
             : absl::StrCat(prefix_, "data/", key->int_value);
     const ZipEntry* entry = archive_.Find(entry_name);
     if (entry == nullptr) {
-      return bad(absl::StrCat("its storage entry '", entry_name,
-                              "' is missing from the archive"));
+      return bad(absl::StrCat("its storage entry ",
+                              QuotedForMessage(entry_name),
+                              " is missing from the archive"));
     }
 
     // Elements, and the furthest element the strides reach, overflow-safe.
@@ -350,10 +355,10 @@ class IndexBuilder {
     }
     if (elements > 0 &&
         (offset_elements + last + 1) * dtype->size > entry->uncompressed_size) {
-      return bad(absl::StrCat("it reaches byte ",
-                              (offset_elements + last + 1) * dtype->size,
-                              " of storage '", entry_name, "', which has only ",
-                              entry->uncompressed_size, " bytes"));
+      return bad(absl::StrCat(
+          "it reaches byte ", (offset_elements + last + 1) * dtype->size,
+          " of storage ", QuotedForMessage(entry_name), ", which has only ",
+          entry->uncompressed_size, " bytes"));
     }
     TensorInfo info;
     info.name = name;
@@ -418,7 +423,7 @@ absl::StatusOr<TensorIndex> TensorIndexFromArchive(
                    archive.ReadEntry(*pickle_entry, options.max_pickle_bytes));
   absl::StatusOr<PickleData> pickle = Unpickle(bytes, options.unpickler);
   if (!pickle.ok()) {
-    return Annotate(pickle.status(), pickle_entry->name);
+    return Annotate(pickle.status(), SafeForMessage(pickle_entry->name));
   }
   return TensorIndexFromPickle(*pickle, prefix, archive, options);
 }
