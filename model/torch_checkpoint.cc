@@ -379,14 +379,20 @@ class IndexBuilder {
   absl::flat_hash_set<PickleId> walked_;
 };
 
-}  // namespace
-
-bool LooksLikeLegacyTorchCheckpoint(absl::string_view head) {
-  if (!head.empty() && static_cast<unsigned char>(head[0]) == 0x80) {
-    return true;  // a bare pickle starting with PROTO
+// torch.save's formats before 1.6 (a bare pickle, or a tar of them): the
+// refusal when `head` starts like one.
+absl::Status RefuseLegacyFormat(absl::string_view head) {
+  const SniffedFormat format = SniffWeightsSignature(head);
+  if (format != SniffedFormat::kPickle && format != SniffedFormat::kTar) {
+    return absl::OkStatus();
   }
-  return head.size() >= 262 && head.substr(257, 5) == "ustar";
+  return absl::UnimplementedError(
+      "legacy checkpoint format not supported (torch.save before 1.6 or "
+      "_use_new_zipfile_serialization=False); re-save it with a current "
+      "PyTorch or convert it to safetensors");
 }
+
+}  // namespace
 
 absl::StatusOr<TensorIndex> TensorIndexFromPickle(
     const PickleData& pickle, absl::string_view archive_prefix,
@@ -430,12 +436,7 @@ absl::StatusOr<TensorIndex> TensorIndexFromArchive(
 
 absl::StatusOr<TensorIndex> ParseTorchCheckpoint(
     std::string bytes, const TorchCheckpointOptions& options) {
-  if (LooksLikeLegacyTorchCheckpoint(bytes)) {
-    return absl::UnimplementedError(
-        "legacy checkpoint format not supported (torch.save before 1.6 or "
-        "_use_new_zipfile_serialization=False); re-save it with a current "
-        "PyTorch or convert it to safetensors");
-  }
+  RETURN_IF_ERROR(RefuseLegacyFormat(bytes));
   ASSIGN_OR_RETURN(std::unique_ptr<ZipArchive> archive,
                    ZipArchive::FromBytes(std::move(bytes)));
   return TensorIndexFromArchive(*archive, options);
@@ -443,26 +444,16 @@ absl::StatusOr<TensorIndex> ParseTorchCheckpoint(
 
 absl::StatusOr<TensorIndex> ReadTorchCheckpoint(
     const std::filesystem::path& path, const TorchCheckpointOptions& options) {
-  absl::StatusOr<std::unique_ptr<ZipArchive>> archive = ZipArchive::Open(path);
-  if (!archive.ok()) {
-    if (archive.status().code() != absl::StatusCode::kNotFound) {
-      ASSIGN_OR_RETURN(std::unique_ptr<RandomAccessFile> file,
-                       RandomAccessFile::Open({.path = path}));
-      ASSIGN_OR_RETURN(std::string head,
-                       file->ReadAt(0, std::min<uint64_t>(file->size(), 512),
-                                    "checkpoint head"));
-      if (LooksLikeLegacyTorchCheckpoint(head)) {
-        return absl::UnimplementedError(absl::StrCat(
-            path.string(),
-            ": legacy checkpoint format not supported (torch.save before 1.6 "
-            "or _use_new_zipfile_serialization=False); re-save it with a "
-            "current PyTorch or convert it to safetensors"));
-      }
-    }
-    return archive.status();
+  {
+    ASSIGN_OR_RETURN(std::unique_ptr<RandomAccessFile> file,
+                     RandomAccessFile::Open({.path = path}));
+    ASSIGN_OR_RETURN(std::string head,
+                     file->ReadAt(0, std::min<uint64_t>(file->size(), 512),
+                                  "checkpoint head"));
+    RETURN_IF_ERROR(Annotate(RefuseLegacyFormat(head), path.string()));
   }
-  absl::StatusOr<TensorIndex> index =
-      TensorIndexFromArchive(**archive, options);
+  ASSIGN_OR_RETURN(std::unique_ptr<ZipArchive> archive, ZipArchive::Open(path));
+  absl::StatusOr<TensorIndex> index = TensorIndexFromArchive(*archive, options);
   if (!index.ok()) return Annotate(index.status(), path.string());
   return index;
 }
