@@ -16,10 +16,10 @@
 // are lost with the child, so report through the return value. The child is
 // given `deadline` to finish, then killed (DEADLINE_EXCEEDED).
 //
-// Thread-safety: call from the test's main thread; fork copies only the
-// calling thread, so the operation must not rely on locks other threads
-// held (ordinary model and store code creates its own threads, which is
-// fine).
+// Thread-safety: call from the test's main thread. fork copies only the
+// calling thread, so the operation should build what it uses (a store, a
+// reader) instead of using objects whose threads run in the parent; it may
+// start threads of its own.
 //
 //   chmod(file.c_str(), 0);
 //   EXPECT_THAT(RunUnprivileged([&] { return HashFile(file).status(); }),
