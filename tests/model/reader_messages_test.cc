@@ -11,9 +11,9 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "common/strings.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "common/strings.h"
 #include "model/gguf.h"
 #include "model/huggingface.h"
 #include "model/safetensors.h"
@@ -41,8 +41,7 @@ using ::testing::HasSubstr;
 constexpr size_t kMaxReaderMessageBytes = 1500;
 
 MATCHER(IsShowableMessage, "is printable UTF-8 of bounded length") {
-  const std::string_view message =
-      AsStd(mm::testing::GetStatus(arg).message());
+  const std::string_view message = AsStd(mm::testing::GetStatus(arg).message());
   const ::testing::AssertionResult printable = IsPrintableUtf8(message);
   if (!printable) {
     *result_listener << printable.message();
