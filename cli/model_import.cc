@@ -22,6 +22,7 @@
 #include "absl/strings/str_format.h"
 #include "common/sql/database.h"
 #include "common/status.h"
+#include "common/strings.h"
 #include "model/config_validation.h"
 #include "model/hashing.h"
 #include "model/taxonomy.h"
@@ -593,7 +594,8 @@ absl::StatusOr<ImportPlan> PlanImport(const fs::path& file,
   try {
     root = YAML::Load(text.str());
   } catch (const YAML::Exception& e) {
-    return NotAnImportSource(file, absl::StrCat("not valid YAML: ", e.what()));
+    return NotAnImportSource(
+        file, absl::StrCat("not valid YAML: ", SafeForMessage(e.what())));
   }
   const YAML::Node metadata = root.IsMap() ? root[kMetadataKey] : YAML::Node();
   const YAML::Node version =

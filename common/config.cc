@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "common/status.h"
+#include "common/strings.h"
 #include "yaml-cpp/yaml.h"
 
 namespace mm {
@@ -39,7 +40,7 @@ absl::Status LoadYaml(const std::vector<OptionSpec>& specs,
         absl::StrCat("config file ", file, " cannot be read"));
   } catch (const YAML::Exception& e) {
     return absl::InvalidArgumentError(
-        absl::StrCat("config file ", file, ": ", e.what()));
+        absl::StrCat("config file ", file, ": ", SafeForMessage(e.what())));
   }
   if (root.IsNull()) return absl::OkStatus();
   if (!root.IsMap()) {

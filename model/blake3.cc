@@ -7,6 +7,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/status.h"
 #include "common/strings.h"
 
 namespace mm::model {
@@ -77,17 +78,9 @@ HashManyFn HashManyFor(Blake3Backend backend) {
 }
 
 bool BackendSupported(Blake3Backend backend) {
-  switch (backend) {
-    case Blake3Backend::kPortable:
-      return true;
-    case Blake3Backend::kSse41:
-      return blake3_internal::CpuHasSse41();
-    case Blake3Backend::kAvx2:
-      return blake3_internal::CpuHasAvx2();
-    case Blake3Backend::kAvx512:
-      return blake3_internal::CpuHasAvx512();
-  }
-  return false;
+  return blake3_internal::CheckBackendRuns(backend,
+                                           blake3_internal::DetectCpuFeatures())
+      .ok();
 }
 
 // The chaining value of `chunks` (a power of two, at most kMaxBatchChunks)
@@ -186,6 +179,33 @@ void HashManyPortable(const uint8_t* const* inputs, size_t num_inputs,
   }
 }
 
+CpuFeatures DetectCpuFeatures() {
+  return {
+      .sse41 = CpuHasSse41(), .avx2 = CpuHasAvx2(), .avx512 = CpuHasAvx512()};
+}
+
+absl::Status CheckBackendRuns(Blake3Backend backend, const CpuFeatures& cpu) {
+  bool runs = false;
+  switch (backend) {
+    case Blake3Backend::kPortable:
+      runs = true;
+      break;
+    case Blake3Backend::kSse41:
+      runs = cpu.sse41;
+      break;
+    case Blake3Backend::kAvx2:
+      runs = cpu.avx2;
+      break;
+    case Blake3Backend::kAvx512:
+      runs = cpu.avx512 && cpu.avx2;
+      break;
+  }
+  if (runs) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrCat(
+      "BLAKE3 backend ", AsAbsl(Blake3BackendName(backend)),
+      " is not supported by this CPU; use one of SupportedBlake3Backends()"));
+}
+
 }  // namespace blake3_internal
 
 std::string_view Blake3BackendName(Blake3Backend backend) {
@@ -225,11 +245,8 @@ Blake3Hasher::Blake3Hasher(uint64_t first_chunk, Blake3Backend backend)
 }
 
 absl::StatusOr<Blake3Hasher> Blake3Hasher::WithBackend(Blake3Backend backend) {
-  if (!BackendSupported(backend)) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "BLAKE3 backend ", AsAbsl(Blake3BackendName(backend)),
-        " is not supported by this CPU; use one of SupportedBlake3Backends()"));
-  }
+  RETURN_IF_ERROR(blake3_internal::CheckBackendRuns(
+      backend, blake3_internal::DetectCpuFeatures()));
   return Blake3Hasher(0, backend);
 }
 

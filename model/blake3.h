@@ -201,6 +201,21 @@ bool CpuHasSse41();
 bool CpuHasAvx2();
 bool CpuHasAvx512();
 
+// The instruction sets the SIMD backends use.
+struct CpuFeatures {
+  bool sse41 = false;
+  bool avx2 = false;
+  bool avx512 = false;
+};
+// This CPU's (asked each time; cheap).
+CpuFeatures DetectCpuFeatures();
+
+// OK when a CPU with `cpu` can run `backend`, else FAILED_PRECONDITION
+// naming the backend. The AVX-512 code hands its last inputs to the AVX2
+// code, so it needs both. A pure function of `cpu`, so the refusal can be
+// tested on any machine.
+absl::Status CheckBackendRuns(Blake3Backend backend, const CpuFeatures& cpu);
+
 // The full 16-word output of one compression (portable).
 void Compress(const uint32_t cv[8], const uint32_t block[16], uint64_t counter,
               uint32_t block_len, uint32_t flags, uint32_t out[16]);

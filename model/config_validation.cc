@@ -13,6 +13,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
 #include "common/status.h"
+#include "common/strings.h"
 #include "model/taxonomy.h"
 
 namespace mm::model {
@@ -26,22 +27,17 @@ constexpr absl::string_view kServiceFields[] = {"revision", "created_at",
 // Values quoted in messages are cut to this many bytes.
 constexpr size_t kMaxShownBytes = 80;
 
-// The JSON text of `value` for a message, shortened. Never throws.
+// The JSON text of `value` for a message, shortened at a character
+// boundary. Never throws.
 std::string Show(const json& value) {
-  std::string text = value.dump(-1, ' ', false, json::error_handler_t::replace);
-  if (text.size() > kMaxShownBytes) {
-    text.resize(kMaxShownBytes);
-    text += "...";
-  }
-  return text;
+  return SafeForMessage(
+      value.dump(-1, ' ', false, json::error_handler_t::replace),
+      kMaxShownBytes);
 }
 
 // A field name or other bare string for a message, shortened, unquoted.
 std::string ShowName(absl::string_view name) {
-  std::string text = Show(json(name));
-  return text.size() >= 2 && text.front() == '"'
-             ? text.substr(1, text.size() - 2)
-             : text;
+  return SafeForMessage(AsStd(name), kMaxShownBytes);
 }
 
 std::string Quoted(const std::vector<std::string>& values) {
@@ -286,7 +282,7 @@ absl::StatusOr<json> NormalizeObject(absl::string_view field, const json& value,
   json out = json::object();
   for (const std::string& key : keys) out[key] = nullptr;
   for (const auto& [key, entry] : value.items()) {
-    const std::string entry_field = absl::StrCat(field, ".", key);
+    const std::string entry_field = absl::StrCat(field, ".", ShowName(key));
     if (!out.contains(key)) {
       return Invalid(
           entry_field,
@@ -421,7 +417,7 @@ absl::StatusOr<json> NormalizeSubmodels(absl::string_view field,
       new std::vector<std::string>{"path_or_prefix", "model_type", "variant"};
   json out = json::object();
   for (const auto& [submodel, definition] : value.items()) {
-    const std::string sub_field = absl::StrCat(field, ".", submodel);
+    const std::string sub_field = absl::StrCat(field, ".", ShowName(submodel));
     if (!IsKnownSubmodelType(submodel)) {
       return Invalid(sub_field,
                      absl::StrCat("unknown submodel; expected one of ",

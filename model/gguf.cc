@@ -10,6 +10,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
+#include "common/strings.h"
 #include "model/weights_file.h"
 
 namespace mm::model {
@@ -132,10 +133,12 @@ class GgufParser {
       ASSIGN_OR_RETURN(std::string key, String("metadata key"));
       ASSIGN_OR_RETURN(uint64_t type, Unsigned(4, "metadata value type"));
       const std::string safe_key = SanitizeUtf8(key);
+      // How messages name the value: escaped and short, whatever the key.
+      const std::string label =
+          absl::StrCat("metadata ", QuotedForMessage(key));
       if (metadata.contains(safe_key)) {
-        return absl::DataLossError(absl::StrCat("GGUF metadata key '", safe_key,
-                                                "' appears twice; the file is "
-                                                "corrupt"));
+        return absl::DataLossError(absl::StrCat(
+            "GGUF ", label, " appears twice; the file is corrupt"));
       }
       if (key == "general.alignment") {
         if (type != kU32) {
@@ -153,7 +156,7 @@ class GgufParser {
         continue;
       }
       ASSIGN_OR_RETURN(nlohmann::json value,
-                       Value(static_cast<uint32_t>(type), safe_key, 0));
+                       Value(static_cast<uint32_t>(type), label, 0));
       metadata[safe_key] = std::move(value);
     }
     index.scalars["metadata"] = std::move(metadata);
@@ -173,8 +176,9 @@ class GgufParser {
                          "is corrupt"));
       }
       const auto bad = [&](absl::string_view what) {
-        return absl::DataLossError(absl::StrCat(
-            "GGUF tensor '", name, "': ", what, "; the file is corrupt"));
+        return absl::DataLossError(absl::StrCat("GGUF tensor ",
+                                                QuotedForMessage(name), ": ",
+                                                what, "; the file is corrupt"));
       };
       ASSIGN_OR_RETURN(uint64_t n_dims, Unsigned(4, "tensor n_dims"));
       if (n_dims > kMaxDims) {
@@ -210,8 +214,9 @@ class GgufParser {
       absl::StatusOr<GgmlTypeInfo> type =
           GgmlType(static_cast<uint32_t>(type_id));
       if (!type.ok()) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "GGUF tensor '", name, "': ", type.status().message()));
+        return absl::InvalidArgumentError(
+            absl::StrCat("GGUF tensor ", QuotedForMessage(name), ": ",
+                         type.status().message()));
       }
       if (overflow) return bad("its dimensions overflow 64-bit sizes");
       const uint64_t row = dims.empty() ? 1 : dims[0];
@@ -264,14 +269,15 @@ class GgufParser {
       const uint64_t offset = placed.relative_offset;
       if (offset > data_size || placed.info.byte_size > data_size - offset) {
         return absl::DataLossError(absl::StrCat(
-            "GGUF tensor '", placed.info.name, "' (", placed.info.byte_size,
-            " bytes at data offset ", offset,
+            "GGUF tensor ", QuotedForMessage(placed.info.name), " (",
+            placed.info.byte_size, " bytes at data offset ", offset,
             ") runs past the end of the file; the file is truncated"));
       }
       if (offset < previous_end) {
         return absl::DataLossError(
-            absl::StrCat("GGUF tensors '", previous_name, "' and '",
-                         placed.info.name, "' overlap; the file is corrupt"));
+            absl::StrCat("GGUF tensors ", QuotedForMessage(previous_name),
+                         " and ", QuotedForMessage(placed.info.name),
+                         " overlap; the file is corrupt"));
       }
       previous_end = offset + placed.info.byte_size;
       previous_name = placed.info.name;
@@ -323,6 +329,7 @@ class GgufParser {
     return std::string(text);
   }
 
+  // `key` is how messages name the value ("metadata 'general.name'").
   absl::StatusOr<nlohmann::json> Value(uint32_t type, const std::string& key,
                                        int nesting) {
     switch (type) {
@@ -363,9 +370,9 @@ class GgufParser {
       }
       case kArray: {
         if (nesting >= kMaxArrayNesting) {
-          return absl::DataLossError(absl::StrCat(
-              "GGUF metadata '", key, "' nests arrays deeper than ",
-              kMaxArrayNesting, " levels; the file is corrupt"));
+          return absl::DataLossError(
+              absl::StrCat("GGUF ", key, " nests arrays deeper than ",
+                           kMaxArrayNesting, " levels; the file is corrupt"));
         }
         ASSIGN_OR_RETURN(uint64_t element_type, Unsigned(4, key));
         ASSIGN_OR_RETURN(uint64_t length, Unsigned(8, key));
@@ -377,13 +384,13 @@ class GgufParser {
             : (element_type == kString || element_type == kArray) ? 8
                                                                   : 0;
         if (min_element == 0) {
-          return absl::DataLossError(absl::StrCat(
-              "GGUF metadata '", key, "' is an array of unknown type ",
-              element_type, "; the file is corrupt"));
+          return absl::DataLossError(
+              absl::StrCat("GGUF ", key, " is an array of unknown type ",
+                           element_type, "; the file is corrupt"));
         }
         if (length > (file_size_ - std::min(pos_, file_size_)) / min_element) {
           return absl::DataLossError(absl::StrCat(
-              "GGUF metadata '", key, "' claims ", length,
+              "GGUF ", key, " claims ", length,
               " array elements, more than the file can hold; the file is "
               "truncated or corrupt"));
         }
@@ -415,8 +422,8 @@ class GgufParser {
         return array;
       }
       default:
-        return absl::DataLossError(absl::StrCat("GGUF metadata '", key,
-                                                "' has unknown value type ",
+        return absl::DataLossError(absl::StrCat("GGUF ", key,
+                                                " has unknown value type ",
                                                 type, "; the file is corrupt"));
     }
   }

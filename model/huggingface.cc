@@ -507,7 +507,8 @@ absl::StatusOr<HfModelInfo> ParseHfModelInfo(std::string_view json_text) {
     json root = json::parse(json_text.begin(), json_text.end());
     RETURN_IF_ERROR(ParseTopLevel(root, info));
   } catch (const json::exception& e) {
-    return Corrupt(absl::StrCat("not valid JSON (", e.what(), ")"));
+    return Corrupt(
+        absl::StrCat("not valid JSON (", SafeForMessage(e.what()), ")"));
   }
   info.raw_json = std::string(json_text);
   return info;

@@ -21,6 +21,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
+#include "common/strings.h"
 #include "model/probe_matchers.h"
 #include "model/taxonomy.h"
 
@@ -189,8 +190,9 @@ MatchResult MatchSdPipeline(const ProbeSubject& subject) {
     prediction_type = scheduler["prediction_type"].get<std::string>();
     if (!IsKnownPredictionType(prediction_type)) {
       return MatchResult::Unusable(absl::StrCat(
-          class_name, ": scheduler/scheduler_config.json prediction_type '",
-          prediction_type, "' is none of epsilon, v_prediction, sample"));
+          class_name, ": scheduler/scheduler_config.json prediction_type ",
+          QuotedForMessage(prediction_type),
+          " is none of epsilon, v_prediction, sample"));
     }
   }
   json fields = Fields("main", "diffusers", base);
@@ -361,8 +363,8 @@ MatchResult MatchT2iAdapter(const ProbeSubject& subject) {
     base = "sd-1";
   } else {
     return MatchResult::Unusable(absl::StrCat(
-        "T2IAdapter: config.json adapter_type '", adapter_type,
-        "' is none of full_adapter_xl (sdxl), full_adapter, light_adapter "
+        "T2IAdapter: config.json adapter_type ", QuotedForMessage(adapter_type),
+        " is none of full_adapter_xl (sdxl), full_adapter, light_adapter "
         "(sd-1)"));
   }
   json fields = Fields("t2i_adapter", "diffusers", base);

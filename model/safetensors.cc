@@ -9,6 +9,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
+#include "common/strings.h"
 #include "model/weights_file.h"
 #include "nlohmann/json.hpp"
 
@@ -84,6 +85,12 @@ std::string FindDuplicateKey(absl::string_view json) {
   return duplicate;
 }
 
+// A JSON value from the header for a message (short, valid UTF-8).
+std::string ShowJson(const nlohmann::json& value) {
+  return SafeForMessage(
+      value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+}
+
 // Reads a non-negative JSON integer that fits in uint64.
 bool AsUnsigned(const nlohmann::json& value, uint64_t& out) {
   if (value.is_number_unsigned()) {
@@ -103,7 +110,7 @@ absl::StatusOr<TensorInfo> ParseTensorEntry(const std::string& name,
                                             uint64_t data_size) {
   const auto bad = [&](absl::string_view what) {
     return absl::DataLossError(
-        absl::StrCat("safetensors tensor '", name, "': ", what,
+        absl::StrCat("safetensors tensor ", QuotedForMessage(name), ": ", what,
                      "; the file is corrupt or not safetensors"));
   };
   if (!entry.is_object()) return bad("entry is not a JSON object");
@@ -117,8 +124,9 @@ absl::StatusOr<TensorInfo> ParseTensorEntry(const std::string& name,
   info.dtype = dtype_it->get<std::string>();
   absl::StatusOr<uint64_t> element_size = SafetensorsDtypeSize(info.dtype);
   if (!element_size.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "safetensors tensor '", name, "': ", element_size.status().message()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("safetensors tensor ", QuotedForMessage(name), ": ",
+                     element_size.status().message()));
   }
 
   auto shape_it = entry.find("shape");
@@ -132,7 +140,7 @@ absl::StatusOr<TensorInfo> ParseTensorEntry(const std::string& name,
     uint64_t value;
     if (!AsUnsigned(dim, value) ||
         value > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
-      return bad(absl::StrCat("shape ", shape_it->dump(),
+      return bad(absl::StrCat("shape ", ShowJson(*shape_it),
                               " has a dimension that is not a non-negative "
                               "integer"));
     }
@@ -150,7 +158,7 @@ absl::StatusOr<TensorInfo> ParseTensorEntry(const std::string& name,
   }
   if (overflow ||
       elements > std::numeric_limits<uint64_t>::max() / *element_size) {
-    return bad(absl::StrCat("shape ", shape_it->dump(), " of dtype ",
+    return bad(absl::StrCat("shape ", ShowJson(*shape_it), " of dtype ",
                             info.dtype, " overflows 64-bit byte size"));
   }
   const uint64_t expected_bytes = elements * *element_size;
@@ -175,9 +183,9 @@ absl::StatusOr<TensorInfo> ParseTensorEntry(const std::string& name,
   }
   if (end - begin != expected_bytes) {
     return bad(absl::StrCat("data_offsets [", begin, ", ", end, "] hold ",
-                            end - begin, " bytes but shape ", shape_it->dump(),
-                            " of dtype ", info.dtype, " needs ",
-                            expected_bytes));
+                            end - begin, " bytes but shape ",
+                            ShowJson(*shape_it), " of dtype ", info.dtype,
+                            " needs ", expected_bytes));
   }
   info.offset = data_start + begin;
   info.byte_size = expected_bytes;
@@ -197,8 +205,8 @@ absl::StatusOr<uint64_t> SafetensorsDtypeSize(absl::string_view dtype) {
     if (name == dtype) return size;
   }
   return absl::InvalidArgumentError(absl::StrCat(
-      "unknown dtype '", dtype,
-      "' (known: BOOL U8 I8 F8_E5M2 F8_E4M3 F8_E8M0 I16 U16 F16 BF16 I32 U32 "
+      "unknown dtype ", QuotedForMessage(AsStd(dtype)),
+      " (known: BOOL U8 I8 F8_E5M2 F8_E4M3 F8_E8M0 I16 U16 F16 BF16 I32 U32 "
       "F32 F64 I64 U64 C64); the file needs a newer reader or is corrupt"));
 }
 
@@ -236,9 +244,9 @@ absl::StatusOr<TensorIndex> ParseSafetensorsHeader(absl::string_view bytes,
   try {
     header = nlohmann::json::parse(header_text.begin(), header_text.end());
   } catch (const nlohmann::json::exception& e) {
-    return absl::DataLossError(
-        absl::StrCat("safetensors header is not valid JSON (", e.what(),
-                     "); the file is corrupt or not safetensors"));
+    return absl::DataLossError(absl::StrCat(
+        "safetensors header is not valid JSON (", SafeForMessage(e.what()),
+        "); the file is corrupt or not safetensors"));
   }
   if (!header.is_object()) {
     return absl::DataLossError(
@@ -246,9 +254,10 @@ absl::StatusOr<TensorIndex> ParseSafetensorsHeader(absl::string_view bytes,
         "safetensors");
   }
   if (header.size() != top_level_members) {
-    return absl::DataLossError(absl::StrCat("safetensors header names '",
-                                            FindDuplicateKey(header_text),
-                                            "' twice; the file is corrupt"));
+    return absl::DataLossError(
+        absl::StrCat("safetensors header names ",
+                     QuotedForMessage(FindDuplicateKey(header_text)),
+                     " twice; the file is corrupt"));
   }
 
   TensorIndex index;
@@ -265,9 +274,9 @@ absl::StatusOr<TensorIndex> ParseSafetensorsHeader(absl::string_view bytes,
       nlohmann::json metadata = nlohmann::json::object();
       for (const auto& [key, value] : entry.items()) {
         if (!value.is_string()) {
-          return absl::DataLossError(
-              absl::StrCat("safetensors '__metadata__' value for '", key,
-                           "' is not a string; the file is corrupt"));
+          return absl::DataLossError(absl::StrCat(
+              "safetensors '__metadata__' value for ", QuotedForMessage(key),
+              " is not a string; the file is corrupt"));
         }
         metadata[key] = value;
       }
@@ -290,11 +299,11 @@ absl::StatusOr<TensorIndex> ParseSafetensorsHeader(absl::string_view bytes,
     const TensorInfo& previous = tensors[i - 1];
     if (tensors[i].offset < previous.offset + previous.byte_size) {
       return absl::DataLossError(absl::StrCat(
-          "safetensors tensors '", previous.name, "' (bytes ",
+          "safetensors tensors ", QuotedForMessage(previous.name), " (bytes ",
           previous.offset - data_start, "..",
-          previous.offset - data_start + previous.byte_size, ") and '",
-          tensors[i].name, "' (from byte ", tensors[i].offset - data_start,
-          ") overlap; the file is corrupt"));
+          previous.offset - data_start + previous.byte_size, ") and ",
+          QuotedForMessage(tensors[i].name), " (from byte ",
+          tensors[i].offset - data_start, ") overlap; the file is corrupt"));
     }
   }
   index.tensors.reserve(tensors.size());

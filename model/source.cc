@@ -71,34 +71,8 @@ bool StartsWithIgnoreCase(std::string_view text, std::string_view prefix) {
 std::size_t FirstInvalidUtf8(std::string_view text) {
   std::size_t i = 0;
   while (i < text.size()) {
-    const auto lead = static_cast<unsigned char>(text[i]);
-    if (lead < 0x80) {
-      ++i;
-      continue;
-    }
-    std::size_t length = 0;
-    unsigned char min_second = 0x80;
-    unsigned char max_second = 0xBF;
-    if (lead >= 0xC2 && lead <= 0xDF) {
-      length = 2;
-    } else if (lead >= 0xE0 && lead <= 0xEF) {
-      length = 3;
-      if (lead == 0xE0) min_second = 0xA0;  // Overlong.
-      if (lead == 0xED) max_second = 0x9F;  // Surrogates.
-    } else if (lead >= 0xF0 && lead <= 0xF4) {
-      length = 4;
-      if (lead == 0xF0) min_second = 0x90;  // Overlong.
-      if (lead == 0xF4) max_second = 0x8F;  // Above U+10FFFF.
-    } else {
-      return i;
-    }
-    if (i + length > text.size()) return i;
-    const auto second = static_cast<unsigned char>(text[i + 1]);
-    if (second < min_second || second > max_second) return i;
-    for (std::size_t k = 2; k < length; ++k) {
-      const auto next = static_cast<unsigned char>(text[i + k]);
-      if (next < 0x80 || next > 0xBF) return i;
-    }
+    const std::size_t length = Utf8SequenceLength(text.substr(i));
+    if (length == 0) return i;
     i += length;
   }
   return std::string_view::npos;

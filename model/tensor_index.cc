@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/strings.h"
 
 namespace mm::model {
 
@@ -29,8 +30,8 @@ absl::Status TensorIndex::AddTensor(TensorInfo tensor) {
   auto [it, inserted] = index_by_name.emplace(tensor.name, tensors.size());
   if (!inserted) {
     return absl::DataLossError(absl::StrCat(
-        "tensor '", tensor.name,
-        "' appears twice in the tensor table; the file is corrupt"));
+        "tensor ", QuotedForMessage(tensor.name),
+        " appears twice in the tensor table; the file is corrupt"));
   }
   tensors.push_back(std::move(tensor));
   return absl::OkStatus();
@@ -51,55 +52,15 @@ const TensorInfo* TensorIndex::Find(absl::string_view name) const {
   return nullptr;
 }
 
-namespace {
-
-// Length of the well-formed UTF-8 sequence at the start of `text`, or 0.
-size_t Utf8SequenceLength(absl::string_view text) {
-  const auto byte = [&](size_t i) {
-    return static_cast<unsigned char>(text[i]);
-  };
-  const unsigned char lead = byte(0);
-  if (lead < 0x80) return 1;
-  size_t length;
-  unsigned char low = 0x80;
-  unsigned char high = 0xBF;
-  if (lead >= 0xC2 && lead <= 0xDF) {
-    length = 2;
-  } else if (lead >= 0xE0 && lead <= 0xEF) {
-    length = 3;
-    if (lead == 0xE0) low = 0xA0;   // overlong
-    if (lead == 0xED) high = 0x9F;  // surrogates
-  } else if (lead >= 0xF0 && lead <= 0xF4) {
-    length = 4;
-    if (lead == 0xF0) low = 0x90;   // overlong
-    if (lead == 0xF4) high = 0x8F;  // above U+10FFFF
-  } else {
-    return 0;
-  }
-  if (text.size() < length) return 0;
-  if (byte(1) < low || byte(1) > high) return 0;
-  for (size_t i = 2; i < length; ++i) {
-    if (byte(i) < 0x80 || byte(i) > 0xBF) return 0;
-  }
-  return length;
-}
-
-}  // namespace
-
 bool IsValidUtf8(absl::string_view text) {
-  while (!text.empty()) {
-    const size_t length = Utf8SequenceLength(text);
-    if (length == 0) return false;
-    text.remove_prefix(length);
-  }
-  return true;
+  return mm::IsValidUtf8(AsStd(text));
 }
 
 std::string SanitizeUtf8(absl::string_view text) {
   std::string out;
   out.reserve(text.size());
   while (!text.empty()) {
-    const size_t length = Utf8SequenceLength(text);
+    const size_t length = Utf8SequenceLength(AsStd(text));
     if (length == 0) {
       out += "\xEF\xBF\xBD";
       text.remove_prefix(1);

@@ -10,6 +10,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
+#include "common/strings.h"
 #include "model/weights_file.h"
 
 namespace mm::model {
@@ -114,7 +115,8 @@ class IndexBuilder {
     if (value.kind == Kind::kObject) {
       const PickleValue& callable = pickle_.at(value.callable);
       if (callable.kind == Kind::kGlobal) {
-        return absl::StrCat("a pickled ", GlobalName(callable), " object");
+        return absl::StrCat("a pickled ", SafeForMessage(GlobalName(callable)),
+                            " object");
       }
       return "a pickled object";
     }
@@ -181,9 +183,9 @@ class IndexBuilder {
       }
       if (IsDictLike(value)) {
         if (depth + 1 >= options_.max_name_depth) {
-          AddFinding(absl::StrCat("dict '", name, "' nests deeper than ",
-                                  options_.max_name_depth,
-                                  " levels; its contents were skipped"));
+          AddFinding(absl::StrCat(
+              "dict ", QuotedForMessage(name), " nests deeper than ",
+              options_.max_name_depth, " levels; its contents were skipped"));
           continue;
         }
         RETURN_IF_ERROR(Walk(value_id, name + ".", depth + 1));
@@ -251,15 +253,16 @@ class IndexBuilder {
         function != "torch._utils._rebuild_tensor" &&
         function != "torch._utils._rebuild_tensor_v3") {
       if (absl::StartsWith(function, "torch._utils._rebuild_")) {
-        AddFinding(absl::StrCat("tensor '", name, "' is rebuilt by ", function,
+        AddFinding(absl::StrCat("tensor ", QuotedForMessage(name),
+                                " is rebuilt by ", SafeForMessage(function),
                                 ", which is not supported; it was skipped"));
       }
       return std::nullopt;
     }
     const auto bad = [&](absl::string_view what) {
-      return absl::DataLossError(absl::StrCat("checkpoint tensor '", name,
-                                              "': ", what,
-                                              "; the checkpoint is corrupt"));
+      return absl::DataLossError(
+          absl::StrCat("checkpoint tensor ", QuotedForMessage(name), ": ", what,
+                       "; the checkpoint is corrupt"));
     };
     // (storage, storage_offset, size, stride, ...)
     const PickleValue* storage = Arg(value, 0);
@@ -304,7 +307,8 @@ class IndexBuilder {
     }
     if (!dtype) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "checkpoint tensor '", name, "' has storage type ", GlobalName(*type),
+          "checkpoint tensor ", QuotedForMessage(name), " has storage type ",
+          SafeForMessage(GlobalName(*type)),
           ", which is not supported; convert the checkpoint to safetensors"));
     }
     const std::string entry_name =
@@ -313,8 +317,9 @@ class IndexBuilder {
             : absl::StrCat(prefix_, "data/", key->int_value);
     const ZipEntry* entry = archive_.Find(entry_name);
     if (entry == nullptr) {
-      return bad(absl::StrCat("its storage entry '", entry_name,
-                              "' is missing from the archive"));
+      return bad(absl::StrCat("its storage entry ",
+                              QuotedForMessage(entry_name),
+                              " is missing from the archive"));
     }
 
     // Elements, and the furthest element the strides reach, overflow-safe.
@@ -350,10 +355,10 @@ class IndexBuilder {
     }
     if (elements > 0 &&
         (offset_elements + last + 1) * dtype->size > entry->uncompressed_size) {
-      return bad(absl::StrCat("it reaches byte ",
-                              (offset_elements + last + 1) * dtype->size,
-                              " of storage '", entry_name, "', which has only ",
-                              entry->uncompressed_size, " bytes"));
+      return bad(absl::StrCat(
+          "it reaches byte ", (offset_elements + last + 1) * dtype->size,
+          " of storage ", QuotedForMessage(entry_name), ", which has only ",
+          entry->uncompressed_size, " bytes"));
     }
     TensorInfo info;
     info.name = name;
@@ -374,14 +379,20 @@ class IndexBuilder {
   absl::flat_hash_set<PickleId> walked_;
 };
 
-}  // namespace
-
-bool LooksLikeLegacyTorchCheckpoint(absl::string_view head) {
-  if (!head.empty() && static_cast<unsigned char>(head[0]) == 0x80) {
-    return true;  // a bare pickle starting with PROTO
+// torch.save's formats before 1.6 (a bare pickle, or a tar of them): the
+// refusal when `head` starts like one.
+absl::Status RefuseLegacyFormat(absl::string_view head) {
+  const SniffedFormat format = SniffWeightsSignature(head);
+  if (format != SniffedFormat::kPickle && format != SniffedFormat::kTar) {
+    return absl::OkStatus();
   }
-  return head.size() >= 262 && head.substr(257, 5) == "ustar";
+  return absl::UnimplementedError(
+      "legacy checkpoint format not supported (torch.save before 1.6 or "
+      "_use_new_zipfile_serialization=False); re-save it with a current "
+      "PyTorch or convert it to safetensors");
 }
+
+}  // namespace
 
 absl::StatusOr<TensorIndex> TensorIndexFromPickle(
     const PickleData& pickle, absl::string_view archive_prefix,
@@ -418,19 +429,14 @@ absl::StatusOr<TensorIndex> TensorIndexFromArchive(
                    archive.ReadEntry(*pickle_entry, options.max_pickle_bytes));
   absl::StatusOr<PickleData> pickle = Unpickle(bytes, options.unpickler);
   if (!pickle.ok()) {
-    return Annotate(pickle.status(), pickle_entry->name);
+    return Annotate(pickle.status(), SafeForMessage(pickle_entry->name));
   }
   return TensorIndexFromPickle(*pickle, prefix, archive, options);
 }
 
 absl::StatusOr<TensorIndex> ParseTorchCheckpoint(
     std::string bytes, const TorchCheckpointOptions& options) {
-  if (LooksLikeLegacyTorchCheckpoint(bytes)) {
-    return absl::UnimplementedError(
-        "legacy checkpoint format not supported (torch.save before 1.6 or "
-        "_use_new_zipfile_serialization=False); re-save it with a current "
-        "PyTorch or convert it to safetensors");
-  }
+  RETURN_IF_ERROR(RefuseLegacyFormat(bytes));
   ASSIGN_OR_RETURN(std::unique_ptr<ZipArchive> archive,
                    ZipArchive::FromBytes(std::move(bytes)));
   return TensorIndexFromArchive(*archive, options);
@@ -438,26 +444,16 @@ absl::StatusOr<TensorIndex> ParseTorchCheckpoint(
 
 absl::StatusOr<TensorIndex> ReadTorchCheckpoint(
     const std::filesystem::path& path, const TorchCheckpointOptions& options) {
-  absl::StatusOr<std::unique_ptr<ZipArchive>> archive = ZipArchive::Open(path);
-  if (!archive.ok()) {
-    if (archive.status().code() != absl::StatusCode::kNotFound) {
-      ASSIGN_OR_RETURN(std::unique_ptr<RandomAccessFile> file,
-                       RandomAccessFile::Open({.path = path}));
-      ASSIGN_OR_RETURN(std::string head,
-                       file->ReadAt(0, std::min<uint64_t>(file->size(), 512),
-                                    "checkpoint head"));
-      if (LooksLikeLegacyTorchCheckpoint(head)) {
-        return absl::UnimplementedError(absl::StrCat(
-            path.string(),
-            ": legacy checkpoint format not supported (torch.save before 1.6 "
-            "or _use_new_zipfile_serialization=False); re-save it with a "
-            "current PyTorch or convert it to safetensors"));
-      }
-    }
-    return archive.status();
+  {
+    ASSIGN_OR_RETURN(std::unique_ptr<RandomAccessFile> file,
+                     RandomAccessFile::Open({.path = path}));
+    ASSIGN_OR_RETURN(std::string head,
+                     file->ReadAt(0, std::min<uint64_t>(file->size(), 512),
+                                  "checkpoint head"));
+    RETURN_IF_ERROR(Annotate(RefuseLegacyFormat(head), path.string()));
   }
-  absl::StatusOr<TensorIndex> index =
-      TensorIndexFromArchive(**archive, options);
+  ASSIGN_OR_RETURN(std::unique_ptr<ZipArchive> archive, ZipArchive::Open(path));
+  absl::StatusOr<TensorIndex> index = TensorIndexFromArchive(*archive, options);
   if (!index.ok()) return Annotate(index.status(), path.string());
   return index;
 }

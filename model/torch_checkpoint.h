@@ -40,7 +40,8 @@ struct TorchCheckpointOptions {
   UnpicklerOptions unpickler;
 };
 
-// Reads the tensor table of a torch.save zip checkpoint at `path`.
+// Reads the tensor table of a torch.save zip checkpoint at `path`; the
+// formats before 1.6 (SniffedFormat kPickle and kTar) are UNIMPLEMENTED.
 absl::StatusOr<TensorIndex> ReadTorchCheckpoint(
     const std::filesystem::path& path,
     const TorchCheckpointOptions& options = {});
@@ -59,10 +60,6 @@ absl::StatusOr<TensorIndex> TensorIndexFromArchive(
 absl::StatusOr<TensorIndex> TensorIndexFromPickle(
     const PickleData& pickle, absl::string_view archive_prefix,
     const ZipArchive& archive, const TorchCheckpointOptions& options = {});
-
-// True when `head` (the first bytes of a file) starts like a pre-1.6
-// torch.save file: a bare pickle or a tar archive.
-bool LooksLikeLegacyTorchCheckpoint(absl::string_view head);
 
 }  // namespace mm::model
 

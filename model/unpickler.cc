@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/status.h"
+#include "common/strings.h"
 #include "model/tensor_index.h"
 
 namespace mm::model {
@@ -287,7 +288,8 @@ class Unpickler {
     if (absl::SimpleAtoi(text, &value)) return PushInt(value);
     for (char c : text) {
       if (!absl::ascii_isdigit(c) && c != '-' && c != '+') {
-        return Malformed(absl::StrCat("'", text, "' is not an integer"));
+        return Malformed(
+            absl::StrCat(QuotedForMessage(AsStd(text)), " is not an integer"));
       }
     }
     ASSIGN_OR_RETURN(PickleId id, New(Kind::kBigInt));
@@ -308,12 +310,12 @@ class Unpickler {
       if (seen_globals_.insert(full).second) {
         if (IsDangerousGlobal(module, name)) {
           data_.findings.push_back(absl::StrCat(
-              "refused global ", full,
+              "refused global ", SafeForMessage(full),
               ": a checkpoint has no use for it and it was not called (the "
               "file may be malicious)"));
         } else {
           data_.findings.push_back(
-              absl::StrCat("unknown global ", full,
+              absl::StrCat("unknown global ", SafeForMessage(full),
                            " kept as an inert placeholder (not called)"));
         }
       }
@@ -561,7 +563,8 @@ class Unpickler {
         ASSIGN_OR_RETURN(absl::string_view line, ReadLine());
         double value;
         if (!absl::SimpleAtod(line, &value)) {
-          return Malformed(absl::StrCat("'", line, "' is not a float"));
+          return Malformed(
+              absl::StrCat(QuotedForMessage(AsStd(line)), " is not a float"));
         }
         ASSIGN_OR_RETURN(PickleId id, New(Kind::kFloat));
         At(id).float_value = value;

@@ -30,10 +30,44 @@
 
 namespace mm::model {
 
-// Reads the tensor table of `path`, choosing the reader from the first bytes
-// (GGUF magic, zip signature, pickle opcode, safetensors header) and then the
-// extension (.safetensors; .ckpt .pt .pth .bin; .gguf). Reads only headers:
-// a multi-gigabyte file costs a few preads. Errors name the path.
+// What the first bytes of a weights file say it is.
+enum class SniffedFormat {
+  // An 8-byte little-endian header length of 2 bytes to
+  // kMaxSafetensorsHeaderBytes that fits in the file, then '{'.
+  kSafetensors,
+  // "GGUF".
+  kGguf,
+  // A zip local file header "PK\3\4", or "PK\5\6" (an empty archive):
+  // torch.save since 1.6.
+  kZip,
+  // The pickle PROTO opcode 0x80, a protocol of 2 to 5, then another opcode:
+  // torch.save before 1.6 (or any bare pickle).
+  kPickle,
+  // "ustar" at byte 257: torch.save's oldest, tar-based format.
+  kTar,
+  kUnknown,
+};
+
+// Sniffs `head`, the first bytes of a file of `file_size` bytes (512 bytes
+// or the whole file, when shorter, are enough). Safetensors has no magic, so
+// its structure is checked first, and every other format by its whole
+// signature, never by one byte: a safetensors header length whose low bytes
+// spell 0x80, "PK\3\4" or "GG" is still safetensors. No real file of
+// another format passes the safetensors check (as a length, a GGUF
+// signature is over 1 GB, a zip's or torch.save pickle's over 100 MB or
+// followed by no '{'); ReadTensorIndex still falls back to the other
+// signatures when a file that passes it has no safetensors header.
+SniffedFormat SniffWeightsFormat(absl::string_view head, uint64_t file_size);
+
+// The formats with a signature only (never kSafetensors): what a reader
+// that was already chosen for a file checks to refuse a variant it does not
+// read.
+SniffedFormat SniffWeightsSignature(absl::string_view head);
+
+// Reads the tensor table of `path`, choosing the reader by SniffWeightsFormat
+// and, when the content names no format, by the extension (.safetensors;
+// .ckpt .pt .pth .bin; .gguf). Reads only headers: a multi-gigabyte file
+// costs a few preads. Errors name the path.
 absl::StatusOr<TensorIndex> ReadTensorIndex(const std::filesystem::path& path);
 
 // A file opened read-only for positioned reads; closes on destruction.

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/status.h"
+#include "common/strings.h"
 
 namespace mm::model {
 namespace {
@@ -49,7 +50,7 @@ absl::Status Corrupt(absl::string_view what) {
 absl::Status CheckEntryName(absl::string_view name) {
   const auto refuse = [&](absl::string_view why) {
     return absl::InvalidArgumentError(
-        absl::StrCat("zip entry path '", name, "' ", why,
+        absl::StrCat("zip entry path ", QuotedForMessage(AsStd(name)), " ", why,
                      "; refusing the archive (it may be malicious)"));
   };
   if (name.empty()) return refuse("is empty");
@@ -228,16 +229,17 @@ absl::Status ZipArchive::ReadCentralDirectory(const Options& options) {
       const uint16_t id = Load16(extra, 0);
       const uint16_t length = Load16(extra, 2);
       if (length > extra.size() - 4) {
-        return Corrupt(absl::StrCat("zip entry '", entry.name,
-                                    "' has an extra field past its end"));
+        return Corrupt(absl::StrCat("zip entry ", QuotedForMessage(entry.name),
+                                    " has an extra field past its end"));
       }
       absl::string_view body = extra.substr(4, length);
       if (id == kZip64ExtraId) {
         size_t used = 0;
         const auto take = [&](uint64_t& field) -> absl::Status {
           if (body.size() - used < 8) {
-            return Corrupt(absl::StrCat("zip entry '", entry.name,
-                                        "' has a short ZIP64 extra field"));
+            return Corrupt(absl::StrCat("zip entry ",
+                                        QuotedForMessage(entry.name),
+                                        " has a short ZIP64 extra field"));
           }
           field = Load64(body, used);
           used += 8;
@@ -261,20 +263,20 @@ absl::Status ZipArchive::ReadCentralDirectory(const Options& options) {
     RETURN_IF_ERROR(CheckEntryName(entry.name));
     if (start_disk != 0) {
       return absl::UnimplementedError(absl::StrCat(
-          "zip entry '", entry.name,
-          "' lives on another disk; multi-part archives are not supported"));
+          "zip entry ", QuotedForMessage(entry.name),
+          " lives on another disk; multi-part archives are not supported"));
     }
     if (entry.local_header_offset > directory_offset ||
         entry.compressed_size > directory_offset - entry.local_header_offset) {
-      return Corrupt(absl::StrCat("zip entry '", entry.name, "' (",
-                                  entry.compressed_size, " bytes at offset ",
-                                  entry.local_header_offset,
-                                  ") runs into the central directory"));
+      return Corrupt(absl::StrCat(
+          "zip entry ", QuotedForMessage(entry.name), " (",
+          entry.compressed_size, " bytes at offset ", entry.local_header_offset,
+          ") runs into the central directory"));
     }
     if (!entry_by_name_.emplace(entry.name, entries_.size()).second) {
       return absl::InvalidArgumentError(
-          absl::StrCat("zip entry '", entry.name,
-                       "' appears twice; refusing an ambiguous archive"));
+          absl::StrCat("zip entry ", QuotedForMessage(entry.name),
+                       " appears twice; refusing an ambiguous archive"));
     }
     entries_.push_back(std::move(entry));
     at += record_size;
@@ -291,15 +293,17 @@ absl::StatusOr<uint64_t> ZipArchive::DataOffset(const ZipEntry& entry) const {
   const uint64_t header_size = kLocalHeaderSize + entry.name.size();
   if (entry.local_header_offset > central_directory_offset_ ||
       header_size > central_directory_offset_ - entry.local_header_offset) {
-    return Corrupt(absl::StrCat("local header of '", entry.name,
-                                "' runs into the central directory"));
+    return Corrupt(absl::StrCat("local header of ",
+                                QuotedForMessage(entry.name),
+                                " runs into the central directory"));
   }
-  ASSIGN_OR_RETURN(std::string header,
-                   ReadAt(entry.local_header_offset, header_size,
-                          absl::StrCat("local header of '", entry.name, "'")));
+  ASSIGN_OR_RETURN(
+      std::string header,
+      ReadAt(entry.local_header_offset, header_size,
+             absl::StrCat("local header of ", QuotedForMessage(entry.name))));
   if (Load32(header, 0) != kLocalHeaderSignature) {
-    return Corrupt(
-        absl::StrCat("bad local header signature for '", entry.name, "'"));
+    return Corrupt(absl::StrCat("bad local header signature for ",
+                                QuotedForMessage(entry.name)));
   }
   const uint64_t name_size = Load16(header, 26);
   const uint64_t extra_size = Load16(header, 28);
@@ -307,15 +311,15 @@ absl::StatusOr<uint64_t> ZipArchive::DataOffset(const ZipEntry& entry) const {
       absl::string_view(header).substr(kLocalHeaderSize) != entry.name) {
     return Corrupt(
         absl::StrCat("local header name differs from the central "
-                     "directory name '",
-                     entry.name, "'"));
+                     "directory name ",
+                     QuotedForMessage(entry.name)));
   }
   const uint64_t data_offset =
       entry.local_header_offset + kLocalHeaderSize + name_size + extra_size;
   if (data_offset > central_directory_offset_ ||
       entry.compressed_size > central_directory_offset_ - data_offset) {
     return Corrupt(absl::StrCat(
-        "data of '", entry.name, "' (", entry.compressed_size,
+        "data of ", QuotedForMessage(entry.name), " (", entry.compressed_size,
         " bytes at offset ", data_offset, ") runs into the central directory"));
   }
   return data_offset;
@@ -325,31 +329,33 @@ absl::StatusOr<std::string> ZipArchive::ReadEntry(const ZipEntry& entry,
                                                   uint64_t max_bytes) const {
   if (entry.flags & 1) {
     return absl::UnimplementedError(
-        absl::StrCat("zip entry '", entry.name,
-                     "' is encrypted; encrypted archives are "
+        absl::StrCat("zip entry ", QuotedForMessage(entry.name),
+                     " is encrypted; encrypted archives are "
                      "not supported"));
   }
   if (entry.method != 0) {
     return absl::UnimplementedError(absl::StrCat(
-        "zip entry '", entry.name, "' is compressed (method ", entry.method,
+        "zip entry ", QuotedForMessage(entry.name), " is compressed (method ",
+        entry.method,
         "); only stored entries are read. torch.save writes stored entries: "
         "re-save the checkpoint with torch.save or convert it to "
         "safetensors"));
   }
   if (entry.compressed_size != entry.uncompressed_size) {
-    return Corrupt(absl::StrCat("stored entry '", entry.name, "' has size ",
-                                entry.compressed_size, " but claims ",
-                                entry.uncompressed_size, " uncompressed"));
+    return Corrupt(absl::StrCat("stored entry ", QuotedForMessage(entry.name),
+                                " has size ", entry.compressed_size,
+                                " but claims ", entry.uncompressed_size,
+                                " uncompressed"));
   }
   if (entry.uncompressed_size > max_bytes) {
     return absl::InvalidArgumentError(
-        absl::StrCat("zip entry '", entry.name, "' is ",
+        absl::StrCat("zip entry ", QuotedForMessage(entry.name), " is ",
                      entry.uncompressed_size, " bytes, over the ", max_bytes,
                      "-byte limit for reading it into memory"));
   }
   ASSIGN_OR_RETURN(uint64_t data_offset, DataOffset(entry));
   return ReadAt(data_offset, entry.uncompressed_size,
-                absl::StrCat("data of '", entry.name, "'"));
+                absl::StrCat("data of ", QuotedForMessage(entry.name)));
 }
 
 }  // namespace mm::model

@@ -18,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
 #include "common/mutex.h"
+#include "common/strings.h"
 
 namespace mm::http {
 
@@ -288,8 +289,9 @@ class TransferLoop::Impl {
       result.kind = Kind::kBlocked;
       result.message = t.blocked;
     } else {
-      std::string detail =
-          t.error[0] != '\0' ? std::string(t.error) : curl_easy_strerror(code);
+      // libcurl's error buffer can quote what the server sent.
+      std::string detail = SafeForMessage(
+          t.error[0] != '\0' ? t.error : curl_easy_strerror(code));
       switch (code) {
         case CURLE_UNSUPPORTED_PROTOCOL:
         case CURLE_URL_MALFORMAT:

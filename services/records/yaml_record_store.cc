@@ -28,6 +28,7 @@
 #include "common/logging.h"
 #include "common/mutex.h"
 #include "common/status.h"
+#include "common/strings.h"
 #include "services/records/store_util.h"
 #include "yaml-cpp/yaml.h"
 
@@ -327,9 +328,9 @@ absl::StatusOr<LoadedFile> ParseRecordsFile(const fs::path& file,
   try {
     root = YAML::Load(text);
   } catch (const YAML::Exception& e) {
-    return absl::FailedPreconditionError(
-        absl::StrCat(file.string(), " is not valid YAML (", e.what(),
-                     "); fix the file or restore it from a backup"));
+    return absl::FailedPreconditionError(absl::StrCat(
+        file.string(), " is not valid YAML (", SafeForMessage(e.what()),
+        "); fix the file or restore it from a backup"));
   }
   if (!root.IsMap()) {
     return NotARecordsFile(file, "its top level is not a mapping");

@@ -1,6 +1,7 @@
 // libFuzzer target for ParseHfModelInfo and what consumes its output: any
 // input must be refused with an error or give files whose selection and
-// local paths are safe.
+// local paths are safe. Every error message must be printable UTF-8
+// (message_check.h).
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -9,6 +10,7 @@
 #include <vector>
 
 #include "model/huggingface.h"
+#include "tests/fuzz/message_check.h"
 
 namespace {
 
@@ -35,6 +37,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string_view text(reinterpret_cast<const char*>(data), size);
   absl::StatusOr<HfModelInfo> info = ParseHfModelInfo(text);
   if (!info.ok()) {
+    mm::fuzz::CheckMessage(info.status());
     if (info.status().code() != absl::StatusCode::kDataLoss) std::abort();
     return 0;
   }

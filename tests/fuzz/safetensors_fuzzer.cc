@@ -1,15 +1,18 @@
 // libFuzzer target: the safetensors header parser on arbitrary bytes, taken
-// as a whole file (length prefix, JSON header, data).
+// as a whole file (length prefix, JSON header, data). Its error messages
+// must be printable UTF-8 (message_check.h) whatever bytes the header holds.
 #include <cstddef>
 #include <cstdint>
 
 #include "absl/strings/string_view.h"
 #include "model/safetensors.h"
+#include "tests/fuzz/message_check.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const absl::string_view bytes(reinterpret_cast<const char*>(data), size);
   absl::StatusOr<mm::model::TensorIndex> index =
       mm::model::ParseSafetensorsHeader(bytes, size);
+  if (!index.ok()) mm::fuzz::CheckMessage(index.status());
   if (index.ok()) {
     // Every accepted tensor lies inside the file.
     for (const mm::model::TensorInfo& tensor : index->tensors) {

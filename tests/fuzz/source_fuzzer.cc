@@ -1,6 +1,7 @@
 // libFuzzer target for ParseModelSource / FormatModelSource: any input must
 // either be refused with an error or parse to a value that formats to a
-// string parsing back to the same value, with safe download paths.
+// string parsing back to the same value, with safe download paths. Error
+// messages must be printable UTF-8 (message_check.h).
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -10,6 +11,7 @@
 
 #include "model/huggingface.h"
 #include "model/source.h"
+#include "tests/fuzz/message_check.h"
 
 namespace {
 
@@ -43,6 +45,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string_view text(reinterpret_cast<const char*>(data), size);
   absl::StatusOr<ModelSource> first = ParseModelSource(text, FakeExists);
   if (!first.ok()) {
+    mm::fuzz::CheckMessage(first.status());
     if (first.status().message().empty()) std::abort();
     return 0;
   }

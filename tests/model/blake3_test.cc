@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/types/span.h"
@@ -96,20 +97,62 @@ TEST(Blake3Test, PortableBackendIsAlwaysSupported) {
   EXPECT_EQ(backends.back(), BestBlake3Backend());
 }
 
-TEST(Blake3Test, UnsupportedBackendIsRefused) {
-  const std::vector<Blake3Backend> supported = SupportedBlake3Backends();
-  for (Blake3Backend backend :
-       {Blake3Backend::kSse41, Blake3Backend::kAvx2, Blake3Backend::kAvx512}) {
-    if (std::find(supported.begin(), supported.end(), backend) !=
-        supported.end()) {
-      continue;
+constexpr Blake3Backend kEveryBackend[] = {
+    Blake3Backend::kPortable, Blake3Backend::kSse41, Blake3Backend::kAvx2,
+    Blake3Backend::kAvx512};
+
+// A backend the CPU lacks is refused, never run (it would die of SIGILL).
+// The decision is a function of the CPU's features, so every CPU, however
+// capable, checks it for all eight feature sets.
+TEST(Blake3Test, BackendsTheCpuLacksAreRefused) {
+  using blake3_internal::CheckBackendRuns;
+  using blake3_internal::CpuFeatures;
+  for (int mask = 0; mask < 8; ++mask) {
+    const CpuFeatures cpu = {.sse41 = (mask & 1) != 0,
+                             .avx2 = (mask & 2) != 0,
+                             .avx512 = (mask & 4) != 0};
+    const std::pair<Blake3Backend, bool> cases[] = {
+        {Blake3Backend::kPortable, true},
+        {Blake3Backend::kSse41, cpu.sse41},
+        {Blake3Backend::kAvx2, cpu.avx2},
+        // The AVX-512 code hands its last inputs to the AVX2 code.
+        {Blake3Backend::kAvx512, cpu.avx512 && cpu.avx2}};
+    for (const auto& [backend, runs] : cases) {
+      const std::string name(Blake3BackendName(backend));
+      if (runs) {
+        EXPECT_OK(CheckBackendRuns(backend, cpu)) << name << " mask " << mask;
+      } else {
+        EXPECT_THAT(CheckBackendRuns(backend, cpu),
+                    StatusIs(absl::StatusCode::kFailedPrecondition,
+                             "BLAKE3 backend " + name +
+                                 " is not supported by this CPU; use one of "
+                                 "SupportedBlake3Backends()"))
+            << "mask " << mask;
+      }
     }
-    EXPECT_THAT(Blake3Hasher::WithBackend(backend),
-                StatusIs(absl::StatusCode::kFailedPrecondition,
-                         HasSubstr(std::string(Blake3BackendName(backend)))));
-    return;
   }
-  GTEST_SKIP() << "this CPU supports every backend";
+}
+
+// WithBackend and SupportedBlake3Backends follow that decision for this
+// CPU, and every backend it allows hashes like the portable code.
+TEST(Blake3Test, WithBackendFollowsThisCpu) {
+  const blake3_internal::CpuFeatures cpu = blake3_internal::DetectCpuFeatures();
+  const std::vector<Blake3Backend> supported = SupportedBlake3Backends();
+  const std::string input = OfficialInput(70000);
+  const std::string expected = HashWith(Blake3Backend::kPortable, input);
+  for (Blake3Backend backend : kEveryBackend) {
+    const absl::Status check = blake3_internal::CheckBackendRuns(backend, cpu);
+    EXPECT_EQ(std::count(supported.begin(), supported.end(), backend),
+              check.ok() ? 1 : 0)
+        << Blake3BackendName(backend);
+    absl::StatusOr<Blake3Hasher> hasher = Blake3Hasher::WithBackend(backend);
+    EXPECT_EQ(hasher.status(), check) << Blake3BackendName(backend);
+    if (hasher.ok()) {
+      hasher->Update(input);
+      EXPECT_EQ(Hex(hasher->Finalize()), expected)
+          << Blake3BackendName(backend);
+    }
+  }
 }
 
 TEST(Blake3Test, OfficialLengthsMatchB3sumOnEveryBackend) {

@@ -45,13 +45,19 @@ absl::StatusOr<json> Match(const TensorIndex& index,
   return MatchStateDict(index, overrides, file);
 }
 
-// Triple plus the fields the test cares about.
+// The triple of a match. Tests that read more fields take them with
+// ASSERT_OK_AND_ASSIGN first, so a failed match ends the test instead of
+// dereferencing an error.
+void ExpectTriple(const json& fields, const std::string& type,
+                  const std::string& format, const std::string& base) {
+  EXPECT_EQ(fields.value("type", json()), type) << fields.dump();
+  EXPECT_EQ(fields.value("format", json()), format) << fields.dump();
+  EXPECT_EQ(fields.value("base", json()), base) << fields.dump();
+}
 void ExpectTriple(const absl::StatusOr<json>& fields, const std::string& type,
                   const std::string& format, const std::string& base) {
-  ASSERT_TRUE(fields.ok()) << fields.status();
-  EXPECT_EQ((*fields)["type"], type) << fields->dump();
-  EXPECT_EQ((*fields)["format"], format) << fields->dump();
-  EXPECT_EQ((*fields)["base"], base) << fields->dump();
+  ASSERT_OK(fields);
+  ExpectTriple(*fields, type, format, base);
 }
 
 // ---------------------------------------------------------------------------
@@ -78,47 +84,47 @@ Shapes Sdxl(int64_t width, int64_t channels) {
 }
 
 TEST(MainCheckpoint, Sd1Normal) {
-  absl::StatusOr<json> fields = Match(Index(Sd12(768, 4)));
+  ASSERT_OK_AND_ASSIGN(json fields, Match(Index(Sd12(768, 4))));
   ExpectTriple(fields, "main", "checkpoint", "sd-1");
-  EXPECT_EQ((*fields)["variant"], "normal");
-  EXPECT_EQ((*fields)["prediction_type"], "epsilon");
+  EXPECT_EQ(fields["variant"], "normal");
+  EXPECT_EQ(fields["prediction_type"], "epsilon");
 }
 
 TEST(MainCheckpoint, Sd1Inpaint) {
-  absl::StatusOr<json> fields = Match(Index(Sd12(768, 9)));
+  ASSERT_OK_AND_ASSIGN(json fields, Match(Index(Sd12(768, 9))));
   ExpectTriple(fields, "main", "checkpoint", "sd-1");
-  EXPECT_EQ((*fields)["variant"], "inpaint");
+  EXPECT_EQ(fields["variant"], "inpaint");
 }
 
 TEST(MainCheckpoint, Sd2IsVPredictionByDefault) {
-  absl::StatusOr<json> fields = Match(Index(Sd12(1024, 4)));
+  ASSERT_OK_AND_ASSIGN(json fields, Match(Index(Sd12(1024, 4))));
   ExpectTriple(fields, "main", "checkpoint", "sd-2");
-  EXPECT_EQ((*fields)["prediction_type"], "v_prediction");
+  EXPECT_EQ(fields["prediction_type"], "v_prediction");
 }
 
 TEST(MainCheckpoint, Sd2AtGlobalStep220000IsEpsilon) {
-  absl::StatusOr<json> fields =
-      Match(Index(Sd12(1024, 4), json{{"global_step", 220000}}));
+  ASSERT_OK_AND_ASSIGN(
+      json fields, Match(Index(Sd12(1024, 4), json{{"global_step", 220000}})));
   ExpectTriple(fields, "main", "checkpoint", "sd-2");
-  EXPECT_EQ((*fields)["prediction_type"], "epsilon");
+  EXPECT_EQ(fields["prediction_type"], "epsilon");
 }
 
 TEST(MainCheckpoint, Sd2AtAnotherGlobalStepIsVPrediction) {
-  absl::StatusOr<json> fields =
-      Match(Index(Sd12(1024, 4), json{{"global_step", 875000}}));
-  EXPECT_EQ((*fields)["prediction_type"], "v_prediction");
+  ASSERT_OK_AND_ASSIGN(
+      json fields, Match(Index(Sd12(1024, 4), json{{"global_step", 875000}})));
+  EXPECT_EQ(fields["prediction_type"], "v_prediction");
 }
 
 TEST(MainCheckpoint, Sd1GlobalStepDoesNotMatter) {
-  absl::StatusOr<json> fields =
-      Match(Index(Sd12(768, 4), json{{"global_step", 100}}));
-  EXPECT_EQ((*fields)["prediction_type"], "epsilon");
+  ASSERT_OK_AND_ASSIGN(json fields,
+                       Match(Index(Sd12(768, 4), json{{"global_step", 100}})));
+  EXPECT_EQ(fields["prediction_type"], "epsilon");
 }
 
 TEST(MainCheckpoint, Sd2Depth) {
-  absl::StatusOr<json> fields = Match(Index(Sd12(1024, 5)));
+  ASSERT_OK_AND_ASSIGN(json fields, Match(Index(Sd12(1024, 5))));
   ExpectTriple(fields, "main", "checkpoint", "sd-2");
-  EXPECT_EQ((*fields)["variant"], "depth");
+  EXPECT_EQ(fields["variant"], "depth");
 }
 
 TEST(MainCheckpoint, DepthIsSd2Only) {
@@ -134,20 +140,20 @@ TEST(MainCheckpoint, SevenInputChannelsIsNotAModel) {
 }
 
 TEST(MainCheckpoint, Sdxl) {
-  absl::StatusOr<json> fields = Match(Index(Sdxl(2048, 4)));
+  ASSERT_OK_AND_ASSIGN(json fields, Match(Index(Sdxl(2048, 4))));
   ExpectTriple(fields, "main", "checkpoint", "sdxl");
-  EXPECT_EQ((*fields)["variant"], "normal");
-  EXPECT_EQ((*fields)["prediction_type"], "epsilon");
+  EXPECT_EQ(fields["variant"], "normal");
+  EXPECT_EQ(fields["prediction_type"], "epsilon");
 }
 
 TEST(MainCheckpoint, SdxlRefiner) {
-  absl::StatusOr<json> fields = Match(Index(Sdxl(1280, 4)));
+  ASSERT_OK_AND_ASSIGN(json fields, Match(Index(Sdxl(1280, 4))));
   ExpectTriple(fields, "main", "checkpoint", "sdxl-refiner");
 }
 
 TEST(MainCheckpoint, SdxlInpaint) {
-  absl::StatusOr<json> fields = Match(Index(Sdxl(2048, 9)));
-  EXPECT_EQ((*fields)["variant"], "inpaint");
+  ASSERT_OK_AND_ASSIGN(json fields, Match(Index(Sdxl(2048, 9))));
+  EXPECT_EQ(fields["variant"], "inpaint");
 }
 
 TEST(MainCheckpoint, UnknownWidthIsNotMine) {
@@ -195,47 +201,51 @@ TEST(MainCheckpoint, BeatsLoraKeysInTheSameFile) {
 constexpr char kFluxKey[] = "double_blocks.0.img_attn.norm.key_norm.scale";
 
 TEST(FluxMain, SchnellWithoutGuidance) {
-  absl::StatusOr<json> fields =
-      Match(Index({{kFluxKey, {128}}, {"img_in.weight", {3072, 64}}}));
+  ASSERT_OK_AND_ASSIGN(
+      json fields,
+      Match(Index({{kFluxKey, {128}}, {"img_in.weight", {3072, 64}}})));
   ExpectTriple(fields, "main", "checkpoint", "flux");
-  EXPECT_EQ((*fields)["variant"], "schnell");
-  EXPECT_FALSE(fields->contains("prediction_type"));
+  EXPECT_EQ(fields["variant"], "schnell");
+  EXPECT_FALSE(fields.contains("prediction_type"));
 }
 
 TEST(FluxMain, DevWithGuidanceAndPrefix) {
   const std::string p = "model.diffusion_model.";
-  absl::StatusOr<json> fields =
+  ASSERT_OK_AND_ASSIGN(
+      json fields,
       Match(Index({{p + kFluxKey, {128}},
                    {p + "guidance_in.out_layer.weight", {3072, 3072}},
-                   {p + "img_in.weight", {3072, 64}}}));
+                   {p + "img_in.weight", {3072, 64}}})));
   ExpectTriple(fields, "main", "checkpoint", "flux");
-  EXPECT_EQ((*fields)["variant"], "dev");
+  EXPECT_EQ(fields["variant"], "dev");
 }
 
 TEST(FluxMain, DevFillHas384InputChannels) {
-  absl::StatusOr<json> fields =
-      Match(Index({{kFluxKey, {128}},
-                   {"guidance_in.out_layer.weight", {3072, 3072}},
-                   {"img_in.weight", {3072, 384}}}));
-  EXPECT_EQ((*fields)["variant"], "dev_fill");
+  ASSERT_OK_AND_ASSIGN(
+      json fields, Match(Index({{kFluxKey, {128}},
+                                {"guidance_in.out_layer.weight", {3072, 3072}},
+                                {"img_in.weight", {3072, 384}}})));
+  EXPECT_EQ(fields["variant"], "dev_fill");
 }
 
 TEST(FluxMain, Nf4Quantized) {
-  absl::StatusOr<json> fields = Match(Index(
-      {{kFluxKey, {128}},
-       {"double_blocks.0.img_attn.proj.weight.quant_state.bitsandbytes__nf4",
-        {1}}}));
+  ASSERT_OK_AND_ASSIGN(json fields,
+                       Match(Index({{kFluxKey, {128}},
+                                    {"double_blocks.0.img_attn.proj.weight."
+                                     "quant_state.bitsandbytes__nf4",
+                                     {1}}})));
   ExpectTriple(fields, "main", "bnb_quantized_nf4b", "flux");
-  EXPECT_EQ((*fields)["variant"], "schnell");
+  EXPECT_EQ(fields["variant"], "schnell");
 }
 
 TEST(FluxMain, GgufFileIsGgufQuantized) {
-  absl::StatusOr<json> fields = Match(
-      Index({{kFluxKey, {128}}, {"guidance_in.out_layer.weight", {3072, 256}}},
-            json::object(), WeightsFormat::kGguf),
-      "flux1-dev-Q4_0.gguf");
+  ASSERT_OK_AND_ASSIGN(
+      json fields, Match(Index({{kFluxKey, {128}},
+                                {"guidance_in.out_layer.weight", {3072, 256}}},
+                               json::object(), WeightsFormat::kGguf),
+                         "flux1-dev-Q4_0.gguf"));
   ExpectTriple(fields, "main", "gguf_quantized", "flux");
-  EXPECT_EQ((*fields)["variant"], "dev");
+  EXPECT_EQ(fields["variant"], "dev");
 }
 
 // ---------------------------------------------------------------------------

@@ -12,6 +12,7 @@
 #include "gtest/gtest.h"
 #include "model/probe_matchers.h"
 #include "model/tensor_index.h"
+#include "tests/testing/message_checks.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
 
@@ -150,6 +151,19 @@ TEST_F(FolderTest, PredictionTypeFromSchedulerDefaultEpsilon) {
        {{"prediction_type", "v_prediction"}});
   ASSERT_OK_AND_ASSIGN(json v, Match());
   EXPECT_EQ(v["prediction_type"], "v_prediction");
+}
+
+TEST_F(FolderTest, UnknownPredictionTypeIsShownEscaped) {
+  SdPipeline("StableDiffusionPipeline", 1024, 4);
+  // A config is file content: its text reaches the message escaped.
+  Json("scheduler/scheduler_config.json",
+       {{"prediction_type", "eps\x1b[2J\n"}});
+  const absl::StatusOr<json> fields = Match();
+  EXPECT_THAT(fields, StatusIs(absl::StatusCode::kInvalidArgument,
+                               HasSubstr(R"(prediction_type 'eps\x1b[2J\n' is )"
+                                         "none of epsilon")));
+  EXPECT_TRUE(
+      mm::testing::IsPrintableUtf8(std::string(fields.status().message())));
 }
 
 // ---------------------------------------------------------------------------
@@ -325,6 +339,10 @@ TEST_F(FolderTest, T2iAdapterTypes) {
        {{"_class_name", "T2IAdapter"}, {"adapter_type", "mystery"}});
   EXPECT_THAT(Match(), StatusIs(absl::StatusCode::kInvalidArgument,
                                 HasSubstr("adapter_type 'mystery'")));
+  Json("config.json", {{"_class_name", "T2IAdapter"},
+                       {"adapter_type", std::string(1000, '\a')}});
+  EXPECT_THAT(Match(), StatusIs(absl::StatusCode::kInvalidArgument,
+                                HasSubstr(R"(adapter_type '\x07\x07)")));
 }
 
 // ---------------------------------------------------------------------------
