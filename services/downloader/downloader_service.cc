@@ -286,6 +286,10 @@ absl::StatusOr<Job> DownloaderService::Apply(const std::string& id,
     if (current.state == JobState::kPaused) return current;
   }
   bool changed = false;
+  // Resume with a token: the token this one replaced in memory, to put back
+  // if the write does not happen.
+  bool token_put = false;
+  std::optional<std::string> replaced_token;
   absl::StatusOr<Job> job = store_->Update(id, [&](Job& job) -> absl::Status {
     changed = false;
     auto wrong_state = [&](std::string_view verb) {
@@ -309,6 +313,13 @@ absl::StatusOr<Job> DownloaderService::Apply(const std::string& id,
         if (!token.empty()) {
           job.has_token = true;
           job.token_owner = store_->replica_id();
+          // In memory before the commit makes the job claimable: a worker
+          // that claims it the moment it is queued must find the token, or
+          // it pauses the job again for want of one.
+          if (!token_put) {
+            replaced_token = tokens_->PutJobToken(id, token);
+            token_put = true;
+          }
         }
         break;
       case Action::kCancel:
@@ -321,9 +332,15 @@ absl::StatusOr<Job> DownloaderService::Apply(const std::string& id,
     changed = true;
     return absl::OkStatus();
   });
-  if (!job.ok()) return job.status();
-  if (action == Action::kResume && !token.empty()) {
-    tokens_->PutJobToken(id, token);
+  if (!job.ok()) {
+    if (token_put) {
+      if (replaced_token.has_value()) {
+        tokens_->PutJobToken(id, *std::move(replaced_token));
+      } else {
+        tokens_->ForgetJob(id);
+      }
+    }
+    return job.status();
   }
   if (changed && action == Action::kCancel) {
     // A running worker removes them too once it has stopped writing.

@@ -29,7 +29,10 @@ class TokenProvider {
   static absl::StatusOr<std::unique_ptr<TokenProvider>> Create(
       const std::vector<std::string>& rules);
 
-  void PutJobToken(const std::string& job_id, std::string token);
+  // Keeps `token` for the job; returns the token it replaced, if any (so a
+  // caller whose change then fails can put that one back).
+  std::optional<std::string> PutJobToken(const std::string& job_id,
+                                         std::string token);
   void ForgetJob(const std::string& job_id);
   bool HasJobToken(const std::string& job_id) const;
   // The job's own token, else the first matching rule's (std::nullopt when
