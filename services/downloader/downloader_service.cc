@@ -541,8 +541,16 @@ grpc::Status DownloaderService::WatchDownload(
     int64_t seen = store_->changes().version();
     absl::StatusOr<Job> job = store_->Get(request->id());
     if (!job.ok()) {
-      // A job pruned while watched simply ends the stream.
-      if (!first && absl::IsNotFound(job.status())) return grpc::Status::OK;
+      // Gone after a look that found it unfinished: it ended and was pruned
+      // between two looks, so its final state cannot be sent. Ending OK
+      // here would pass for a stream cut short (DESIGN §2: a final `done`
+      // message, or NOT_FOUND).
+      if (!first && absl::IsNotFound(job.status())) {
+        return ToGrpcStatus(absl::NotFoundError(absl::StrCat(
+            "download job ", request->id(),
+            " ended and was pruned before this watch could send its final "
+            "state")));
+      }
       return ToGrpcStatus(job.status());
     }
     if (job->revision > last || (first && last == 0)) {

@@ -11,6 +11,8 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "common/sql/database.h"
+#include "common/status.h"
 #include "gmock/gmock.h"
 #include "grpcpp/client_context.h"
 #include "gtest/gtest.h"
@@ -857,6 +859,59 @@ TEST_F(DownloaderTest, WatchSendsSnapshotProgressAndAFinalDoneMessage) {
   auto missing = harness_->stub().WatchDownload(&unknown, request);
   EXPECT_FALSE(missing->Read(&message));
   EXPECT_EQ(missing->Finish().error_code(), grpc::StatusCode::NOT_FOUND);
+}
+
+// DESIGN §2: a watch ends with a final `done` message, or NOT_FOUND. A job
+// that ends and is pruned between two looks of a watch leaves no final
+// message to send; ending OK instead would look like a stream cut short.
+TEST_F(DownloaderTest, WatchOfAJobPrunedWhileWatchedEndsWithNotFound) {
+  StartHarness();
+  v1::CreateDownloadRequest create = Request("/never.bin");
+  create.set_start(false);
+  ASSERT_OK_AND_ASSIGN(v1::DownloadJob job, harness_->Create(create));
+  // A connection of its own to the database, so that the job can end and
+  // be pruned in one transaction: the watch cannot look in between.
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<sql::Database> db,
+                       sql::Database::Open(absl::StrCat(
+                           "sqlite:", (tmp_.path() / "dl.db").string())));
+
+  grpc::ClientContext context;
+  SetDeadline(context);
+  v1::WatchDownloadRequest request;
+  request.set_id(job.id());
+  auto reader = harness_->stub().WatchDownload(&context, request);
+  v1::DownloadJob message;
+  ASSERT_TRUE(reader->Read(&message));
+  EXPECT_EQ(message.state(), v1::DOWNLOAD_STATE_WAITING);
+  EXPECT_FALSE(message.done());
+
+  ASSERT_OK(db->Transaction([&](sql::Session& session) -> absl::Status {
+    ASSIGN_OR_RETURN(
+        sql::Result cancelled,
+        session.Execute("UPDATE download_jobs SET state = 'cancelled', "
+                        "ended_ms = 1 WHERE id = ?",
+                        {job.id()}));
+    ASSIGN_OR_RETURN(
+        sql::Result pruned,
+        session.Execute("DELETE FROM download_jobs WHERE id = ? AND state = "
+                        "'cancelled'",
+                        {job.id()}));
+    return absl::OkStatus();
+  }));
+  // Those writes bypassed the store's change signal: wake the watch now
+  // rather than at its next periodic look.
+  harness_->store().changes().Notify();
+
+  std::vector<v1::DownloadJob> rest;
+  while (reader->Read(&message)) rest.push_back(message);
+  EXPECT_TRUE(rest.empty()) << rest.front().DebugString();
+  grpc::Status status = reader->Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND)
+      << status.error_message();
+  EXPECT_EQ(status.error_message(),
+            absl::StrCat("download job ", job.id(),
+                         " ended and was pruned before this watch could send "
+                         "its final state"));
 }
 
 TEST_F(DownloaderTest, ListPagesInSubmissionOrderAndPruneForgetsFinishedJobs) {
