@@ -792,6 +792,28 @@ TEST_F(PostgresJobStoreTest, AnotherReplicasWriteReachesThisSignal) {
       << "NOTIFY from the other store never arrived";
 }
 
+// So a watch on this replica of a job another replica prunes ends at once,
+// not at its next periodic look.
+TEST_F(PostgresJobStoreTest, AnotherReplicasPruneReachesThisSignal) {
+  std::unique_ptr<JobStore> other = OpenReplica("replica-b");
+  ASSERT_NE(other, nullptr);
+  Job done = NewJob(10, JobState::kSucceeded);
+  done.ended = NowMs() - absl::Hours(2);
+  int64_t version = store_->changes().version();
+  ASSERT_OK(other->Create(done).status());
+  // The create's own NOTIFY first, so that it cannot pass for the prune's.
+  store_->changes().WaitForChange(version, absl::Now() + kWait);
+  ASSERT_NE(store_->changes().version(), version);
+
+  version = store_->changes().version();
+  ASSERT_OK_AND_ASSIGN(std::vector<Job> pruned,
+                       other->Prune(NowMs() - absl::Hours(1)));
+  ASSERT_THAT(Ids(pruned), ElementsAre(done.id));
+  store_->changes().WaitForChange(version, absl::Now() + kWait);
+  EXPECT_NE(store_->changes().version(), version)
+      << "the prune on the other store sent no NOTIFY";
+}
+
 TEST(ChangeSignalTest, WaitReturnsOnChangeDeadlineOrInterrupt) {
   ChangeSignal signal;
   EXPECT_EQ(signal.version(), 0);
