@@ -286,6 +286,10 @@ absl::StatusOr<Job> DownloaderService::Apply(const std::string& id,
     if (current.state == JobState::kPaused) return current;
   }
   bool changed = false;
+  // Resume with a token: the token this one replaced in memory, to put back
+  // if the write does not happen.
+  bool token_put = false;
+  std::optional<std::string> replaced_token;
   absl::StatusOr<Job> job = store_->Update(id, [&](Job& job) -> absl::Status {
     changed = false;
     auto wrong_state = [&](std::string_view verb) {
@@ -309,6 +313,13 @@ absl::StatusOr<Job> DownloaderService::Apply(const std::string& id,
         if (!token.empty()) {
           job.has_token = true;
           job.token_owner = store_->replica_id();
+          // In memory before the commit makes the job claimable: a worker
+          // that claims it the moment it is queued must find the token, or
+          // it pauses the job again for want of one.
+          if (!token_put) {
+            replaced_token = tokens_->PutJobToken(id, token);
+            token_put = true;
+          }
         }
         break;
       case Action::kCancel:
@@ -321,9 +332,15 @@ absl::StatusOr<Job> DownloaderService::Apply(const std::string& id,
     changed = true;
     return absl::OkStatus();
   });
-  if (!job.ok()) return job.status();
-  if (action == Action::kResume && !token.empty()) {
-    tokens_->PutJobToken(id, token);
+  if (!job.ok()) {
+    if (token_put) {
+      if (replaced_token.has_value()) {
+        tokens_->PutJobToken(id, *std::move(replaced_token));
+      } else {
+        tokens_->ForgetJob(id);
+      }
+    }
+    return job.status();
   }
   if (changed && action == Action::kCancel) {
     // A running worker removes them too once it has stopped writing.
@@ -524,8 +541,16 @@ grpc::Status DownloaderService::WatchDownload(
     int64_t seen = store_->changes().version();
     absl::StatusOr<Job> job = store_->Get(request->id());
     if (!job.ok()) {
-      // A job pruned while watched simply ends the stream.
-      if (!first && absl::IsNotFound(job.status())) return grpc::Status::OK;
+      // Gone after a look that found it unfinished: it ended and was pruned
+      // between two looks, so its final state cannot be sent. Ending OK
+      // here would pass for a stream cut short (DESIGN §2: a final `done`
+      // message, or NOT_FOUND).
+      if (!first && absl::IsNotFound(job.status())) {
+        return ToGrpcStatus(absl::NotFoundError(absl::StrCat(
+            "download job ", request->id(),
+            " ended and was pruned before this watch could send its final "
+            "state")));
+      }
       return ToGrpcStatus(job.status());
     }
     if (job->revision > last || (first && last == 0)) {

@@ -85,22 +85,28 @@ std::string FinishSha256(EVP_MD_CTX* ctx) {
 // callbacks (loop thread) and the job thread share the state under mu_.
 class JobRunner : public std::enable_shared_from_this<JobRunner> {
  public:
-  JobRunner(Engine* engine, Job job) : engine_(engine), job_(std::move(job)) {}
+  JobRunner(Engine* engine, Job job)
+      : engine_(engine), id_(job.id), job_(std::move(job)) {}
 
-  void Run();
-  void RequestShutdown() {
+  // The job thread: works the job until it stops, then saves it.
+  void Run() ABSL_LOCKS_EXCLUDED(mu_, wake_mu_);
+  void RequestShutdown() ABSL_LOCKS_EXCLUDED(mu_) {
     MutexLock lock(&mu_);
     if (stop_ == Stop::kNone) stop_ = Stop::kShutdown;
     Wake();
   }
-  bool finished() const {
+  bool finished() const ABSL_LOCKS_EXCLUDED(mu_) {
     MutexLock lock(&mu_);
     return finished_;
   }
 
-  bool OnResponse(int p, int s, uint64_t gen, const http::ResponseHead& head);
-  bool OnBody(int p, int s, uint64_t gen, const char* data, size_t size);
-  void OnDone(int p, int s, uint64_t gen, const TransferResult& result);
+  // Transfer callbacks (loop thread).
+  bool OnResponse(int p, int s, uint64_t gen, const http::ResponseHead& head)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  bool OnBody(int p, int s, uint64_t gen, const char* data, size_t size)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  void OnDone(int p, int s, uint64_t gen, const TransferResult& result)
+      ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
   enum class Stop {
@@ -151,32 +157,38 @@ class JobRunner : public std::enable_shared_from_this<JobRunner> {
     std::future<absl::StatusOr<std::string>> verification;
   };
 
-  // All ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_).
   // Writes the segment's pending bytes; false when that failed the job.
-  bool Flush(int p, int s);
-  void StartPart(int p);
-  void StartSegment(int p, int s);
-  void Fail(Failure failure);
+  bool Flush(int p, int s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void StartPart(int p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void StartSegment(int p, int s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Fail(Failure failure) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Forgets the part's segments and starts it over with a probe at
   // `start_at`.
-  void ResetToProbe(int p, absl::Time start_at);
-  void RestartPart(int p, const std::string& why);
-  bool HandleProbe(int p, int s, const http::ResponseHead& head);
+  void ResetToProbe(int p, absl::Time start_at)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void RestartPart(int p, const std::string& why)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool HandleProbe(int p, int s, const http::ResponseHead& head)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ScheduleRetry(int p, int s, const std::string& type,
                      const std::string& message,
-                     std::optional<absl::Duration> retry_after);
-  void MaybeComplete(int p);
-  void CancelTransfers();
-  void CloseFiles();
-  void StartVerification(int p);
-  void FinishVerification(int p, absl::StatusOr<std::string> result);
-  absl::Duration Backoff(int attempt);
+                     std::optional<absl::Duration> retry_after)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void MaybeComplete(int p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void CancelTransfers() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void CloseFiles() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void StartVerification(int p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void FinishVerification(int p, absl::StatusOr<std::string> result)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Duration Backoff(int attempt) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  // Job thread only, without mu_. `final`: the last save, after every
-  // transfer has ended.
-  void SaveProgress(bool force, bool final = false);
+  // Job thread only; takes mu_ itself (the store write happens without
+  // it). `final`: the last save, after every transfer has ended.
+  void SaveProgress(bool force, bool final = false) ABSL_LOCKS_EXCLUDED(mu_);
 
   Engine* const engine_;
+  // job_.id, which never changes: readable without mu_.
+  const std::string id_;
   mutable Mutex mu_;
   Job job_ ABSL_GUARDED_BY(mu_);
   std::vector<PartRuntime> parts_ ABSL_GUARDED_BY(mu_);
@@ -184,11 +196,11 @@ class JobRunner : public std::enable_shared_from_this<JobRunner> {
   // Wakes the job thread. Its own mutex, so that the many short holds of
   // mu_ by body callbacks never wake the job thread for nothing. Lock
   // order: mu_, then wake_mu_.
-  void Wake() {
+  void Wake() ABSL_LOCKS_EXCLUDED(wake_mu_) {
     MutexLock lock(&wake_mu_);
     ++events_;
   }
-  mutable Mutex wake_mu_;
+  mutable Mutex wake_mu_ ABSL_ACQUIRED_AFTER(mu_);
   int64_t events_ ABSL_GUARDED_BY(wake_mu_) = 0;
   bool dirty_ ABSL_GUARDED_BY(mu_) = true;
   Stop stop_ ABSL_GUARDED_BY(mu_) = Stop::kNone;
@@ -1109,15 +1121,15 @@ void JobRunner::Run() {
   }
   if (stop != Stop::kLost) SaveProgress(/*force=*/true, /*final=*/true);
   if (stop == Stop::kShutdown) {
-    absl::Status released = engine_->store()->ReleaseLease(job_.id);
+    absl::Status released = engine_->store()->ReleaseLease(id_);
     if (!released.ok()) {
-      MM_LOG(WARNING) << "download " << job_.id
+      MM_LOG(WARNING) << "download " << id_
                       << ": cannot release its lease: " << released;
     }
   }
   if (stop == Stop::kSucceeded || stop == Stop::kFailed ||
       stop == Stop::kCancelled) {
-    engine_->tokens()->ForgetJob(job_.id);
+    engine_->tokens()->ForgetJob(id_);
   }
   {
     MutexLock lock(&mu_);

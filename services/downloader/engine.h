@@ -68,13 +68,13 @@ class Engine {
   ~Engine();
 
   // Starts claiming work.
-  void Start();
+  void Start() ABSL_LOCKS_EXCLUDED(mu_);
   // Stops claiming; running jobs save their progress and release their
   // lease (they stay RUNNING and are taken up again by the next process or
   // another replica). Blocks until every job thread has ended.
-  void Stop();
+  void Stop() ABSL_LOCKS_EXCLUDED(mu_);
   // Something may be runnable (a job was created, started or resumed).
-  void Wake();
+  void Wake() ABSL_LOCKS_EXCLUDED(mu_);
 
   const EngineOptions& options() const { return options_; }
   JobStore* store() const { return store_; }
@@ -82,7 +82,8 @@ class Engine {
   TokenProvider* tokens() const { return tokens_; }
 
  private:
-  void Schedule();
+  // The scheduler thread: claims work while there is room for it.
+  void Schedule() ABSL_LOCKS_EXCLUDED(mu_);
 
   JobStore* const store_;
   http::TransferLoop* const loop_;

@@ -403,6 +403,13 @@ absl::StatusOr<std::vector<Job>> JobStore::Prune(absl::Time ended_before) {
         session.Execute("DELETE FROM download_jobs WHERE state IN "
                         "('succeeded', 'failed', 'cancelled') AND ended_ms < ?",
                         params));
+    if (!pruned.empty() && session.dialect() == sql::Dialect::kPostgres) {
+      // Watches of these jobs on other replicas end now (NOT_FOUND), not
+      // at their next periodic look.
+      ASSIGN_OR_RETURN(
+          sql::Result ignored,
+          session.Execute("SELECT pg_notify(?, '')", {std::string(kChannel)}));
+    }
     return absl::OkStatus();
   }));
   if (!pruned.empty()) Signal();

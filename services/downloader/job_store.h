@@ -33,13 +33,14 @@ namespace mm::downloader {
 // A counter that wakes waiters when it moves.
 class ChangeSignal {
  public:
-  void Notify();
-  int64_t version() const;
+  void Notify() ABSL_LOCKS_EXCLUDED(mu_);
+  int64_t version() const ABSL_LOCKS_EXCLUDED(mu_);
   // Returns when the version differs from `seen`, Interrupt was called, or
   // `deadline` passed.
-  void WaitForChange(int64_t seen, absl::Time deadline) const;
+  void WaitForChange(int64_t seen, absl::Time deadline) const
+      ABSL_LOCKS_EXCLUDED(mu_);
   // Wakes all waiters now and forever after (shutdown).
-  void Interrupt();
+  void Interrupt() ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
   mutable Mutex mu_;

@@ -42,9 +42,14 @@ absl::StatusOr<std::unique_ptr<TokenProvider>> TokenProvider::Create(
   return provider;
 }
 
-void TokenProvider::PutJobToken(const std::string& job_id, std::string token) {
+std::optional<std::string> TokenProvider::PutJobToken(const std::string& job_id,
+                                                      std::string token) {
   MutexLock lock(&mu_);
-  job_tokens_[job_id] = std::move(token);
+  std::optional<std::string> replaced;
+  auto [it, inserted] = job_tokens_.try_emplace(job_id);
+  if (!inserted) replaced = std::move(it->second);
+  it->second = std::move(token);
+  return replaced;
 }
 
 void TokenProvider::ForgetJob(const std::string& job_id) {

@@ -29,13 +29,18 @@ class TokenProvider {
   static absl::StatusOr<std::unique_ptr<TokenProvider>> Create(
       const std::vector<std::string>& rules);
 
-  void PutJobToken(const std::string& job_id, std::string token);
-  void ForgetJob(const std::string& job_id);
-  bool HasJobToken(const std::string& job_id) const;
+  // Keeps `token` for the job; returns the token it replaced, if any (so a
+  // caller whose change then fails can put that one back).
+  std::optional<std::string> PutJobToken(const std::string& job_id,
+                                         std::string token)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  void ForgetJob(const std::string& job_id) ABSL_LOCKS_EXCLUDED(mu_);
+  bool HasJobToken(const std::string& job_id) const ABSL_LOCKS_EXCLUDED(mu_);
   // The job's own token, else the first matching rule's (std::nullopt when
   // neither, or the rule's source is missing or empty).
   std::optional<std::string> ForJob(const std::string& job_id,
-                                    const std::string& url) const;
+                                    const std::string& url) const
+      ABSL_LOCKS_EXCLUDED(mu_);
   // Whether a server-side rule supplies a token for `url`.
   bool RuleMatches(const std::string& url) const;
 
@@ -48,6 +53,7 @@ class TokenProvider {
   };
   std::optional<std::string> FromRules(const std::string& url) const;
 
+  // Set once by Create; read-only afterwards, so read without mu_.
   std::vector<Rule> rules_;
   mutable Mutex mu_;
   std::map<std::string, std::string> job_tokens_ ABSL_GUARDED_BY(mu_);

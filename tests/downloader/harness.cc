@@ -1,8 +1,9 @@
 #include "tests/downloader/harness.h"
 
 #include <chrono>
-#include <thread>
+#include <optional>
 
+#include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
 #include "common/status.h"
 #include "grpcpp/server_builder.h"
@@ -11,6 +12,10 @@
 namespace mm::downloader {
 
 namespace v1 = modelmanager::v1;
+
+void SetDeadline(grpc::ClientContext& context, absl::Duration timeout) {
+  context.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+}
 
 EngineOptions FastEngineOptions() {
   EngineOptions o;
@@ -75,6 +80,7 @@ void Harness::StopEngine() { engine_->Stop(); }
 absl::StatusOr<v1::DownloadJob> Harness::Create(
     const v1::CreateDownloadRequest& request) {
   grpc::ClientContext context;
+  SetDeadline(context);
   v1::DownloadJob job;
   grpc::Status status = stub_->CreateDownload(&context, request, &job);
   if (!status.ok()) return FromGrpcStatus(status);
@@ -83,6 +89,7 @@ absl::StatusOr<v1::DownloadJob> Harness::Create(
 
 absl::StatusOr<v1::DownloadJob> Harness::Get(const std::string& id) {
   grpc::ClientContext context;
+  SetDeadline(context);
   v1::GetDownloadRequest request;
   request.set_id(id);
   v1::DownloadJob job;
@@ -94,7 +101,7 @@ absl::StatusOr<v1::DownloadJob> Harness::Get(const std::string& id) {
 absl::StatusOr<v1::DownloadJob> Harness::Wait(const std::string& id,
                                               absl::Duration timeout) {
   grpc::ClientContext context;
-  context.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+  SetDeadline(context, timeout);
   v1::DownloadJobRequest request;
   request.set_id(id);
   v1::DownloadJob job;
@@ -103,26 +110,61 @@ absl::StatusOr<v1::DownloadJob> Harness::Wait(const std::string& id,
   return job;
 }
 
-bool Harness::WaitForState(const std::string& id, v1::DownloadState state,
-                           absl::Duration timeout) {
-  absl::Time deadline = absl::Now() + timeout;
-  while (absl::Now() < deadline) {
-    absl::StatusOr<v1::DownloadJob> job = Get(id);
-    if (job.ok() && job->state() == state) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+absl::StatusOr<v1::DownloadJob> Harness::WatchUntil(
+    const std::string& id,
+    const std::function<bool(const v1::DownloadJob&)>& until,
+    absl::Duration timeout) {
+  grpc::ClientContext context;
+  SetDeadline(context, timeout);
+  v1::WatchDownloadRequest request;
+  request.set_id(id);
+  std::unique_ptr<grpc::ClientReader<v1::DownloadJob>> reader =
+      stub_->WatchDownload(&context, request);
+  v1::DownloadJob job;
+  std::optional<v1::DownloadJob> last;
+  while (reader->Read(&job)) {
+    last = job;
+    if (until(job)) {
+      // Found: the rest of the stream is of no interest.
+      context.TryCancel();
+      reader->Finish().IgnoreError();
+      return job;
+    }
   }
-  return false;
+  grpc::Status status = reader->Finish();
+  if (!status.ok()) {
+    absl::Status error = FromGrpcStatus(status);
+    if (!last.has_value()) return error;
+    return absl::Status(
+        error.code(), absl::StrCat(error.message(),
+                                   "; last seen: ", last->ShortDebugString()));
+  }
+  return absl::FailedPreconditionError(absl::StrCat(
+      "download ", id, " ended without the awaited message; last seen: ",
+      last.has_value() ? last->ShortDebugString() : "nothing"));
 }
 
-bool Harness::WaitForBytes(const std::string& id, int64_t bytes,
-                           absl::Duration timeout) {
-  absl::Time deadline = absl::Now() + timeout;
-  while (absl::Now() < deadline) {
-    absl::StatusOr<v1::DownloadJob> job = Get(id);
-    if (job.ok() && job->bytes() >= bytes) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  return false;
+absl::Status Harness::WaitForState(const std::string& id,
+                                   v1::DownloadState state,
+                                   absl::Duration timeout) {
+  return WatchUntil(
+             id,
+             [state](const v1::DownloadJob& job) {
+               return job.state() == state;
+             },
+             timeout)
+      .status();
+}
+
+absl::Status Harness::WaitForBytes(const std::string& id, int64_t bytes,
+                                   absl::Duration timeout) {
+  return WatchUntil(
+             id,
+             [bytes](const v1::DownloadJob& job) {
+               return job.bytes() >= bytes;
+             },
+             timeout)
+      .status();
 }
 
 }  // namespace mm::downloader

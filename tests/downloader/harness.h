@@ -5,13 +5,16 @@
 #ifndef MM_TESTS_DOWNLOADER_HARNESS_H_
 #define MM_TESTS_DOWNLOADER_HARNESS_H_
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "common/http/address_policy.h"
 #include "common/http/transfer_loop.h"
+#include "grpcpp/client_context.h"
 #include "grpcpp/server.h"
 #include "modelmanager/v1/downloader.grpc.pb.h"
 #include "services/downloader/downloader_service.h"
@@ -24,6 +27,14 @@ namespace mm::downloader {
 // Short backoff (50 ms), stall timeout (1 s) and lease (2 s); segments of
 // 64 KiB and up, four at most.
 EngineOptions FastEngineOptions();
+
+// The deadline of every rpc a test makes, unless it says otherwise: long
+// enough for a loaded machine, short enough that a hang fails the test.
+inline constexpr absl::Duration kRpcTimeout = absl::Seconds(30);
+
+// Sets `context`'s deadline `timeout` from now.
+void SetDeadline(grpc::ClientContext& context,
+                 absl::Duration timeout = kRpcTimeout);
 
 struct HarnessOptions {
   std::string db_url;  // required
@@ -46,20 +57,29 @@ class Harness {
   JobStore& store() { return *store_; }
   DownloaderService& service() { return *service_; }
 
-  // Creates a download; the rpc status's error as absl::Status.
+  // Every call below has a deadline (kRpcTimeout unless given); the rpc
+  // status's error comes back as absl::Status.
   absl::StatusOr<modelmanager::v1::DownloadJob> Create(
       const modelmanager::v1::CreateDownloadRequest& request);
   absl::StatusOr<modelmanager::v1::DownloadJob> Get(const std::string& id);
-  // WaitDownload with a deadline.
+  // WaitDownload: the job once done or paused.
   absl::StatusOr<modelmanager::v1::DownloadJob> Wait(
-      const std::string& id, absl::Duration timeout = absl::Seconds(30));
-  // Polls until the job is in `state` (or done); false on timeout.
-  bool WaitForState(const std::string& id,
-                    modelmanager::v1::DownloadState state,
-                    absl::Duration timeout = absl::Seconds(30));
-  // Polls until the job has at least `bytes`.
-  bool WaitForBytes(const std::string& id, int64_t bytes,
-                    absl::Duration timeout = absl::Seconds(30));
+      const std::string& id, absl::Duration timeout = kRpcTimeout);
+  // Follows the job with WatchDownload until a message satisfies `until`
+  // and returns that message. FAILED_PRECONDITION when the job is done
+  // without one (naming its last state), DEADLINE_EXCEEDED when the time
+  // runs out, else the stream's own error.
+  absl::StatusOr<modelmanager::v1::DownloadJob> WatchUntil(
+      const std::string& id,
+      const std::function<bool(const modelmanager::v1::DownloadJob&)>& until,
+      absl::Duration timeout = kRpcTimeout);
+  // WatchUntil the job is in `state`.
+  absl::Status WaitForState(const std::string& id,
+                            modelmanager::v1::DownloadState state,
+                            absl::Duration timeout = kRpcTimeout);
+  // WatchUntil the job has at least `bytes` saved.
+  absl::Status WaitForBytes(const std::string& id, int64_t bytes,
+                            absl::Duration timeout = kRpcTimeout);
 
   // Stops the worker as a shutdown would (progress saved, leases released);
   // the service keeps answering.

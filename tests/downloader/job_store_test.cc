@@ -1,6 +1,8 @@
 // Tests for the durable job queue on both backends: a real SQLite file and
 // a throwaway PostgreSQL cluster (one cluster per binary, one database per
-// test). Two JobStore objects on one database stand for two replicas.
+// test). Two JobStore objects on one database stand for two replicas. What
+// holds on one backend only (replicas in several processes, NOTIFY) is in
+// its own PostgreSQL suite, so no case is instantiated only to be skipped.
 #include "services/downloader/job_store.h"
 
 #include <atomic>
@@ -56,12 +58,22 @@ absl::Time NowMs() {
   return absl::FromUnixMillis(absl::ToUnixMillis(absl::Now()));
 }
 
-class JobStoreTest : public ::testing::TestWithParam<Backend> {
- protected:
-  static void TearDownTestSuite() { mm::testing::StopSharedPostgresCluster(); }
+// Stops the one PostgreSQL cluster of this binary after the last suite, so
+// the parameterised suite and the PostgreSQL-only one share it.
+class SharedPostgresClusterEnvironment : public ::testing::Environment {
+ public:
+  void TearDown() override { mm::testing::StopSharedPostgresCluster(); }
+};
+::testing::Environment* const kSharedPostgresClusterEnvironment =
+    ::testing::AddGlobalTestEnvironment(new SharedPostgresClusterEnvironment);
 
-  void SetUp() override {
-    switch (GetParam()) {
+// A store on a fresh database of one backend, and what the cases share.
+class JobStoreFixture : public ::testing::Test {
+ protected:
+  // Opens store_ on `backend`. Without a PostgreSQL cluster the case is
+  // skipped, or fails where PostgreSQL is required (postgres_cluster.h).
+  void OpenStore(Backend backend) {
+    switch (backend) {
       case Backend::kSqlite:
         url_ = "sqlite:" + (dir_.path() / "jobs.db").string();
         break;
@@ -77,8 +89,6 @@ class JobStoreTest : public ::testing::TestWithParam<Backend> {
     }
     ASSERT_OK_AND_ASSIGN(store_, JobStore::Open(url_, "replica-a"));
   }
-
-  bool IsPostgres() const { return GetParam() == Backend::kPostgres; }
 
   // Another replica on the same database.
   std::unique_ptr<JobStore> OpenReplica(const std::string& replica_id) {
@@ -110,25 +120,32 @@ class JobStoreTest : public ::testing::TestWithParam<Backend> {
     return created.ok() ? *created : Job{};
   }
 
-  // ClaimNext on `store` until it hands out a job (a lease or heartbeat
-  // has to age first); nullopt when none came before the deadline.
-  static std::optional<Job> ClaimWithin(JobStore& store, absl::Duration lease,
-                                        absl::Duration ttl) {
-    absl::Time deadline = absl::Now() + kWait;
-    while (absl::Now() < deadline) {
-      absl::StatusOr<std::optional<Job>> claimed = store.ClaimNext(lease, ttl);
-      EXPECT_OK(claimed.status());
-      if (!claimed.ok()) return std::nullopt;
-      if (claimed->has_value()) return *claimed;
-      absl::SleepFor(absl::Milliseconds(50));  // poll, with a deadline
-    }
-    return std::nullopt;
+  // Leases and heartbeats age with the wall clock, which the store reads
+  // itself: there is no event to wait on, so this waits for the clock to
+  // pass `unix_ms` (milliseconds, as the store keeps times). A claim made
+  // after it sees the lease or heartbeat as expired.
+  static void WaitForTheClockToPass(int64_t unix_ms) {
+    absl::SleepFor(absl::FromUnixMillis(unix_ms + 1) - absl::Now());
   }
 
   // Before store_, so the database file outlives the store.
   TempDir dir_;
   std::string url_;
   std::unique_ptr<JobStore> store_;
+};
+
+// Every case here holds on both backends.
+class JobStoreTest : public JobStoreFixture,
+                     public ::testing::WithParamInterface<Backend> {
+ protected:
+  void SetUp() override { OpenStore(GetParam()); }
+};
+
+// Cases for PostgreSQL alone: only it serves replicas in several processes
+// and notifies other store objects of writes (SQLite serves one process).
+class PostgresJobStoreTest : public JobStoreFixture {
+ protected:
+  void SetUp() override { OpenStore(Backend::kPostgres); }
 };
 
 TEST_P(JobStoreTest, CreateAssignsIncreasingSequenceAndRevisionOne) {
@@ -396,8 +413,10 @@ TEST_P(JobStoreTest, ExpiredLeaseIsHandedOver) {
                        other->ClaimNext(kLongLease, kLongTtl));
   EXPECT_FALSE(early.has_value());
 
-  std::optional<Job> taken = ClaimWithin(*other, kLongLease, kLongTtl);
-  ASSERT_TRUE(taken.has_value()) << "the expired lease was never handed over";
+  WaitForTheClockToPass(mine->lease_expires_ms);
+  ASSERT_OK_AND_ASSIGN(std::optional<Job> taken,
+                       other->ClaimNext(kLongLease, kLongTtl));
+  ASSERT_TRUE(taken.has_value()) << "the expired lease was not handed over";
   EXPECT_GE(absl::Now() - before_claim, absl::Milliseconds(990));
   EXPECT_EQ(taken->id, job.id);
   EXPECT_EQ(taken->state, JobState::kRunning);
@@ -412,10 +431,7 @@ TEST_P(JobStoreTest, ExpiredLeaseIsHandedOver) {
   EXPECT_EQ(stored.parts[0].segments[0].done, 0);
 }
 
-TEST_P(JobStoreTest, ConcurrentClaimsNeverTakeAJobTwice) {
-  if (!IsPostgres()) {
-    GTEST_SKIP() << "SQLite serves one process; replicas share PostgreSQL";
-  }
+TEST_F(PostgresJobStoreTest, ConcurrentClaimsNeverTakeAJobTwice) {
   constexpr int kJobs = 60;
   constexpr int kThreadsPerStore = 8;
   std::set<std::string> all_ids;
@@ -469,6 +485,7 @@ TEST_P(JobStoreTest, TokenOwnedByALiveReplicaIsLeftToIt) {
   // replica-b registers its heartbeat when it opens.
   std::unique_ptr<JobStore> other = OpenReplica("replica-b");
   ASSERT_NE(other, nullptr);
+  const int64_t heartbeat_at_most_ms = absl::ToUnixMillis(absl::Now());
   Job job = NewJob();
   job.has_token = true;
   job.token_owner = "replica-b";
@@ -478,9 +495,12 @@ TEST_P(JobStoreTest, TokenOwnedByALiveReplicaIsLeftToIt) {
                        store_->ClaimNext(kLongLease, kLongTtl));
   EXPECT_FALSE(claimed.has_value());
   // Once replica-b's heartbeat is older than the ttl it counts as gone.
-  std::optional<Job> taken =
-      ClaimWithin(*store_, kLongLease, absl::Milliseconds(300));
-  ASSERT_TRUE(taken.has_value()) << "the dead replica's job was never taken";
+  constexpr absl::Duration kShortTtl = absl::Milliseconds(300);
+  WaitForTheClockToPass(heartbeat_at_most_ms +
+                        absl::ToInt64Milliseconds(kShortTtl));
+  ASSERT_OK_AND_ASSIGN(std::optional<Job> taken,
+                       store_->ClaimNext(kLongLease, kShortTtl));
+  ASSERT_TRUE(taken.has_value()) << "the dead replica's job was not taken";
   EXPECT_EQ(taken->id, job.id);
   EXPECT_EQ(taken->lease_owner, "replica-a");
 }
@@ -761,21 +781,37 @@ TEST_P(JobStoreTest, EveryWriteMovesTheChangeSignal) {
   writer.join();
 }
 
-TEST_P(JobStoreTest, AnotherReplicasWriteReachesThisSignal) {
-  if (!IsPostgres()) {
-    GTEST_SKIP() << "only PostgreSQL notifies other store objects";
-  }
+TEST_F(PostgresJobStoreTest, AnotherReplicasWriteReachesThisSignal) {
   std::unique_ptr<JobStore> other = OpenReplica("replica-b");
   ASSERT_NE(other, nullptr);
   // Opening may itself notify; start from a settled version.
   int64_t version = store_->changes().version();
   ASSERT_OK(other->Create(NewJob()).status());
-  absl::Time deadline = absl::Now() + kWait;
-  while (store_->changes().version() == version && absl::Now() < deadline) {
-    store_->changes().WaitForChange(version, deadline);
-  }
+  store_->changes().WaitForChange(version, absl::Now() + kWait);
   EXPECT_NE(store_->changes().version(), version)
       << "NOTIFY from the other store never arrived";
+}
+
+// So a watch on this replica of a job another replica prunes ends at once,
+// not at its next periodic look.
+TEST_F(PostgresJobStoreTest, AnotherReplicasPruneReachesThisSignal) {
+  std::unique_ptr<JobStore> other = OpenReplica("replica-b");
+  ASSERT_NE(other, nullptr);
+  Job done = NewJob(10, JobState::kSucceeded);
+  done.ended = NowMs() - absl::Hours(2);
+  int64_t version = store_->changes().version();
+  ASSERT_OK(other->Create(done).status());
+  // The create's own NOTIFY first, so that it cannot pass for the prune's.
+  store_->changes().WaitForChange(version, absl::Now() + kWait);
+  ASSERT_NE(store_->changes().version(), version);
+
+  version = store_->changes().version();
+  ASSERT_OK_AND_ASSIGN(std::vector<Job> pruned,
+                       other->Prune(NowMs() - absl::Hours(1)));
+  ASSERT_THAT(Ids(pruned), ElementsAre(done.id));
+  store_->changes().WaitForChange(version, absl::Now() + kWait);
+  EXPECT_NE(store_->changes().version(), version)
+      << "the prune on the other store sent no NOTIFY";
 }
 
 TEST(ChangeSignalTest, WaitReturnsOnChangeDeadlineOrInterrupt) {

@@ -9,11 +9,11 @@
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
-#include "common/client.h"
 #include "common/grpc_status.h"
 #include "common/sql/database.h"
 #include "common/status.h"
 #include "gmock/gmock.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "model/hashing.h"
@@ -79,29 +79,54 @@ class Downloader {
                                      "2s"};
     argv.insert(argv.end(), extra.begin(), extra.end());
     ASSIGN_OR_RETURN(d->process_, Subprocess::Start(argv, d->log_));
-    // Connect only once the socket exists: a channel that failed to
-    // connect backs off for seconds before it tries again.
-    fs::path socket = dir / (name + ".sock");
-    absl::Time socket_deadline = absl::Now() + absl::Seconds(60);
-    while (!fs::exists(socket) && d->process_->Running() &&
-           absl::Now() < socket_deadline) {
-      absl::SleepFor(absl::Milliseconds(10));
-    }
-    ASSIGN_OR_RETURN(d->channel_, MakeChannel(d->address_, {}));
+    // The socket appears a moment after the start: reconnect quickly (the
+    // default backoff waits seconds after a failed connect).
+    grpc::ChannelArguments args;
+    args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 50);
+    args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 50);
+    args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 200);
+    d->channel_ = grpc::CreateCustomChannel(
+        d->address_, grpc::InsecureChannelCredentials(), args);
     d->stub_ = v1::Downloader::NewStub(d->channel_);
-    absl::Time deadline = absl::Now() + absl::Seconds(60);
-    absl::Status health;
+    RETURN_IF_ERROR(d->WaitServing(absl::Seconds(60)));
+    return d;
+  }
+
+  // Follows the health of the service (grpc.health.v1 Watch) until it is
+  // SERVING. The Watch is the event; what it cannot tell is that the
+  // process died before it could answer, and a child's exit gives no event
+  // here (Subprocess can only be asked), so the Watch runs in slices with a
+  // look at the process between them.
+  absl::Status WaitServing(absl::Duration timeout) {
+    auto health = grpc::health::v1::Health::NewStub(channel_);
+    absl::Time deadline = absl::Now() + timeout;
+    absl::Status last = absl::DeadlineExceededError("no answer yet");
     while (absl::Now() < deadline) {
-      if (!d->process_->Running()) {
+      if (!process_->Running()) {
         return absl::InternalError(
-            absl::StrCat("mm-downloader exited; log:\n", ReadFile(d->log_)));
+            absl::StrCat("mm-downloader exited; log:\n", ReadFile(log_)));
       }
-      health = CheckHealth(*d->channel_, "modelmanager.v1.Downloader",
-                           absl::Seconds(2));
-      if (health.ok()) return d;
-      absl::SleepFor(absl::Milliseconds(50));
+      grpc::ClientContext context;
+      context.set_wait_for_ready(true);
+      context.set_deadline(absl::ToChronoTime(
+          std::min(deadline, absl::Now() + absl::Seconds(2))));
+      grpc::health::v1::HealthCheckRequest request;
+      request.set_service("modelmanager.v1.Downloader");
+      auto reader = health->Watch(&context, request);
+      grpc::health::v1::HealthCheckResponse response;
+      while (reader->Read(&response)) {
+        if (response.status() ==
+            grpc::health::v1::HealthCheckResponse::SERVING) {
+          context.TryCancel();
+          reader->Finish().IgnoreError();
+          return absl::OkStatus();
+        }
+      }
+      last = FromGrpcStatus(reader->Finish());
     }
-    return absl::DeadlineExceededError(health.ToString());
+    return absl::DeadlineExceededError(
+        absl::StrCat("mm-downloader not SERVING: ", last.ToString(), "; log:\n",
+                     ReadFile(log_)));
   }
 
   absl::StatusOr<v1::DownloadJob> Create(const v1::CreateDownloadRequest& r) {
@@ -137,15 +162,25 @@ class Downloader {
     return job;
   }
 
-  // Polls until the job has at least `bytes` (and is running).
-  bool WaitForBytes(const std::string& id, int64_t bytes) {
-    absl::Time deadline = absl::Now() + absl::Seconds(60);
-    while (absl::Now() < deadline) {
-      absl::StatusOr<v1::DownloadJob> job = Get(id);
-      if (job.ok() && job->bytes() >= bytes) return true;
-      absl::SleepFor(absl::Milliseconds(20));
+  // Follows the job with WatchDownload until it has at least `bytes`.
+  absl::Status WaitForBytes(const std::string& id, int64_t bytes) {
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
+    v1::WatchDownloadRequest request;
+    request.set_id(id);
+    auto reader = stub_->WatchDownload(&context, request);
+    v1::DownloadJob job;
+    while (reader->Read(&job)) {
+      if (job.bytes() >= bytes) {
+        context.TryCancel();
+        reader->Finish().IgnoreError();
+        return absl::OkStatus();
+      }
     }
-    return false;
+    RETURN_IF_ERROR(FromGrpcStatus(reader->Finish()));
+    return absl::FailedPreconditionError(
+        absl::StrCat("download ", id, " ended with ", job.bytes(),
+                     " bytes: ", job.ShortDebugString()));
   }
 
   void Kill() {
@@ -195,7 +230,7 @@ TEST_F(DownloaderE2eTest, SigkillMidDownloadThenRestartFinishesTheFile) {
   request.set_url(server_->Url("/model.safetensors"));
   request.set_dest_dir(root_.string());
   ASSERT_OK_AND_ASSIGN(v1::DownloadJob job, downloader->Create(request));
-  ASSERT_TRUE(downloader->WaitForBytes(job.id(), 1 << 20));
+  ASSERT_OK(downloader->WaitForBytes(job.id(), 1 << 20));
   downloader->Kill();
   ASSERT_TRUE(fs::exists(root_ / "model.safetensors.downloading"));
   size_t requests_before = server_->RequestsFor("/model.safetensors").size();
@@ -277,7 +312,7 @@ TEST_F(DownloaderE2eTest, MmDownloadsControlsJobsOfTheRealService) {
   ASSERT_EQ(created.exit_code, 0) << created.err;
   nlohmann::json job = nlohmann::json::parse(created.out);
   std::string id = job["id"];
-  ASSERT_TRUE(downloader->WaitForBytes(id, 64 << 10));
+  ASSERT_OK(downloader->WaitForBytes(id, 64 << 10));
 
   testing::CommandResult paused = mm({"downloads", "pause", id});
   EXPECT_EQ(paused.exit_code, 0) << paused.err;
@@ -313,7 +348,7 @@ TEST_F(DownloaderE2eTest, SigtermWhileDownloadingExitsZeroAndKeepsProgress) {
   request.set_url(server_->Url("/t.bin"));
   request.set_dest_dir(root_.string());
   ASSERT_OK_AND_ASSIGN(v1::DownloadJob job, downloader->Create(request));
-  ASSERT_TRUE(downloader->WaitForBytes(job.id(), 256 * 1024));
+  ASSERT_OK(downloader->WaitForBytes(job.id(), 256 * 1024));
   downloader->process().Signal(SIGTERM);
   ASSERT_OK_AND_ASSIGN(int code, downloader->process().Wait(absl::Seconds(30)));
   EXPECT_EQ(code, 0) << ReadFile(downloader->log());
@@ -347,7 +382,7 @@ TEST_F(DownloaderE2eTest, TwoReplicasOnPostgresTakeOverAKilledReplicasJob) {
   request.set_url(server_->Url("/shared.bin"));
   request.set_dest_dir(root_.string());
   ASSERT_OK_AND_ASSIGN(v1::DownloadJob job, a->Create(request));
-  ASSERT_TRUE(a->WaitForBytes(job.id(), 512 * 1024));
+  ASSERT_OK(a->WaitForBytes(job.id(), 512 * 1024));
   // Both replicas see the job and its progress.
   ASSERT_OK_AND_ASSIGN(v1::DownloadJob seen_by_b, b->Get(job.id()));
   EXPECT_EQ(seen_by_b.state(), v1::DOWNLOAD_STATE_RUNNING);
@@ -385,9 +420,10 @@ TEST_F(DownloaderE2eTest, TwoReplicasOnPostgresTakeOverAKilledReplicasJob) {
   server_->SetBehavior("/slow.bin", {.bytes_per_second = 256 << 10});
   request.set_url(server_->Url("/slow.bin"));
   ASSERT_OK_AND_ASSIGN(v1::DownloadJob slow, survivor->Create(request));
-  ASSERT_TRUE(survivor->WaitForBytes(slow.id(), 64 << 10));
+  ASSERT_OK(survivor->WaitForBytes(slow.id(), 64 << 10));
   for (Downloader* replica : {survivor, c.get()}) {
     grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
     v1::DownloadJobRequest pause;
     pause.set_id(slow.id());
     v1::DownloadJob paused;
@@ -397,6 +433,8 @@ TEST_F(DownloaderE2eTest, TwoReplicasOnPostgresTakeOverAKilledReplicasJob) {
     EXPECT_EQ(waited.state(), v1::DOWNLOAD_STATE_PAUSED);
     EXPECT_TRUE(server_->WaitForActiveConnectionsAtMost(0, absl::Seconds(10)));
     grpc::ClientContext resume_context;
+    resume_context.set_deadline(
+        absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
     v1::ResumeDownloadRequest resume;
     resume.set_id(slow.id());
     ASSERT_TRUE(
@@ -408,6 +446,7 @@ TEST_F(DownloaderE2eTest, TwoReplicasOnPostgresTakeOverAKilledReplicasJob) {
   }
   {
     grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
     v1::DownloadJobRequest cancel;
     cancel.set_id(slow.id());
     v1::DownloadJob cancelled;
