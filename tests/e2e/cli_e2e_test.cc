@@ -8,6 +8,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/testing/child_service.h"
 #include "tests/testing/postgres_cluster.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/subprocess.h"
@@ -45,15 +46,9 @@ class CliE2eTest : public ::testing::TestWithParam<Backend> {
         Subprocess::Start({MM_RECORDS_BIN, "--listen", address_, "--db", db},
                           dir_.path() / "records.log"));
     ASSERT_OK_AND_ASSIGN(auto channel, MakeChannel(address_, {}));
-    absl::Time deadline = absl::Now() + absl::Seconds(60);
-    absl::Status health;
-    do {
-      ASSERT_TRUE(server_->Running())
-          << testing::ReadFile(dir_.path() / "records.log");
-      // The health Watch stream, in slices so a dead server is noticed.
-      health = WaitForServing(*channel, "", absl::Seconds(1));
-    } while (!health.ok() && absl::Now() < deadline);
-    ASSERT_OK(health);
+    ASSERT_OK(testing::WaitForChildServing(*server_, *channel, "",
+                                           dir_.path() / "records.log",
+                                           absl::Seconds(60)));
   }
 
   void TearDown() override {

@@ -13,12 +13,12 @@
 #include "common/sql/database.h"
 #include "common/status.h"
 #include "gmock/gmock.h"
-#include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "model/hashing.h"
 #include "modelmanager/v1/downloader.grpc.pb.h"
 #include "nlohmann/json.hpp"
+#include "tests/testing/child_service.h"
 #include "tests/testing/http_test_server.h"
 #include "tests/testing/postgres_cluster.h"
 #include "tests/testing/status_matchers.h"
@@ -37,6 +37,7 @@ using ::mm::testing::RandomBody;
 using ::mm::testing::ReadFile;
 using ::mm::testing::Subprocess;
 using ::mm::testing::TempDir;
+using ::mm::testing::WaitForChildServing;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
@@ -92,41 +93,9 @@ class Downloader {
     return d;
   }
 
-  // Follows the health of the service (grpc.health.v1 Watch) until it is
-  // SERVING. The Watch is the event; what it cannot tell is that the
-  // process died before it could answer, and a child's exit gives no event
-  // here (Subprocess can only be asked), so the Watch runs in slices with a
-  // look at the process between them.
   absl::Status WaitServing(absl::Duration timeout) {
-    auto health = grpc::health::v1::Health::NewStub(channel_);
-    absl::Time deadline = absl::Now() + timeout;
-    absl::Status last = absl::DeadlineExceededError("no answer yet");
-    while (absl::Now() < deadline) {
-      if (!process_->Running()) {
-        return absl::InternalError(
-            absl::StrCat("mm-downloader exited; log:\n", ReadFile(log_)));
-      }
-      grpc::ClientContext context;
-      context.set_wait_for_ready(true);
-      context.set_deadline(absl::ToChronoTime(
-          std::min(deadline, absl::Now() + absl::Seconds(2))));
-      grpc::health::v1::HealthCheckRequest request;
-      request.set_service("modelmanager.v1.Downloader");
-      auto reader = health->Watch(&context, request);
-      grpc::health::v1::HealthCheckResponse response;
-      while (reader->Read(&response)) {
-        if (response.status() ==
-            grpc::health::v1::HealthCheckResponse::SERVING) {
-          context.TryCancel();
-          reader->Finish().IgnoreError();
-          return absl::OkStatus();
-        }
-      }
-      last = FromGrpcStatus(reader->Finish());
-    }
-    return absl::DeadlineExceededError(
-        absl::StrCat("mm-downloader not SERVING: ", last.ToString(), "; log:\n",
-                     ReadFile(log_)));
+    return WaitForChildServing(*process_, *channel_,
+                               "modelmanager.v1.Downloader", log_, timeout);
   }
 
   absl::StatusOr<v1::DownloadJob> Create(const v1::CreateDownloadRequest& r) {

@@ -3,8 +3,6 @@
 // of a PostgreSQL outage.
 #include <signal.h>
 
-#include <algorithm>
-
 #include "absl/strings/str_cat.h"
 #include "common/client.h"
 #include "common/grpc_status.h"
@@ -14,6 +12,7 @@
 #include "gtest/gtest.h"
 #include "modelmanager/v1/records.grpc.pb.h"
 #include "nlohmann/json.hpp"
+#include "tests/testing/child_service.h"
 #include "tests/testing/postgres_cluster.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/subprocess.h"
@@ -63,23 +62,8 @@ class RecordsServer {
   }
 
   absl::Status WaitServing(absl::Duration timeout) {
-    absl::Time deadline = absl::Now() + timeout;
-    absl::Status status;
-    while (absl::Now() < deadline) {
-      if (!process_->Running()) {
-        return absl::InternalError(
-            absl::StrCat("mm-records exited; log:\n", testing::ReadFile(log_)));
-      }
-      // Follows the health Watch stream; the slice bounds how late a
-      // server that died during start-up is noticed.
-      status =
-          WaitForServing(*channel_, "modelmanager.v1.ModelRecords",
-                         std::min(deadline - absl::Now(), absl::Seconds(1)));
-      if (status.ok()) return status;
-    }
-    return absl::DeadlineExceededError(
-        absl::StrCat("not SERVING: ", status.ToString(), "; log:\n",
-                     testing::ReadFile(log_)));
+    return testing::WaitForChildServing(
+        *process_, *channel_, "modelmanager.v1.ModelRecords", log_, timeout);
   }
 
   absl::StatusOr<modelmanager::v1::Model> Create(const json& config) {
