@@ -69,7 +69,7 @@ std::string FindDuplicateKey(absl::string_view json) {
   std::string duplicate;
   absl::flat_hash_set<std::string> keys;
   try {
-    nlohmann::json::parse(
+    (void)nlohmann::json::parse(
         json.begin(), json.end(),
         [&](int depth, nlohmann::json::parse_event_t event,
             nlohmann::json& parsed) {

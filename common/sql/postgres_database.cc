@@ -197,7 +197,8 @@ absl::StatusOr<Result> ToResult(PGconn* conn, const PGresult* result,
   }
   const char* affected = PQcmdTuples(const_cast<PGresult*>(result));
   if (status == PGRES_COMMAND_OK && affected != nullptr && *affected != '\0') {
-    absl::SimpleAtoi(affected, &out.affected_rows);
+    // PQcmdTuples gives a decimal count or ""; anything else counts as 0.
+    if (!absl::SimpleAtoi(affected, &out.affected_rows)) out.affected_rows = 0;
   }
   return out;
 }
