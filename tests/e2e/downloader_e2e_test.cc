@@ -406,12 +406,14 @@ TEST_F(DownloaderE2eTest, TwoReplicasOnPostgresTakeOverAKilledReplicasJob) {
         absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
     v1::ResumeDownloadRequest resume;
     resume.set_id(slow.id());
+    // Counted before the resume: the resumed worker may ask the server
+    // before ResumeDownload has even returned here.
+    const int requests_before_resume =
+        static_cast<int>(server_->RequestsFor("/slow.bin").size());
     ASSERT_TRUE(
         replica->stub().ResumeDownload(&resume_context, resume, &paused).ok());
     ASSERT_TRUE(server_->WaitForRequests(
-        "/slow.bin",
-        static_cast<int>(server_->RequestsFor("/slow.bin").size()) + 1,
-        absl::Seconds(30)));
+        "/slow.bin", requests_before_resume + 1, absl::Seconds(30)));
   }
   {
     grpc::ClientContext context;
