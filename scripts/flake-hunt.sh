@@ -65,9 +65,12 @@ for ((round = 1; round <= rounds; round++)); do
   dir="$out/round-$round"
   mkdir -p "$dir"
   status=ok
-  GTEST_OUTPUT="xml:$PWD/$dir/" ctest "${ctest_args[@]}" >"$dir/ctest.log" 2>&1 ||
+  # CTest leaves the list of a failed run in place after a clean one.
+  rm -f "$build/Testing/Temporary/LastTestsFailed.log"
+  if ! GTEST_OUTPUT="xml:$PWD/$dir/" ctest "${ctest_args[@]}" >"$dir/ctest.log" 2>&1; then
     status=FAILED
-  cp "$build/Testing/Temporary/LastTestsFailed.log" "$dir/" 2>/dev/null || true
+    cp "$build/Testing/Temporary/LastTestsFailed.log" "$dir/" 2>/dev/null || true
+  fi
   echo "flake-hunt: round $round/$rounds $status ($(($(date +%s) - start)) s so far)"
 done
 cleanup
