@@ -26,6 +26,10 @@
 namespace mm {
 namespace {
 
+// Idle threads the synchronous gRPC server keeps for the next calls (see
+// Start).
+constexpr int kMaxIdleServerThreads = 16;
+
 // Compares without an early exit, so the time taken does not reveal how
 // much of a guessed token was right.
 bool ConstantTimeEquals(std::string_view a, std::string_view b) {
@@ -206,6 +210,15 @@ absl::StatusOr<std::unique_ptr<ServiceHost>> ServiceHost::Start(
   builder.AddListeningPort(listen, credentials,
                            is_unix ? nullptr : &host->port_);
   builder.SetMaxReceiveMessageSize(16 << 20);
+  // The synchronous server runs each call on a polling thread and keeps
+  // at most MAX_POLLERS of them idle (gRPC's default: 2); with more calls
+  // in flight than that, every finished call ended its thread and the next
+  // started a new one, about one thread per 6 calls with 8 clients, a
+  // quarter of the records service's CPU per get (docs/PERFORMANCE.md).
+  // Keeping up to 16 idle threads costs their stacks' resident pages.
+  builder.SetSyncServerOption(
+      grpc::ServerBuilder::SyncServerOption::MAX_POLLERS,
+      kMaxIdleServerThreads);
   for (grpc::Service* service : services) builder.RegisterService(service);
 
   // The socket is created inside BuildAndStart; a tight umask makes it 0600
