@@ -16,7 +16,10 @@
 //           families the fill uses, each matching a few percent of records
 //   tput    gets/s with --clients threads for --duration seconds; the gRPC
 //           clients share one channel (one HTTP/2 connection), as one
-//           process with a single channel to mm-records would
+//           process with a single channel to mm-records would. With it the
+//           CPU per get: of this process (rusage) and of the PostgreSQL
+//           server (its postmaster and children, from /proc), and the rate
+//           the machine's cores could sustain at their sum
 //
 //   records_bench [--backends sqlite,postgres] [--sizes 10000,100000]
 //                 [--get-calls 20000] [--search-calls 500] [--clients 8]
