@@ -417,7 +417,9 @@ absl::StatusOr<RunResult> RunOne(const std::string& backend,
       result.search_grpc,
       MeasureLatency(search_warmup, options.search_calls, grpc_search));
 
-  std::fprintf(stderr, "[%s N=%d] throughput...\n", backend.c_str(), size);
+  // bench/records/profile.sh waits for these lines to profile one phase.
+  std::fprintf(stderr, "[%s N=%d] throughput in-process...\n", backend.c_str(),
+               size);
   // Each thread walks its own stride of random keys.
   auto key_for = [&](int thread, int64_t i) -> const std::string& {
     return keys[key_order[(static_cast<size_t>(i) * options.clients + thread) %
@@ -429,6 +431,7 @@ absl::StatusOr<RunResult> RunOne(const std::string& backend,
                         [&](int thread, int64_t i) -> absl::Status {
                           return registry.Get(key_for(thread, i)).status();
                         }));
+  std::fprintf(stderr, "[%s N=%d] throughput gRPC...\n", backend.c_str(), size);
   ASSIGN_OR_RETURN(
       result.tput_grpc,
       MeasureThroughput(options.clients, options.duration_s, postmaster,
