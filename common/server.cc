@@ -212,10 +212,11 @@ absl::StatusOr<std::unique_ptr<ServiceHost>> ServiceHost::Start(
   builder.SetMaxReceiveMessageSize(16 << 20);
   // The synchronous server runs each call on a polling thread and keeps
   // at most MAX_POLLERS of them idle (gRPC's default: 2); with more calls
-  // in flight than that, every finished call ended its thread and the next
-  // started a new one, about one thread per 6 calls with 8 clients, a
-  // quarter of the records service's CPU per get (docs/PERFORMANCE.md).
-  // Keeping up to 16 idle threads costs their stacks' resident pages.
+  // in flight than that, a finished call ended its thread and a new one
+  // was started for the next: with 8 clients, a thread every 3 to 6 calls
+  // and a fifth to a quarter of the CPU of a records get
+  // (docs/PERFORMANCE.md). Up to 16 idle threads cost only their stacks'
+  // resident pages.
   builder.SetSyncServerOption(
       grpc::ServerBuilder::SyncServerOption::MAX_POLLERS,
       kMaxIdleServerThreads);
