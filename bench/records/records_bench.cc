@@ -16,7 +16,10 @@
 //           families the fill uses, each matching a few percent of records
 //   tput    gets/s with --clients threads for --duration seconds; the gRPC
 //           clients share one channel (one HTTP/2 connection), as one
-//           process with a single channel to mm-records would
+//           process with a single channel to mm-records would. With it the
+//           CPU per get: of this process (rusage) and of the PostgreSQL
+//           server (its postmaster and children, from /proc), and the rate
+//           the machine's cores could sustain at their sum
 //
 //   records_bench [--backends sqlite,postgres] [--sizes 10000,100000]
 //                 [--get-calls 20000] [--search-calls 500] [--clients 8]
@@ -24,13 +27,17 @@
 //
 // Exits 1 (after printing why) when a backend cannot start; PostgreSQL is
 // skipped with a note when no server binaries are installed.
+#include <dirent.h>
 #include <sys/resource.h>
+#include <sys/types.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <fstream>
 #include <memory>
 #include <random>
 #include <string>
@@ -203,6 +210,9 @@ struct Throughput {
   // spent per call: unlike wall time it does not grow when other work
   // shares the cores. The PostgreSQL server's own CPU is not included.
   double cpu_us_per_call = 0;
+  // The PostgreSQL server's CPU time per call (its backends serving our
+  // connections, and its own background processes); -1 for SQLite.
+  double db_cpu_us_per_call = -1;
 };
 
 double ProcessCpuSeconds() {
@@ -212,17 +222,62 @@ double ProcessCpuSeconds() {
          (usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
 }
 
+// The PostgreSQL server's process id: the first line of postmaster.pid in
+// its data directory; 0 when it cannot be read.
+pid_t PostmasterPid(const std::string& data_dir) {
+  std::ifstream in(data_dir + "/postmaster.pid");
+  long pid = 0;
+  in >> pid;
+  return in ? static_cast<pid_t>(pid) : 0;
+}
+
+// CPU seconds used so far by `postmaster` and every process it started
+// (one backend per connection, plus its background workers), read from
+// /proc. A process that exits takes its time with it, so measure over a
+// span in which the connections stay open.
+double ServerCpuSeconds(pid_t postmaster) {
+  double ticks = 0;
+  DIR* proc = ::opendir("/proc");
+  if (proc == nullptr) return 0;
+  while (dirent* entry = ::readdir(proc)) {
+    int pid = 0;
+    if (!absl::SimpleAtoi(entry->d_name, &pid)) continue;
+    std::ifstream in(absl::StrCat("/proc/", pid, "/stat"));
+    std::string stat((std::istreambuf_iterator<char>(in)),
+                     std::istreambuf_iterator<char>());
+    // The command name (field 2) may hold spaces: count fields after it.
+    size_t close = stat.rfind(')');
+    if (close == std::string::npos) continue;
+    std::vector<std::string> fields =
+        absl::StrSplit(stat.substr(close + 2), ' ');
+    // fields[0] is field 3 (state); ppid is field 4, utime 14, stime 15.
+    if (fields.size() < 13) continue;
+    int ppid = 0;
+    double utime = 0, stime = 0;
+    if (!absl::SimpleAtoi(fields[1], &ppid) ||
+        !absl::SimpleAtod(fields[11], &utime) ||
+        !absl::SimpleAtod(fields[12], &stime)) {
+      continue;
+    }
+    if (pid == postmaster || ppid == postmaster) ticks += utime + stime;
+  }
+  ::closedir(proc);
+  return ticks / static_cast<double>(::sysconf(_SC_CLK_TCK));
+}
+
 // Runs `op(thread, i)` from `clients` threads until `duration_s` passes.
-// The first error any thread sees ends the run and is returned.
+// The first error any thread sees ends the run and is returned. With a
+// `postmaster`, the PostgreSQL server's CPU over the run is measured too.
 template <typename Op>
 absl::StatusOr<Throughput> MeasureThroughput(int clients, double duration_s,
-                                             Op op) {
+                                             pid_t postmaster, Op op) {
   std::atomic<bool> stop{false};
   std::atomic<int64_t> done{0};
   std::vector<absl::Status> errors(clients);
   std::vector<std::thread> threads;
   Clock::time_point start = Clock::now();
   const double cpu_start = ProcessCpuSeconds();
+  const double db_cpu_start = postmaster > 0 ? ServerCpuSeconds(postmaster) : 0;
   for (int t = 0; t < clients; ++t) {
     threads.emplace_back([&, t] {
       int64_t mine = 0;
@@ -243,12 +298,17 @@ absl::StatusOr<Throughput> MeasureThroughput(int clients, double duration_s,
   stop = true;
   for (std::thread& thread : threads) thread.join();
   const double cpu = ProcessCpuSeconds() - cpu_start;
+  const double db_cpu =
+      postmaster > 0 ? ServerCpuSeconds(postmaster) - db_cpu_start : 0;
   double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
   for (const absl::Status& error : errors) {
     if (!error.ok()) return error;
   }
   const double calls = static_cast<double>(done.load());
-  return Throughput{calls / elapsed, calls > 0 ? cpu * 1e6 / calls : 0};
+  Throughput out{calls / elapsed, calls > 0 ? cpu * 1e6 / calls : 0};
+  if (postmaster > 0 && calls > 0)
+    out.db_cpu_us_per_call = db_cpu * 1e6 / calls;
+  return out;
 }
 
 struct RunResult {
@@ -263,7 +323,8 @@ struct RunResult {
 absl::StatusOr<RunResult> RunOne(const std::string& backend,
                                  const std::string& url, int size,
                                  const BenchOptions& options,
-                                 const std::string& socket_path) {
+                                 const std::string& socket_path,
+                                 pid_t postmaster) {
   RunResult result;
   result.backend = backend;
   result.size = size;
@@ -356,7 +417,9 @@ absl::StatusOr<RunResult> RunOne(const std::string& backend,
       result.search_grpc,
       MeasureLatency(search_warmup, options.search_calls, grpc_search));
 
-  std::fprintf(stderr, "[%s N=%d] throughput...\n", backend.c_str(), size);
+  // bench/records/profile.sh waits for these lines to profile one phase.
+  std::fprintf(stderr, "[%s N=%d] throughput in-process...\n", backend.c_str(),
+               size);
   // Each thread walks its own stride of random keys.
   auto key_for = [&](int thread, int64_t i) -> const std::string& {
     return keys[key_order[(static_cast<size_t>(i) * options.clients + thread) %
@@ -364,13 +427,14 @@ absl::StatusOr<RunResult> RunOne(const std::string& backend,
   };
   ASSIGN_OR_RETURN(
       result.tput_local,
-      MeasureThroughput(options.clients, options.duration_s,
+      MeasureThroughput(options.clients, options.duration_s, postmaster,
                         [&](int thread, int64_t i) -> absl::Status {
                           return registry.Get(key_for(thread, i)).status();
                         }));
+  std::fprintf(stderr, "[%s N=%d] throughput gRPC...\n", backend.c_str(), size);
   ASSIGN_OR_RETURN(
       result.tput_grpc,
-      MeasureThroughput(options.clients, options.duration_s,
+      MeasureThroughput(options.clients, options.duration_s, postmaster,
                         [&](int thread, int64_t i) -> absl::Status {
                           grpc::ClientContext context;
                           modelmanager::v1::GetModelRequest request;
@@ -428,6 +492,31 @@ void PrintTable(const std::vector<RunResult>& results,
   std::printf(
       "(CPU us/get: CPU time of this process, client and gRPC server "
       "together, per call; the PostgreSQL server's CPU is not in it.)\n");
+
+  // Where a get's CPU goes when every process of it shares the machine:
+  // this process plus the PostgreSQL server. Dividing the cores by it gives
+  // the rate the machine could sustain if nothing else ran, a figure that
+  // does not move with other load the way gets/s does.
+  const long cores = ::sysconf(_SC_NPROCESSORS_ONLN);
+  std::printf(
+      "\n| backend | records | path | this process CPU us/get | PostgreSQL "
+      "CPU us/get | total CPU us/get | gets/s at that cost on %ld cores |\n",
+      cores);
+  std::printf("|---|---:|---|---:|---:|---:|---:|\n");
+  for (const RunResult& r : results) {
+    for (const auto& [path, t] :
+         {std::pair<const char*, const Throughput&>{"in-process", r.tput_local},
+          std::pair<const char*, const Throughput&>{"gRPC", r.tput_grpc}}) {
+      const double db = std::max(t.db_cpu_us_per_call, 0.0);
+      const double total = t.cpu_us_per_call + db;
+      std::printf("| %s | %d | %s | %.1f | %s | %.1f | %.0f |\n",
+                  r.backend.c_str(), r.size, path, t.cpu_us_per_call,
+                  t.db_cpu_us_per_call < 0
+                      ? "-"
+                      : absl::StrFormat("%.1f", t.db_cpu_us_per_call).c_str(),
+                  total, total > 0 ? cores * 1e6 / total : 0);
+    }
+  }
 
   // The targets, checked on the gRPC figures (what clients see).
   std::printf("\nTargets (gRPC):\n");
@@ -548,9 +637,17 @@ absl::Status Main(int argc, char** argv) {
       } else {
         url = "sqlite:" + (dir.path() / "records.db").string();
       }
-      ASSIGN_OR_RETURN(RunResult result,
-                       RunOne(backend, url, size, options,
-                              (dir.path() / "records.sock").string()));
+      const pid_t postmaster =
+          cluster ? PostmasterPid(cluster->directory() + "/data") : 0;
+      if (cluster && postmaster == 0) {
+        std::fprintf(stderr,
+                     "cannot read postmaster.pid; PostgreSQL's CPU is not "
+                     "measured\n");
+      }
+      ASSIGN_OR_RETURN(
+          RunResult result,
+          RunOne(backend, url, size, options,
+                 (dir.path() / "records.sock").string(), postmaster));
       results.push_back(result);
     }
   }

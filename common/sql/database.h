@@ -11,6 +11,9 @@
 // belongs to that callback's thread. A Subscription may be destroyed from any
 // thread except its own callback.
 //
+// PostgreSQL keeps each connection's queries and data changes prepared
+// (parsed and planned once per connection); see docs/sql.md.
+//
 // Behaviour on outages (PostgreSQL): calls fail fast with UNAVAILABLE while
 // the server is away; broken connections are re-established on later calls
 // with exponential backoff; nothing exits or crashes. See docs/sql.md.

@@ -1,7 +1,7 @@
 // PostgreSQL backend over libpq: a bounded pool of blocking connections,
 // checked for a server-side close before each use and re-established with
-// exponential backoff after a failed attempt, plus a LISTEN thread per
-// Subscription.
+// exponential backoff after a failed attempt, each keeping its queries as
+// prepared statements, plus a LISTEN thread per Subscription.
 #include "common/sql/postgres_database.h"
 
 #include <libpq-fe.h>
@@ -19,6 +19,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -203,46 +204,216 @@ absl::StatusOr<Result> ToResult(PGconn* conn, const PGresult* result,
   return out;
 }
 
-// Runs one statement with bound text parameters.
-absl::StatusOr<Result> RunStatement(PGconn* conn, std::string_view sql,
-                                    const std::vector<Value>& params) {
-  PlaceholderSql rewritten = RewritePlaceholders(sql);
-  if (rewritten.placeholder_count != static_cast<int>(params.size())) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "SQL `", Shorten(sql), "` has ", rewritten.placeholder_count,
-        " placeholders but ", params.size(), " parameters were given"));
-  }
-  std::vector<std::string> storage(params.size());
-  std::vector<const char*> values(params.size(), nullptr);
-  std::vector<Oid> types(params.size(), 0);
+struct ConnDeleter {
+  void operator()(PGconn* conn) const { PQfinish(conn); }
+};
+using ConnPtr = std::unique_ptr<PGconn, ConnDeleter>;
+
+// Parameters in libpq's text form, and the types the statement is
+// prepared with.
+struct BoundParams {
+  std::vector<std::string> storage;
+  std::vector<const char*> values;
+  std::vector<Oid> types;
+  // One letter per parameter (i: int8, d: float8, u: left to the server);
+  // a statement prepared for one signature is only reused with the same,
+  // so the server infers types exactly as it would for a one-off statement.
+  std::string signature;
+};
+
+absl::StatusOr<BoundParams> BindParams(std::string_view sql,
+                                       const std::vector<Value>& params) {
+  BoundParams bound;
+  bound.storage.resize(params.size());
+  bound.values.assign(params.size(), nullptr);
+  bound.types.assign(params.size(), 0);
+  bound.signature.assign(params.size(), 'u');
   for (size_t i = 0; i < params.size(); ++i) {
     const Value& value = params[i];
     if (const auto* n = std::get_if<int64_t>(&value)) {
-      storage[i] = absl::StrCat(*n);
-      types[i] = kInt8Oid;
+      bound.storage[i] = absl::StrCat(*n);
+      bound.types[i] = kInt8Oid;
+      bound.signature[i] = 'i';
     } else if (const auto* d = std::get_if<double>(&value)) {
-      storage[i] = DoubleParam(*d);
-      types[i] = kFloat8Oid;
+      bound.storage[i] = DoubleParam(*d);
+      bound.types[i] = kFloat8Oid;
+      bound.signature[i] = 'd';
     } else if (const auto* s = std::get_if<std::string>(&value)) {
       if (s->find('\0') != std::string::npos) {
         return absl::InvalidArgumentError(absl::StrCat(
             "parameter ", i + 1, " of `", Shorten(sql),
             "` contains a NUL byte, which PostgreSQL text cannot hold"));
       }
-      storage[i] = *s;
+      bound.storage[i] = *s;
       // Type 0 lets the server infer it (text, jsonb, timestamptz, ...).
     } else {
       continue;  // NULL: values[i] stays nullptr.
     }
-    values[i] = storage[i].c_str();
+    bound.values[i] = bound.storage[i].c_str();
   }
+  return bound;
+}
+
+// `sql` with `?` rewritten, or INVALID_ARGUMENT when its placeholders do not
+// match the parameters given.
+absl::StatusOr<std::string> Rewrite(std::string_view sql, size_t params) {
+  PlaceholderSql rewritten = RewritePlaceholders(sql);
+  if (rewritten.placeholder_count != static_cast<int>(params)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "SQL `", Shorten(sql), "` has ", rewritten.placeholder_count,
+        " placeholders but ", params, " parameters were given"));
+  }
+  return std::move(rewritten.sql);
+}
+
+// Whether `sql` is worth keeping prepared: queries and data changes, which
+// a program runs over and over. DDL, SET, LISTEN and the like run once, as
+// one-off statements, and never fill the cache.
+bool Cacheable(std::string_view sql) {
+  size_t i = 0;
+  while (i < sql.size() &&
+         (absl::ascii_isspace(static_cast<unsigned char>(sql[i])) ||
+          sql[i] == '(')) {
+    ++i;
+  }
+  size_t end = i;
+  while (end < sql.size() &&
+         absl::ascii_isalpha(static_cast<unsigned char>(sql[end]))) {
+    ++end;
+  }
+  const absl::string_view word(sql.data() + i, end - i);
+  for (absl::string_view keyword :
+       {"SELECT", "INSERT", "UPDATE", "DELETE", "WITH", "VALUES"}) {
+    if (absl::EqualsIgnoreCase(word, keyword)) return true;
+  }
+  return false;
+}
+
+// Prepared statements kept per connection; when a new one would exceed
+// this, the connection's statements are all deallocated and the cache
+// starts over (as the SQLite backend does).
+constexpr size_t kMaxPreparedStatements = 256;
+
+// One pooled connection and the statements prepared on it. The server keeps
+// prepared statements per session, so the cache lives and dies with the
+// connection: a reconnected session starts with an empty cache and can
+// never be asked for a statement it lacks.
+struct Connection {
+  explicit Connection(ConnPtr c) : conn(std::move(c)) {}
+  PGconn* get() const { return conn.get(); }
+
+  ConnPtr conn;
+  // Parameter signature + "|" + SQL as the caller wrote it → the name of
+  // the server-side statement.
+  std::unordered_map<std::string, std::string> prepared;
+  // Names are "mm_<n>" with n counting up for the life of the connection,
+  // never reused, so a name cannot collide even with a statement left
+  // behind on the server after its cache entry was dropped.
+  uint64_t next_statement = 0;
+};
+using ConnectionPtr = std::unique_ptr<Connection>;
+
+// A one-off statement (the unnamed statement: parsed and planned per call).
+absl::StatusOr<Result> RunUnnamed(PGconn* conn, std::string_view sql,
+                                  const BoundParams& bound) {
+  ASSIGN_OR_RETURN(std::string text, Rewrite(sql, bound.values.size()));
   ResultPtr result(
-      PQexecParams(conn, rewritten.sql.c_str(), static_cast<int>(params.size()),
-                   types.data(), values.data(), nullptr, nullptr,
+      PQexecParams(conn, text.c_str(), static_cast<int>(bound.values.size()),
+                   bound.types.data(), bound.values.data(), nullptr, nullptr,
                    /*resultFormat=*/0),
       &PQclear);
   if (result == nullptr) return PgError(conn, nullptr, sql);
   return ToResult(conn, result.get(), sql);
+}
+
+absl::Status RunScript(PGconn* conn, std::string_view sql);
+
+// Prepares `sql` on `c` under a fresh name and caches it under `key`.
+absl::StatusOr<std::string> Prepare(Connection& c, const std::string& key,
+                                    std::string_view sql,
+                                    const BoundParams& bound) {
+  ASSIGN_OR_RETURN(std::string text, Rewrite(sql, bound.values.size()));
+  if (c.prepared.size() >= kMaxPreparedStatements) {
+    // DEALLOCATE is not transactional, so this is safe inside a
+    // transaction too: a rollback does not bring the statements back.
+    RETURN_IF_ERROR(Annotate(RunScript(c.get(), "DEALLOCATE ALL"),
+                             "dropping the prepared statement cache"));
+    c.prepared.clear();
+  }
+  std::string name = absl::StrCat("mm_", c.next_statement++);
+  ResultPtr result(
+      PQprepare(c.get(), name.c_str(), text.c_str(),
+                static_cast<int>(bound.types.size()), bound.types.data()),
+      &PQclear);
+  if (result == nullptr) return PgError(c.get(), nullptr, sql);
+  RETURN_IF_ERROR(ToResult(c.get(), result.get(), sql).status());
+  c.prepared.emplace(key, name);
+  return name;
+}
+
+// Whether a prepared statement failed only because it went stale: the
+// session no longer has it (someone ran DEALLOCATE or DISCARD on the
+// connection), or a schema change altered the columns it returns, which
+// PostgreSQL refuses to do under a prepared statement. Either way nothing
+// ran.
+bool StaleStatement(const PGresult* result, bool* dropped_by_server) {
+  const char* state = PQresultErrorField(result, PG_DIAG_SQLSTATE);
+  if (state == nullptr) return false;
+  const std::string_view sqlstate(state);
+  *dropped_by_server = sqlstate == "26000";
+  if (*dropped_by_server) return true;
+  const char* message = PQresultErrorField(result, PG_DIAG_MESSAGE_PRIMARY);
+  return sqlstate == "0A000" && message != nullptr &&
+         absl::StrContains(message, "cached plan must not change result type");
+}
+
+// Runs one statement with bound text parameters: a query or data change
+// through the connection's prepared statement for it (parsed and planned
+// once per connection), anything else as a one-off.
+absl::StatusOr<Result> RunStatement(Connection& c, std::string_view sql,
+                                    const std::vector<Value>& params) {
+  ASSIGN_OR_RETURN(BoundParams bound, BindParams(sql, params));
+  if (!Cacheable(sql)) return RunUnnamed(c.get(), sql, bound);
+  std::string key = absl::StrCat(bound.signature, "|", AsAbsl(sql));
+  for (int attempt = 0;; ++attempt) {
+    std::string name;
+    bool fresh = false;
+    if (auto it = c.prepared.find(key); it != c.prepared.end()) {
+      name = it->second;
+    } else {
+      ASSIGN_OR_RETURN(name, Prepare(c, key, sql, bound));
+      fresh = true;
+    }
+    ResultPtr result(PQexecPrepared(c.get(), name.c_str(),
+                                    static_cast<int>(bound.values.size()),
+                                    bound.values.data(), nullptr, nullptr,
+                                    /*resultFormat=*/0),
+                     &PQclear);
+    if (result == nullptr) return PgError(c.get(), nullptr, sql);
+    bool dropped_by_server = false;
+    if (fresh || PQresultStatus(result.get()) != PGRES_FATAL_ERROR ||
+        !StaleStatement(result.get(), &dropped_by_server)) {
+      return ToResult(c.get(), result.get(), sql);
+    }
+    if (dropped_by_server) {
+      // Whatever removed this one removed the others too.
+      c.prepared.clear();
+    } else {
+      c.prepared.erase(key);
+    }
+    const bool autocommit = PQtransactionStatus(c.get()) == PQTRANS_IDLE;
+    if (!dropped_by_server && autocommit) {
+      // Free the server's copy now; a leftover would only cost memory
+      // until the cache is next flushed or the connection closes.
+      RunScript(c.get(), absl::StrCat("DEALLOCATE ", name)).IgnoreError();
+    }
+    // Inside a transaction the error has aborted it: report it (the next
+    // attempt prepares afresh). In autocommit nothing ran, so prepare and
+    // run again.
+    if (!autocommit || attempt > 0) {
+      return ToResult(c.get(), result.get(), sql);
+    }
+  }
 }
 
 absl::Status RunScript(PGconn* conn, std::string_view sql) {
@@ -274,11 +445,6 @@ bool StillUsable(PGconn* conn) {
   }
   return PQstatus(conn) == CONNECTION_OK;
 }
-
-struct ConnDeleter {
-  void operator()(PGconn* conn) const { PQfinish(conn); }
-};
-using ConnPtr = std::unique_ptr<PGconn, ConnDeleter>;
 
 // Opens one connection; `conninfo` comes last so the URL overrides our
 // defaults (e.g. a different connect_timeout).
@@ -322,7 +488,7 @@ absl::StatusOr<ConnPtr> Connect(const std::string& conninfo,
 
 class PostgresSession : public Session {
  public:
-  explicit PostgresSession(PGconn* conn) : conn_(conn) {}
+  explicit PostgresSession(Connection& conn) : conn_(conn) {}
 
   absl::StatusOr<Result> Execute(std::string_view sql,
                                  const std::vector<Value>& params) override {
@@ -334,7 +500,7 @@ class PostgresSession : public Session {
 
   absl::Status ExecuteScript(std::string_view sql) override {
     if (!first_error_.ok()) return AbortedByEarlierError();
-    absl::Status status = RunScript(conn_, sql);
+    absl::Status status = RunScript(conn_.get(), sql);
     if (!status.ok()) first_error_ = status;
     return status;
   }
@@ -352,7 +518,7 @@ class PostgresSession : public Session {
                     "transaction already failed on an earlier statement");
   }
 
-  PGconn* conn_;
+  Connection& conn_;
   absl::Status first_error_;
 };
 
@@ -453,7 +619,7 @@ class PostgresDatabase : public Database {
         redacted_(RedactUrl(conninfo_)),
         options_(options) {
     MutexLock lock(&mu_);
-    idle_.push_back(std::move(first));
+    idle_.push_back(std::make_unique<Connection>(std::move(first)));
     open_ = 1;
     backoff_ = options_.reconnect_backoff_min;
   }
@@ -462,16 +628,16 @@ class PostgresDatabase : public Database {
 
   absl::StatusOr<Result> Execute(std::string_view sql,
                                  const std::vector<Value>& params) override {
-    ASSIGN_OR_RETURN(ConnPtr conn, Acquire());
-    absl::StatusOr<Result> result = RunStatement(conn.get(), sql, params);
+    ASSIGN_OR_RETURN(ConnectionPtr conn, Acquire());
+    absl::StatusOr<Result> result = RunStatement(*conn, sql, params);
     Release(std::move(conn));
     return result;
   }
 
   absl::Status Transaction(
       absl::FunctionRef<absl::Status(Session&)> body) override {
-    ASSIGN_OR_RETURN(ConnPtr conn, Acquire());
-    absl::Status status = RunTransaction(conn.get(), body);
+    ASSIGN_OR_RETURN(ConnectionPtr conn, Acquire());
+    absl::Status status = RunTransaction(*conn, body);
     Release(std::move(conn));
     return status;
   }
@@ -509,11 +675,12 @@ class PostgresDatabase : public Database {
   absl::Status Ping() override { return Execute("SELECT 1", {}).status(); }
 
  private:
-  absl::Status RunTransaction(PGconn* conn,
+  absl::Status RunTransaction(Connection& connection,
                               absl::FunctionRef<absl::Status(Session&)> body) {
+    PGconn* conn = connection.get();
     RETURN_IF_ERROR(
         Annotate(RunScript(conn, "BEGIN"), "starting a transaction"));
-    PostgresSession session(conn);
+    PostgresSession session(connection);
     const absl::Status body_status = body(session);
     if (body_status.ok() && session.first_error().ok()) {
       absl::Status commit = RunScript(conn, "COMMIT");
@@ -539,7 +706,7 @@ class PostgresDatabase : public Database {
     return !idle_.empty() || open_ < options_.pool_size;
   }
 
-  absl::StatusOr<ConnPtr> Acquire() {
+  absl::StatusOr<ConnectionPtr> Acquire() {
     const absl::Time deadline = absl::Now() + options_.acquire_timeout;
     MutexLock lock(&mu_);
     while (true) {
@@ -554,13 +721,13 @@ class PostgresDatabase : public Database {
             "Transaction body"));
       }
       if (!idle_.empty()) {
-        ConnPtr conn = std::move(idle_.back());
+        ConnectionPtr conn = std::move(idle_.back());
         idle_.pop_back();
-        if (StillUsable(conn.get())) return conn;
+        if (StillUsable(conn->get())) return conn;
         --open_;  // Dropped; fall through to replace it.
         MM_LOG(INFO) << "postgres " << redacted_
                      << ": dropping a pooled connection the server closed: "
-                     << OneLine(PQerrorMessage(conn.get()));
+                     << OneLine(PQerrorMessage(conn->get()));
       }
       const absl::Time now = absl::Now();
       if (now < next_attempt_) {
@@ -581,7 +748,7 @@ class PostgresDatabase : public Database {
         }
         backoff_ = options_.reconnect_backoff_min;
         next_attempt_ = absl::InfinitePast();
-        return std::move(*conn);
+        return std::make_unique<Connection>(std::move(*conn));
       }
       --open_;
       if (backoff_ == options_.reconnect_backoff_min) {
@@ -594,11 +761,11 @@ class PostgresDatabase : public Database {
     }
   }
 
-  void Release(ConnPtr conn) {
+  void Release(ConnectionPtr conn) {
     // A broken connection, or one left inside a transaction, is dropped
     // rather than handed to the next caller.
-    const bool reusable = PQstatus(conn.get()) == CONNECTION_OK &&
-                          PQtransactionStatus(conn.get()) == PQTRANS_IDLE;
+    const bool reusable = PQstatus(conn->get()) == CONNECTION_OK &&
+                          PQtransactionStatus(conn->get()) == PQTRANS_IDLE;
     if (!reusable) conn.reset();
     MutexLock lock(&mu_);
     if (reusable) {
@@ -612,7 +779,7 @@ class PostgresDatabase : public Database {
   const std::string redacted_;
   const Options options_;
   Mutex mu_;
-  std::vector<ConnPtr> idle_ ABSL_GUARDED_BY(mu_);
+  std::vector<ConnectionPtr> idle_ ABSL_GUARDED_BY(mu_);
   // Connections that exist: idle, lent out, or being opened.
   int open_ ABSL_GUARDED_BY(mu_) = 0;
   // No connection attempt before this time (backoff after a failure).

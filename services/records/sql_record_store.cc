@@ -276,9 +276,7 @@ class SqlRecordStore final : public RecordStore {
   }
 
   absl::StatusOr<StoredModel> Get(const std::string& key) override {
-    ASSIGN_OR_RETURN(
-        sql::Result result,
-        db_->Execute(absl::StrCat(kSelectColumns, " WHERE id = ?"), {key}));
+    ASSIGN_OR_RETURN(sql::Result result, db_->Execute(kSelectByKey, {key}));
     if (result.rows.empty()) return UnknownKey(key);
     return FromRow(result.rows[0]);
   }
@@ -508,8 +506,9 @@ class SqlRecordStore final : public RecordStore {
   absl::Status Ping() override { return db_->Ping(); }
 
  private:
-  static constexpr char kSelectColumns[] =
-      "SELECT id, config, revision, created_at, updated_at FROM models";
+  static constexpr char kSelectByKey[] =
+      "SELECT id, config, revision, created_at, updated_at FROM models "
+      "WHERE id = ?";
 
   // The placeholder for a config parameter: jsonb needs a cast.
   std::string JsonParam() const {
@@ -530,7 +529,10 @@ class SqlRecordStore final : public RecordStore {
 
   static absl::StatusOr<StoredModel> FromRow(const sql::Row& row) {
     StoredModel model;
-    model.config = json::parse(row.Text(1), nullptr, false);
+    // Parsed where it lies: a copy of the text would be thrown away.
+    const auto* text = std::get_if<std::string>(&row.value(1));
+    model.config = text != nullptr ? json::parse(*text, nullptr, false)
+                                   : json(json::value_t::discarded);
     if (model.config.is_discarded() || !model.config.is_object()) {
       return absl::DataLossError(
           absl::StrCat("stored record '", row.Text(0), "' holds invalid JSON"));
@@ -542,9 +544,7 @@ class SqlRecordStore final : public RecordStore {
   }
 
   absl::StatusOr<StoredModel> GetIn(sql::Session& s, const std::string& key) {
-    ASSIGN_OR_RETURN(
-        sql::Result result,
-        s.Execute(absl::StrCat(kSelectColumns, " WHERE id = ?"), {key}));
+    ASSIGN_OR_RETURN(sql::Result result, s.Execute(kSelectByKey, {key}));
     if (result.rows.empty()) return UnknownKey(key);
     return FromRow(result.rows[0]);
   }

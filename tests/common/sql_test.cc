@@ -15,6 +15,7 @@
 #include "common/mutex.h"
 #include "common/sql/database.h"
 #include "common/sql/postgres_database.h"
+#include "common/status.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/postgres_cluster.h"
@@ -546,6 +547,167 @@ TEST(RewritePlaceholdersTest, SkipsLiteralsIdentifiersAndComments) {
   EXPECT_EQ(RewritePlaceholders("SELECT 'oops ?").sql, "SELECT 'oops ?");
 }
 
+// The statements prepared on the session that runs the query, as
+// "statement [executions]" (PostgreSQL 14+ counts the plans each one ran
+// with), leaving out this query itself.
+absl::StatusOr<std::vector<std::string>> PreparedStatements(Database& db) {
+  ASSIGN_OR_RETURN(Result r,
+                   db.Execute("SELECT statement, generic_plans + custom_plans "
+                              "FROM pg_prepared_statements "
+                              "WHERE statement NOT LIKE '%pg_prepared%' "
+                              "ORDER BY name"));
+  std::vector<std::string> out;
+  for (const Row& row : r.rows) {
+    out.push_back(absl::StrCat(row.Text(0), " [", row.Int(1), "]"));
+  }
+  return out;
+}
+
+// PostgreSQL keeps queries prepared per connection. One connection, so
+// every call runs on the session the test inspects.
+class PostgresPreparedTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    absl::StatusOr<PostgresCluster*> cluster = SharedCluster::Get();
+    if (!cluster.ok()) MM_SKIP_OR_FAIL_WITHOUT_POSTGRES(cluster.status());
+    static int next_database = 0;
+    ASSERT_OK_AND_ASSIGN(
+        std::string url,
+        (*cluster)->CreateDatabase(absl::StrCat("prepared", next_database++)));
+    Options options;
+    options.pool_size = 1;
+    ASSERT_OK_AND_ASSIGN(db_, Database::Open(url, options));
+  }
+
+  absl::StatusOr<int64_t> Twice(int64_t n) {
+    ASSIGN_OR_RETURN(Result r,
+                     db_->Execute("SELECT CAST(? AS bigint) * 2", {n}));
+    return r.rows.at(0).Int(0);
+  }
+
+  std::unique_ptr<Database> db_;
+};
+
+TEST_F(PostgresPreparedTest, EachQueryIsPreparedOncePerConnection) {
+  ASSERT_OK(
+      db_->Execute("CREATE TABLE p (id BIGINT PRIMARY KEY, s TEXT)").status());
+  const std::vector<std::string> names = {"zero", "one", "two"};
+  for (size_t i = 0; i < names.size(); ++i) {
+    ASSERT_OK(db_->Execute("INSERT INTO p VALUES (?, ?)",
+                           {static_cast<int64_t>(i), names[i]})
+                  .status());
+  }
+  for (int round = 0; round < 2; ++round) {
+    for (size_t i = 0; i < names.size(); ++i) {
+      ASSERT_OK_AND_ASSIGN(Result r,
+                           db_->Execute("SELECT s FROM p WHERE id = ?",
+                                        {static_cast<int64_t>(i)}));
+      ASSERT_EQ(r.rows.size(), 1u);
+      EXPECT_EQ(r.rows[0].Text(0), names[i]);
+    }
+  }
+  // The DDL ran as a one-off and was not kept.
+  ASSERT_OK_AND_ASSIGN(std::vector<std::string> prepared,
+                       PreparedStatements(*db_));
+  EXPECT_THAT(prepared, ElementsAre("INSERT INTO p VALUES ($1, $2) [3]",
+                                    "SELECT s FROM p WHERE id = $1 [6]"));
+}
+
+TEST_F(PostgresPreparedTest, ParameterTypesGetTheirOwnStatement) {
+  // Prepared for a bigint parameter, the statement would reject text; the
+  // server infers each signature's types as it does for a one-off.
+  ASSERT_OK_AND_ASSIGN(Result number,
+                       db_->Execute("SELECT CAST(? AS TEXT)", {int64_t{5}}));
+  EXPECT_EQ(number.rows.at(0).Text(0), "5");
+  ASSERT_OK_AND_ASSIGN(Result text, db_->Execute("SELECT CAST(? AS TEXT)",
+                                                 {std::string("five")}));
+  EXPECT_EQ(text.rows.at(0).Text(0), "five");
+  ASSERT_OK_AND_ASSIGN(
+      Result null, db_->Execute("SELECT CAST(? AS TEXT)", {std::monostate()}));
+  EXPECT_TRUE(null.rows.at(0).IsNull(0));
+  // A cached statement does not hide a wrong parameter count.
+  EXPECT_THAT(db_->Execute("SELECT CAST(? AS TEXT)", {int64_t{1}, int64_t{2}}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("has 1 placeholders but 2 parameters")));
+}
+
+TEST_F(PostgresPreparedTest, CacheIsBoundedAndNamesNeverRepeat) {
+  // More distinct queries than the cache holds (256): it is flushed and
+  // refilled, and new names never clash with old ones on the server.
+  constexpr int kQueries = 300;
+  for (int round = 0; round < 2; ++round) {
+    for (int i = 0; i < kQueries; ++i) {
+      ASSERT_OK_AND_ASSIGN(
+          Result r, db_->Execute(absl::StrCat("SELECT CAST(? AS bigint) + ", i),
+                                 {int64_t{1000}}));
+      ASSERT_EQ(r.rows.at(0).Int(0), 1000 + i) << "round " << round;
+    }
+  }
+  ASSERT_OK_AND_ASSIGN(std::vector<std::string> prepared,
+                       PreparedStatements(*db_));
+  EXPECT_GT(prepared.size(), 0u);
+  EXPECT_LE(prepared.size(), 256u);
+}
+
+TEST_F(PostgresPreparedTest, SchemaChangeUnderAStatementIsRetried) {
+  ASSERT_OK(db_->Execute("CREATE TABLE s (a BIGINT)").status());
+  ASSERT_OK(db_->Execute("INSERT INTO s VALUES (1)").status());
+  const std::string query = "SELECT * FROM s WHERE a = ?";
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_OK_AND_ASSIGN(Result r, db_->Execute(query, {int64_t{1}}));
+    EXPECT_THAT(r.columns, ElementsAre("a"));
+  }
+  // PostgreSQL refuses to change the columns of a prepared statement;
+  // outside a transaction nothing ran, so the call prepares it again.
+  ASSERT_OK(
+      db_->Execute("ALTER TABLE s ADD COLUMN b TEXT DEFAULT 'x'").status());
+  ASSERT_OK_AND_ASSIGN(Result widened, db_->Execute(query, {int64_t{1}}));
+  EXPECT_THAT(widened.columns, ElementsAre("a", "b"));
+  EXPECT_EQ(widened.rows.at(0).Text(1), "x");
+
+  // Inside a transaction the error has already aborted it: it is returned,
+  // and the next attempt works.
+  ASSERT_OK(
+      db_->Execute("ALTER TABLE s ADD COLUMN c TEXT DEFAULT 'y'").status());
+  auto select = [&](Session& session) {
+    return session.Execute(query, {int64_t{1}}).status();
+  };
+  EXPECT_THAT(db_->Transaction(select),
+              StatusIs(absl::StatusCode::kInternal,
+                       HasSubstr("cached plan must not change result type")));
+  EXPECT_OK(db_->Transaction(select));
+  ASSERT_OK_AND_ASSIGN(Result widest, db_->Execute(query, {int64_t{1}}));
+  EXPECT_THAT(widest.columns, ElementsAre("a", "b", "c"));
+}
+
+TEST_F(PostgresPreparedTest, StatementsDroppedOnTheServerArePreparedAgain) {
+  ASSERT_OK_AND_ASSIGN(int64_t first, Twice(21));
+  EXPECT_EQ(first, 42);
+  for (const char* drop : {"DEALLOCATE ALL", "DISCARD ALL"}) {
+    ASSERT_OK(db_->Execute(drop).status()) << drop;
+    ASSERT_OK_AND_ASSIGN(int64_t again, Twice(21));
+    EXPECT_EQ(again, 42) << drop;
+  }
+}
+
+TEST_F(PostgresPreparedTest, RollbackKeepsPreparedStatementsUsable) {
+  // Prepared statements are not transactional: one prepared inside a
+  // transaction that rolls back is still there, and still works.
+  EXPECT_THAT(db_->Transaction([](Session& session) -> absl::Status {
+    absl::StatusOr<Result> r =
+        session.Execute("SELECT CAST(? AS bigint) * 2", {int64_t{4}});
+    if (!r.ok()) return r.status();
+    return absl::FailedPreconditionError("changed my mind");
+  }),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("changed my mind")));
+  ASSERT_OK_AND_ASSIGN(int64_t ten, Twice(5));
+  EXPECT_EQ(ten, 10);
+  ASSERT_OK_AND_ASSIGN(std::vector<std::string> prepared,
+                       PreparedStatements(*db_));
+  EXPECT_THAT(prepared, ElementsAre("SELECT CAST($1 AS bigint) * 2 [2]"));
+}
+
 TEST(PostgresOutageTest, FailsFastWhileDownAndRecovers) {
   absl::StatusOr<std::unique_ptr<PostgresCluster>> cluster =
       PostgresCluster::Start();
@@ -587,6 +749,44 @@ TEST(PostgresOutageTest, FailsFastWhileDownAndRecovers) {
                         {std::string("changes"), std::string("after")})
                 .status());
   EXPECT_TRUE(inbox.WaitFor("after", absl::Seconds(30)));
+}
+
+TEST(PostgresOutageTest, PreparedStatementsAreRebuiltAfterARestart) {
+  absl::StatusOr<std::unique_ptr<PostgresCluster>> cluster =
+      PostgresCluster::Start();
+  if (!cluster.ok()) MM_SKIP_OR_FAIL_WITHOUT_POSTGRES(cluster.status());
+  Options options;
+  options.pool_size = 1;
+  options.reconnect_backoff_max = absl::Seconds(1);
+  ASSERT_OK_AND_ASSIGN(auto db, Database::Open((*cluster)->url(), options));
+  ASSERT_OK(db->Execute("CREATE TABLE r (x BIGINT)").status());
+  ASSERT_OK(db->Execute("INSERT INTO r VALUES (7)").status());
+  const std::string query = "SELECT x FROM r WHERE x = ?";
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_OK_AND_ASSIGN(Result r, db->Execute(query, {int64_t{7}}));
+    ASSERT_EQ(r.rows.size(), 1u);
+  }
+
+  // The new server session has none of the old statements; the
+  // connection that replaces the lost one starts with an empty cache.
+  ASSERT_OK((*cluster)->Stop());
+  EXPECT_THAT(db->Execute(query, {int64_t{7}}),
+              StatusIs(absl::StatusCode::kUnavailable));
+  ASSERT_OK((*cluster)->Restart());
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  absl::StatusOr<Result> r;
+  do {
+    r = db->Execute(query, {int64_t{7}});
+    if (r.ok()) break;
+    EXPECT_THAT(r, StatusIs(absl::StatusCode::kUnavailable));
+    absl::SleepFor(absl::Milliseconds(50));  // polling interval, not a sync
+  } while (absl::Now() < deadline);
+  ASSERT_OK(r);
+  ASSERT_EQ(r->rows.size(), 1u);
+  EXPECT_EQ(r->rows[0].Int(0), 7);
+  ASSERT_OK_AND_ASSIGN(std::vector<std::string> prepared,
+                       PreparedStatements(*db));
+  EXPECT_THAT(prepared, ElementsAre("SELECT x FROM r WHERE x = $1 [1]"));
 }
 
 TEST(PostgresOutageTest, OpenFailsWhenServerIsDown) {
