@@ -99,6 +99,4 @@ bool PostgresRequired();
     GTEST_SKIP() << "no PostgreSQL: " << (why);                    \
   } while (false)
 
-namespace mm::testing {}  // namespace mm::testing
-
 #endif  // MM_TESTS_TESTING_POSTGRES_CLUSTER_H_
