@@ -320,5 +320,32 @@ TEST_F(RecordsServiceTest, ListPagesAndExists) {
   EXPECT_FALSE(answer.exists());
 }
 
+// The paging policy every List rpc shares (common/paging.h).
+TEST_F(RecordsServiceTest, ListPageSizeIsCappedAndNegativeIsRefused) {
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_OK(Create(LoraJson("p" + std::to_string(i),
+                              "/p/" + std::to_string(i) + ".safetensors"))
+                  .status());
+  }
+  modelmanager::v1::ListModelsRequest request;
+  request.set_page_size(1'000'000);
+  {
+    grpc::ClientContext context;
+    Bound(context);
+    modelmanager::v1::ListModelsResponse response;
+    ASSERT_TRUE(stub_->ListModels(&context, request, &response).ok());
+    EXPECT_EQ(response.models_size(), 3);
+    EXPECT_TRUE(response.next_page_token().empty());
+  }
+  request.set_page_size(-1);
+  grpc::ClientContext context;
+  Bound(context);
+  modelmanager::v1::ListModelsResponse response;
+  grpc::Status status = stub_->ListModels(&context, request, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(),
+              ::testing::HasSubstr("page_size must not be negative"));
+}
+
 }  // namespace
 }  // namespace mm::records
