@@ -1,26 +1,18 @@
-// The modelmanager.v1.Downloader gRPC service: validates requests (URLs,
-// names, destinations inside the download roots, free space), keeps jobs in
-// the JobStore and wakes the Engine. Any replica answers for every job: the
-// state lives in the store, and Watch/Wait follow its change signal (NOTIFY
-// across replicas on PostgreSQL).
+// The modelmanager.v1.Downloader gRPC service: the rpc edge of the
+// DownloadManager (download_manager.h), which holds the logic. Each rpc
+// converts its request, calls the manager once, and converts the answer
+// (jobs to DownloadJob, absl::Status to grpc::Status).
 //
-//   DownloaderService service(store, engine, tokens, roots, policy);
-//   host->AddShutdownHook([&] { service.Shutdown(); });
+//   DownloaderService service(&manager);
+//   host->AddShutdownHook([&] { manager.Shutdown(); });
 //
 // Thread-safety: rpc handlers run concurrently; the service is safe for it.
 #ifndef MM_SERVICES_DOWNLOADER_DOWNLOADER_SERVICE_H_
 #define MM_SERVICES_DOWNLOADER_DOWNLOADER_SERVICE_H_
 
-#include <atomic>
-#include <memory>
-#include <string>
-
-#include "common/http/address_policy.h"
 #include "modelmanager/v1/downloader.grpc.pb.h"
-#include "services/downloader/engine.h"
-#include "services/downloader/job_store.h"
-#include "services/downloader/paths.h"
-#include "services/downloader/tokens.h"
+#include "services/downloader/download_manager.h"
+#include "services/downloader/job.h"
 
 namespace mm::downloader {
 
@@ -31,12 +23,8 @@ modelmanager::v1::DownloadJob JobToProto(const Job& job);
 
 class DownloaderService final : public modelmanager::v1::Downloader::Service {
  public:
-  DownloaderService(JobStore* store, Engine* engine, TokenProvider* tokens,
-                    DownloadRoots roots,
-                    std::shared_ptr<const http::AddressPolicy> policy);
-
-  // Ends every open Watch and Wait promptly (called before draining).
-  void Shutdown();
+  // `manager` must outlive the service.
+  explicit DownloaderService(DownloadManager* manager) : manager_(manager) {}
 
   grpc::Status CreateDownload(
       grpc::ServerContext* context,
@@ -81,23 +69,8 @@ class DownloaderService final : public modelmanager::v1::Downloader::Service {
       const modelmanager::v1::WatchDownloadRequest* request,
       grpc::ServerWriter<modelmanager::v1::DownloadJob>* writer) override;
 
-  // The rpc bodies without gRPC types, for in-process use and tests.
-  absl::StatusOr<Job> Create(
-      const modelmanager::v1::CreateDownloadRequest& request);
-  enum class Action { kStart, kPause, kResume, kCancel };
-  absl::StatusOr<Job> Apply(const std::string& id, Action action,
-                            const std::string& token = "");
-
  private:
-  absl::StatusOr<Job> BuildJob(
-      const modelmanager::v1::CreateDownloadRequest& request);
-
-  JobStore* const store_;
-  Engine* const engine_;
-  TokenProvider* const tokens_;
-  const DownloadRoots roots_;
-  const std::shared_ptr<const http::AddressPolicy> policy_;
-  std::atomic<bool> shutting_down_{false};
+  DownloadManager* const manager_;
 };
 
 }  // namespace mm::downloader

@@ -42,6 +42,26 @@ bool IsTerminal(JobState state) {
          state == JobState::kCancelled;
 }
 
+bool CanTransition(JobState from, JobState to) {
+  if (from == to || IsTerminal(from)) return false;
+  switch (to) {
+    case JobState::kWaiting:
+      return false;  // only a new job starts WAITING
+    case JobState::kQueued:
+      return from == JobState::kWaiting || from == JobState::kPaused;
+    case JobState::kRunning:
+      return from == JobState::kQueued;
+    case JobState::kPaused:
+      return from != JobState::kPaused;
+    case JobState::kSucceeded:
+    case JobState::kFailed:
+      return from == JobState::kRunning;
+    case JobState::kCancelled:
+      return true;
+  }
+  return false;
+}
+
 int64_t Part::Bytes() const {
   if (done) return total_bytes;
   int64_t sum = 0;

@@ -34,6 +34,14 @@ enum class JobState {
 std::string_view StateName(JobState state);
 std::optional<JobState> StateFromName(std::string_view name);
 bool IsTerminal(JobState state);
+// The job state machine: whether a job may move from `from` to `to` (a
+// change of state; false when they are equal). WAITING -> QUEUED (start);
+// QUEUED -> RUNNING (a worker claimed it); WAITING | QUEUED | RUNNING ->
+// PAUSED; PAUSED -> QUEUED (resume); RUNNING -> SUCCEEDED | FAILED; any
+// non-terminal -> CANCELLED. A job whose worker died goes on in RUNNING on
+// another worker (no change of state). Requests (DownloadManager), worker
+// saves (JobStore::SaveProgress) and the runner's wind-down consult it.
+bool CanTransition(JobState from, JobState to);
 
 // A byte range of one file fetched on its own connection. `end` is
 // exclusive; -1 while the file's size is unknown (one open-ended stream).

@@ -1,13 +1,12 @@
-// Durable download jobs in SQLite (one process) or PostgreSQL (replicas
-// sharing one queue). A job is one row: the searched and contended fields in
-// columns, everything else as JSON. Every write bumps the row's revision and
-// signals watchers: in-process through a ChangeSignal, across replicas
-// through NOTIFY on channel "mm_downloads".
+// The downloader's typed job store: download jobs (job.h) in a shared
+// jobs::JobTable (common/jobs/job_table.h) with the tables download_jobs
+// and download_replicas and the NOTIFY channel "mm_downloads". The table
+// does rows, leases, revisions and change signals; this layer turns rows
+// into Jobs and decides what a worker's progress save may change.
 //
 // Work is handed out with leases: ClaimNext picks the best runnable job
-// (queued, or running under a lease that expired because its worker died)
-// with FOR UPDATE SKIP LOCKED on PostgreSQL, so replicas never take the same
-// job; the worker renews the lease with each SaveProgress, and learns there
+// (queued, or running under a lease that expired because its worker died);
+// the worker renews the lease with each SaveProgress, and learns there
 // that a pause or cancel arrived (from any replica).
 //
 // Thread-safety: all methods may be called concurrently.
@@ -24,51 +23,48 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "common/mutex.h"
-#include "common/sql/database.h"
+#include "common/clock.h"
+#include "common/jobs/change_signal.h"
+#include "common/jobs/job_table.h"
 #include "services/downloader/job.h"
 
 namespace mm::downloader {
 
-// A counter that wakes waiters when it moves.
-class ChangeSignal {
- public:
-  void Notify() ABSL_LOCKS_EXCLUDED(mu_);
-  int64_t version() const ABSL_LOCKS_EXCLUDED(mu_);
-  // Returns when the version differs from `seen`, Interrupt was called, or
-  // `deadline` passed.
-  void WaitForChange(int64_t seen, absl::Time deadline) const
-      ABSL_LOCKS_EXCLUDED(mu_);
-  // Wakes all waiters now and forever after (shutdown).
-  void Interrupt() ABSL_LOCKS_EXCLUDED(mu_);
+using ChangeSignal = jobs::ChangeSignal;
 
- private:
-  mutable Mutex mu_;
-  int64_t version_ ABSL_GUARDED_BY(mu_) = 0;
-  bool interrupted_ ABSL_GUARDED_BY(mu_) = false;
+// One page of ListPage.
+struct JobPage {
+  std::vector<Job> jobs;
+  std::string next_page_token;
 };
 
 class JobStore {
  public:
   // Opens (and migrates) the store at `url` (see sql::Database::Open).
-  // `replica_id` names this process in leases.
+  // `replica_id` names this process in leases; lease times and the start
+  // stamp come from `clock`, which must outlive the store.
   static absl::StatusOr<std::unique_ptr<JobStore>> Open(
-      const std::string& url, const std::string& replica_id);
-  ~JobStore();
+      const std::string& url, const std::string& replica_id,
+      Clock* clock = RealClock());
 
-  const std::string& replica_id() const { return replica_id_; }
-  sql::Dialect dialect() const { return db_->dialect(); }
-  ChangeSignal& changes() { return changes_; }
+  const std::string& replica_id() const { return table_->replica_id(); }
+  sql::Dialect dialect() const { return table_->dialect(); }
+  ChangeSignal& changes() { return table_->changes(); }
+  Clock* clock() const { return table_->clock(); }
 
   // Inserts `job` (assigning sequence and revision). With a request_id that
   // already exists, nothing is inserted and the existing job is returned.
-  absl::StatusOr<Job> Create(Job job);
+  absl::StatusOr<Job> Create(const Job& job);
   // NOT_FOUND for an unknown id.
   absl::StatusOr<Job> Get(const std::string& id);
   // Jobs with sequence > after_sequence in submission order, at most
   // `limit`, only those in `states` when not empty.
   absl::StatusOr<std::vector<Job>> List(const std::vector<JobState>& states,
                                         int64_t after_sequence, int limit);
+  // One page under common/paging.h's policy, the token bound to `states`.
+  absl::StatusOr<JobPage> ListPage(const std::vector<JobState>& states,
+                                   int page_size,
+                                   const std::string& page_token);
   // Read-modify-write of one job under its row lock: `change` edits the
   // job (or fails, and nothing is written). Returns the job as written.
   absl::StatusOr<Job> Update(const std::string& id,
@@ -85,6 +81,8 @@ class JobStore {
   // given up (only then can the job be claimed again, so two workers never
   // write one file). Either way returns the job as stored, so the worker
   // sees a pause or cancel, or that another replica took the job over.
+  // FAILED_PRECONDITION when `progress.state` is not one a running job may
+  // move to (CanTransition).
   absl::StatusOr<Job> SaveProgress(const Job& progress, absl::Duration lease,
                                    bool final = false);
   // Ends this replica's lease on the job (it stays in its current state).
@@ -101,14 +99,10 @@ class JobStore {
   absl::Status Ping();
 
  private:
-  JobStore(std::unique_ptr<sql::Database> db, std::string replica_id);
-  absl::StatusOr<Job> Write(sql::Session& session, Job job, bool insert);
-  void Signal();
+  explicit JobStore(std::unique_ptr<jobs::JobTable> table)
+      : table_(std::move(table)) {}
 
-  std::unique_ptr<sql::Database> db_;
-  std::string replica_id_;
-  ChangeSignal changes_;
-  std::unique_ptr<sql::Subscription> subscription_;
+  std::unique_ptr<jobs::JobTable> table_;
 };
 
 }  // namespace mm::downloader

@@ -473,8 +473,8 @@ TEST_F(DownloaderTest, RangeNotSatisfiableForACompletePartialFileCompletes) {
                           return absl::OkStatus();
                         })
                 .status());
-  ASSERT_OK(harness_->service()
-                .Apply(job.id(), DownloaderService::Action::kStart)
+  ASSERT_OK(harness_->manager()
+                .Apply(job.id(), DownloadManager::Action::kStart)
                 .status());
   ASSERT_OK_AND_ASSIGN(v1::DownloadJob done, harness_->Wait(job.id()));
   ASSERT_EQ(done.state(), v1::DOWNLOAD_STATE_SUCCEEDED) << done.DebugString();
@@ -754,14 +754,14 @@ TEST_F(DownloaderTest, ChangedEtagRestartsTheFileFromZero) {
   ASSERT_OK_AND_ASSIGN(v1::DownloadJob job,
                        harness_->Create(Request("/ch.bin")));
   ASSERT_OK(harness_->WaitForBytes(job.id(), 50 * 1024));
-  ASSERT_OK(harness_->service()
-                .Apply(job.id(), DownloaderService::Action::kPause)
+  ASSERT_OK(harness_->manager()
+                .Apply(job.id(), DownloadManager::Action::kPause)
                 .status());
   ASSERT_OK(harness_->Wait(job.id()).status());
   server_->SetFile("/ch.bin", {.body = new_body, .etag = "\"new\""});
   server_->SetBehavior("/ch.bin", {});
-  ASSERT_OK(harness_->service()
-                .Apply(job.id(), DownloaderService::Action::kResume)
+  ASSERT_OK(harness_->manager()
+                .Apply(job.id(), DownloadManager::Action::kResume)
                 .status());
   ASSERT_OK_AND_ASSIGN(v1::DownloadJob done, harness_->Wait(job.id()));
   ASSERT_EQ(done.state(), v1::DOWNLOAD_STATE_SUCCEEDED) << done.DebugString();
@@ -777,14 +777,14 @@ TEST_F(DownloaderTest, CancelRemovesThePartialFile) {
   ASSERT_OK(harness_->WaitForBytes(job.id(), 10 * 1024));
   ASSERT_OK_AND_ASSIGN(
       Job cancelled,
-      harness_->service().Apply(job.id(), DownloaderService::Action::kCancel));
+      harness_->manager().Apply(job.id(), DownloadManager::Action::kCancel));
   EXPECT_EQ(cancelled.state, JobState::kCancelled);
   ASSERT_OK_AND_ASSIGN(v1::DownloadJob done, harness_->Wait(job.id()));
   EXPECT_EQ(done.state(), v1::DOWNLOAD_STATE_CANCELLED);
   EXPECT_TRUE(server_->WaitForActiveConnectionsAtMost(0, absl::Seconds(5)));
   EXPECT_TRUE(FilesUnderRoot().empty());
-  EXPECT_THAT(harness_->service()
-                  .Apply(job.id(), DownloaderService::Action::kResume)
+  EXPECT_THAT(harness_->manager()
+                  .Apply(job.id(), DownloadManager::Action::kResume)
                   .status(),
               StatusIs(absl::StatusCode::kFailedPrecondition));
 }
@@ -799,8 +799,8 @@ TEST_F(DownloaderTest, StartFalseWaitsForStart) {
   EXPECT_THAT(harness_->Wait(job.id(), absl::Milliseconds(300)).status(),
               StatusIs(absl::StatusCode::kDeadlineExceeded));
   EXPECT_TRUE(server_->Requests().empty());
-  ASSERT_OK(harness_->service()
-                .Apply(job.id(), DownloaderService::Action::kStart)
+  ASSERT_OK(harness_->manager()
+                .Apply(job.id(), DownloadManager::Action::kStart)
                 .status());
   ASSERT_OK_AND_ASSIGN(v1::DownloadJob done, harness_->Wait(job.id()));
   EXPECT_EQ(done.state(), v1::DOWNLOAD_STATE_SUCCEEDED);
@@ -939,8 +939,8 @@ TEST_F(DownloaderTest, ListPagesInSubmissionOrderAndPruneForgetsFinishedJobs) {
   } while (!token.empty());
   EXPECT_EQ(listed, ids);
 
-  ASSERT_OK(harness_->service()
-                .Apply(ids[0], DownloaderService::Action::kCancel)
+  ASSERT_OK(harness_->manager()
+                .Apply(ids[0], DownloadManager::Action::kCancel)
                 .status());
   grpc::ClientContext context;
   SetDeadline(context);
@@ -1096,14 +1096,14 @@ TEST_F(DownloaderTest, RefusedResumeKeepsTheJobsToken) {
   request.set_start(false);
   ASSERT_OK_AND_ASSIGN(v1::DownloadJob job, harness_->Create(request));
   EXPECT_THAT(
-      harness_->service()
-          .Apply(job.id(), DownloaderService::Action::kResume, "tok-other")
+      harness_->manager()
+          .Apply(job.id(), DownloadManager::Action::kResume, "tok-other")
           .status(),
       StatusIs(absl::StatusCode::kFailedPrecondition,
                absl::StrCat("cannot resume download ", job.id(),
                             ": it is waiting")));
-  ASSERT_OK(harness_->service()
-                .Apply(job.id(), DownloaderService::Action::kStart)
+  ASSERT_OK(harness_->manager()
+                .Apply(job.id(), DownloadManager::Action::kStart)
                 .status());
   ASSERT_OK_AND_ASSIGN(v1::DownloadJob done, harness_->Wait(job.id()));
   ASSERT_EQ(done.state(), v1::DOWNLOAD_STATE_SUCCEEDED) << done.DebugString();

@@ -7,7 +7,6 @@
 #include "common/grpc_status.h"
 #include "common/status.h"
 #include "grpcpp/server_builder.h"
-#include "services/downloader/paths.h"
 
 namespace mm::downloader {
 
@@ -34,48 +33,36 @@ EngineOptions FastEngineOptions() {
 absl::StatusOr<std::unique_ptr<Harness>> Harness::Start(
     HarnessOptions options) {
   std::unique_ptr<Harness> h(new Harness());
-  h->options_ = options;
-  auto policy = std::make_shared<http::AddressPolicy>();
-  if (options.allow_private) policy->AllowAllPrivate();
-  for (const std::string& cidr : options.allow_cidrs) {
-    RETURN_IF_ERROR(policy->Allow(cidr));
-  }
-  options.engine.address_policy = policy;
-  ASSIGN_OR_RETURN(h->store_,
-                   JobStore::Open(options.db_url, options.replica_id));
-  if (h->store_->dialect() == sql::Dialect::kSqlite) {
-    RETURN_IF_ERROR(h->store_->ExpireAllLeases());
-  }
-  ASSIGN_OR_RETURN(h->tokens_, TokenProvider::Create(options.token_rules));
-  http::TransferLoop::Options loop_options;
-  loop_options.max_bytes_per_second = options.max_bytes_per_second;
-  loop_options.max_host_connections = options.max_host_connections;
-  h->loop_ = http::TransferLoop::Create(loop_options);
-  h->engine_ = std::make_unique<Engine>(h->store_.get(), h->loop_.get(),
-                                        h->tokens_.get(), options.engine);
-  ASSIGN_OR_RETURN(DownloadRoots roots, DownloadRoots::Create({options.root}));
-  h->service_ = std::make_unique<DownloaderService>(
-      h->store_.get(), h->engine_.get(), h->tokens_.get(), std::move(roots),
-      policy);
+  DownloaderOptions d;
+  d.db = options.db_url;
+  d.download_roots = {options.root};
+  d.engine = options.engine;
+  d.allow_private_urls = options.allow_private;
+  d.allow_cidrs = options.allow_cidrs;
+  d.token_rules = options.token_rules;
+  d.max_bytes_per_second = options.max_bytes_per_second;
+  d.max_host_connections = options.max_host_connections;
+  d.replica_id = options.replica_id;
+  d.clock = options.clock;
+  h->options_ = std::move(options);
+  ASSIGN_OR_RETURN(h->downloader_, Downloader::Create(std::move(d)));
   grpc::ServerBuilder builder;
-  builder.RegisterService(h->service_.get());
+  builder.RegisterService(&h->downloader_->service());
   h->server_ = builder.BuildAndStart();
   if (h->server_ == nullptr) return absl::InternalError("no server");
   h->stub_ = v1::Downloader::NewStub(
       h->server_->InProcessChannel(grpc::ChannelArguments()));
-  h->engine_->Start();
+  h->downloader_->Start();
   return h;
 }
 
 Harness::~Harness() {
-  service_->Shutdown();
-  engine_->Stop();
+  downloader_->Stop();
   server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
-  engine_.reset();
-  loop_.reset();
+  downloader_.reset();
 }
 
-void Harness::StopEngine() { engine_->Stop(); }
+void Harness::StopEngine() { downloader_->StopEngine(); }
 
 absl::StatusOr<v1::DownloadJob> Harness::Create(
     const v1::CreateDownloadRequest& request) {

@@ -1,5 +1,5 @@
-// An in-process downloader for tests: job store (SQLite file or a given
-// URL), transfer loop, engine and service behind an in-process gRPC channel,
+// An in-process downloader for tests: the Downloader that mm-downloader
+// runs (downloader_server.h) behind an in-process gRPC channel,
 // with the knobs set for fast tests (short backoff, stall timeout, small
 // segments).
 #ifndef MM_TESTS_DOWNLOADER_HARNESS_H_
@@ -12,15 +12,16 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/clock.h"
 #include "common/http/address_policy.h"
 #include "common/http/transfer_loop.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/server.h"
 #include "modelmanager/v1/downloader.grpc.pb.h"
-#include "services/downloader/downloader_service.h"
+#include "services/downloader/download_manager.h"
+#include "services/downloader/downloader_server.h"
 #include "services/downloader/engine.h"
 #include "services/downloader/job_store.h"
-#include "services/downloader/tokens.h"
 
 namespace mm::downloader {
 
@@ -46,6 +47,7 @@ struct HarnessOptions {
   int64_t max_bytes_per_second = 0;
   int max_host_connections = 0;
   std::string replica_id = "test-replica";
+  Clock* clock = RealClock();
 };
 
 class Harness {
@@ -54,8 +56,10 @@ class Harness {
   ~Harness();
 
   modelmanager::v1::Downloader::Stub& stub() { return *stub_; }
-  JobStore& store() { return *store_; }
-  DownloaderService& service() { return *service_; }
+  JobStore& store() { return downloader_->store(); }
+  // The logic behind the stub, for what no rpc does (e.g. one bulk action
+  // on one job).
+  DownloadManager& manager() { return downloader_->manager(); }
 
   // Every call below has a deadline (kRpcTimeout unless given); the rpc
   // status's error comes back as absl::Status.
@@ -88,11 +92,7 @@ class Harness {
  private:
   Harness() = default;
   HarnessOptions options_;
-  std::unique_ptr<JobStore> store_;
-  std::unique_ptr<TokenProvider> tokens_;
-  std::unique_ptr<http::TransferLoop> loop_;
-  std::unique_ptr<Engine> engine_;
-  std::unique_ptr<DownloaderService> service_;
+  std::unique_ptr<Downloader> downloader_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<modelmanager::v1::Downloader::Stub> stub_;
 };

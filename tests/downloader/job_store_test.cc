@@ -21,6 +21,7 @@
 #include "common/mutex.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/fake_clock.h"
 #include "tests/testing/postgres_cluster.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
@@ -28,6 +29,7 @@
 namespace mm::downloader {
 namespace {
 
+using ::mm::testing::FakeClock;
 using ::mm::testing::PostgresCluster;
 using ::mm::testing::StatusIs;
 using ::mm::testing::TempDir;
@@ -51,11 +53,6 @@ std::vector<std::string> Ids(const std::vector<Job>& jobs) {
   std::vector<std::string> ids;
   for (const Job& job : jobs) ids.push_back(job.id);
   return ids;
-}
-
-// Now, at the millisecond precision the store keeps.
-absl::Time NowMs() {
-  return absl::FromUnixMillis(absl::ToUnixMillis(absl::Now()));
 }
 
 // Stops the one PostgreSQL cluster of this binary after the last suite, so
@@ -87,19 +84,24 @@ class JobStoreFixture : public ::testing::Test {
         break;
       }
     }
-    ASSERT_OK_AND_ASSIGN(store_, JobStore::Open(url_, "replica-a"));
+    ASSERT_OK_AND_ASSIGN(store_, JobStore::Open(url_, "replica-a", &clock_));
   }
 
   // Another replica on the same database.
   std::unique_ptr<JobStore> OpenReplica(const std::string& replica_id) {
     absl::StatusOr<std::unique_ptr<JobStore>> store =
-        JobStore::Open(url_, replica_id);
+        JobStore::Open(url_, replica_id, &clock_);
     EXPECT_OK(store.status());
     return store.ok() ? std::move(*store) : nullptr;
   }
 
+  // Now on the stores' clock, at the millisecond precision they keep.
+  absl::Time NowMs() const {
+    return absl::FromUnixMillis(absl::ToUnixMillis(clock_.Now()));
+  }
+
   // A job as the service would submit it, with a unique id.
-  static Job NewJob(int priority = 10, JobState state = JobState::kQueued) {
+  Job NewJob(int priority = 10, JobState state = JobState::kQueued) {
     static std::atomic<int> next{0};
     Job job;
     job.id = absl::StrCat("job-", next++);
@@ -120,15 +122,15 @@ class JobStoreFixture : public ::testing::Test {
     return created.ok() ? *created : Job{};
   }
 
-  // Leases and heartbeats age with the wall clock, which the store reads
-  // itself: there is no event to wait on, so this waits for the clock to
-  // pass `unix_ms` (milliseconds, as the store keeps times). A claim made
-  // after it sees the lease or heartbeat as expired.
-  static void WaitForTheClockToPass(int64_t unix_ms) {
-    absl::SleepFor(absl::FromUnixMillis(unix_ms + 1) - absl::Now());
+  // Leases and heartbeats age with the stores' clock: moves it past
+  // `unix_ms` (milliseconds, as the store keeps times), so a claim made
+  // after it sees the lease or heartbeat as expired, in no real time.
+  void AdvanceClockPast(int64_t unix_ms) {
+    clock_.SetTime(absl::FromUnixMillis(unix_ms + 1));
   }
 
-  // Before store_, so the database file outlives the store.
+  // Before store_, so that both outlive the stores.
+  FakeClock clock_;
   TempDir dir_;
   std::string url_;
   std::unique_ptr<JobStore> store_;
@@ -347,7 +349,7 @@ TEST_P(JobStoreTest, ClaimNextOrdersByPriorityThenSequence) {
     EXPECT_GE(claimed->lease_expires_ms,
               absl::ToUnixMillis(before + kLongLease));
     EXPECT_LE(claimed->lease_expires_ms,
-              absl::ToUnixMillis(absl::Now() + kLongLease));
+              absl::ToUnixMillis(clock_.Now() + kLongLease));
     EXPECT_NE(claimed->started, absl::InfinitePast());
     EXPECT_EQ(claimed->revision, 2);
     ASSERT_OK_AND_ASSIGN(Job stored, store_->Get(claimed->id));
@@ -405,7 +407,7 @@ TEST_P(JobStoreTest, ExpiredLeaseIsHandedOver) {
   std::unique_ptr<JobStore> other = OpenReplica("replica-b");
   ASSERT_NE(other, nullptr);
   Job job = MustCreate(NewJob());
-  const absl::Time before_claim = absl::Now();
+  const absl::Time before_claim = clock_.Now();
   ASSERT_OK_AND_ASSIGN(std::optional<Job> mine,
                        store_->ClaimNext(absl::Seconds(1), kLongTtl));
   ASSERT_TRUE(mine.has_value());
@@ -413,11 +415,11 @@ TEST_P(JobStoreTest, ExpiredLeaseIsHandedOver) {
                        other->ClaimNext(kLongLease, kLongTtl));
   EXPECT_FALSE(early.has_value());
 
-  WaitForTheClockToPass(mine->lease_expires_ms);
+  AdvanceClockPast(mine->lease_expires_ms);
   ASSERT_OK_AND_ASSIGN(std::optional<Job> taken,
                        other->ClaimNext(kLongLease, kLongTtl));
   ASSERT_TRUE(taken.has_value()) << "the expired lease was not handed over";
-  EXPECT_GE(absl::Now() - before_claim, absl::Milliseconds(990));
+  EXPECT_GE(clock_.Now() - before_claim, absl::Seconds(1));
   EXPECT_EQ(taken->id, job.id);
   EXPECT_EQ(taken->state, JobState::kRunning);
   EXPECT_EQ(taken->lease_owner, "replica-b");
@@ -485,7 +487,7 @@ TEST_P(JobStoreTest, TokenOwnedByALiveReplicaIsLeftToIt) {
   // replica-b registers its heartbeat when it opens.
   std::unique_ptr<JobStore> other = OpenReplica("replica-b");
   ASSERT_NE(other, nullptr);
-  const int64_t heartbeat_at_most_ms = absl::ToUnixMillis(absl::Now());
+  const int64_t heartbeat_at_most_ms = absl::ToUnixMillis(clock_.Now());
   Job job = NewJob();
   job.has_token = true;
   job.token_owner = "replica-b";
@@ -496,8 +498,7 @@ TEST_P(JobStoreTest, TokenOwnedByALiveReplicaIsLeftToIt) {
   EXPECT_FALSE(claimed.has_value());
   // Once replica-b's heartbeat is older than the ttl it counts as gone.
   constexpr absl::Duration kShortTtl = absl::Milliseconds(300);
-  WaitForTheClockToPass(heartbeat_at_most_ms +
-                        absl::ToInt64Milliseconds(kShortTtl));
+  AdvanceClockPast(heartbeat_at_most_ms + absl::ToInt64Milliseconds(kShortTtl));
   ASSERT_OK_AND_ASSIGN(std::optional<Job> taken,
                        store_->ClaimNext(kLongLease, kShortTtl));
   ASSERT_TRUE(taken.has_value()) << "the dead replica's job was not taken";
@@ -561,6 +562,25 @@ TEST_P(JobStoreTest, SaveProgressWritesWhileTheLeaseIsHeld) {
   EXPECT_EQ(got.lease_expires_ms, saved.lease_expires_ms);
 }
 
+// A worker's save goes through the state machine like a request does.
+TEST_P(JobStoreTest, SaveProgressRefusesAStateARunningJobCannotReach) {
+  MustCreate(NewJob());
+  ASSERT_OK_AND_ASSIGN(std::optional<Job> claimed,
+                       store_->ClaimNext(kLongLease, kLongTtl));
+  ASSERT_TRUE(claimed.has_value());
+  for (JobState state : {JobState::kWaiting, JobState::kQueued}) {
+    Job progress = *claimed;
+    progress.state = state;
+    progress.parts[0].segments[0].done = 10;
+    EXPECT_THAT(store_->SaveProgress(progress, kLongLease),
+                StatusIs(absl::StatusCode::kFailedPrecondition,
+                         HasSubstr("a running download cannot become")));
+  }
+  ASSERT_OK_AND_ASSIGN(Job stored, store_->Get(claimed->id));
+  EXPECT_EQ(stored.revision, claimed->revision);
+  EXPECT_EQ(stored.state, JobState::kRunning);
+}
+
 TEST_P(JobStoreTest, SaveProgressWithoutTheLeaseWritesNothing) {
   std::unique_ptr<JobStore> other = OpenReplica("replica-b");
   ASSERT_NE(other, nullptr);
@@ -622,7 +642,7 @@ TEST_P(JobStoreTest, SaveProgressOfACancelledJobKeepsItsStoredParts) {
   ASSERT_TRUE(claimed.has_value());
   ASSERT_OK(store_
                 ->Update(claimed->id,
-                         [](Job& j) {
+                         [this](Job& j) {
                            j.state = JobState::kCancelled;
                            j.ended = NowMs();
                            return absl::OkStatus();
