@@ -369,9 +369,13 @@ absl::StatusOr<std::optional<JobRow>> JobTable::ClaimNext(
   return claimed;
 }
 
+int64_t JobTable::LeaseExpiryMs(absl::Duration lease) const {
+  return NowMs() + absl::ToInt64Milliseconds(lease);
+}
+
 void JobTable::RenewLease(JobRow& row, absl::Duration lease) const {
   row.lease_owner = replica_id_;
-  row.lease_expires_ms = NowMs() + absl::ToInt64Milliseconds(lease);
+  row.lease_expires_ms = LeaseExpiryMs(lease);
 }
 
 void JobTable::ClearLease(JobRow& row) {

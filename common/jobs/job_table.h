@@ -143,7 +143,10 @@ class JobTable {
   absl::StatusOr<std::optional<JobRow>> ClaimNext(
       absl::Duration lease, absl::Duration replica_ttl,
       const std::function<void(JobRow&)>& on_claim = nullptr);
-  // Sets the row's lease to end `lease` from now (for UpdateLeased).
+  // When a lease of `lease` taken now ends (unix milliseconds).
+  int64_t LeaseExpiryMs(absl::Duration lease) const;
+  // Sets the row's lease to this replica, ending `lease` from now (for
+  // UpdateLeased).
   void RenewLease(JobRow& row, absl::Duration lease) const;
   // Clears the row's lease (a worker that stops working on it).
   static void ClearLease(JobRow& row);

@@ -313,28 +313,14 @@ absl::StatusOr<int64_t> DownloadManager::Prune(absl::Time ended_before) {
   return static_cast<int64_t>(pruned.size());
 }
 
-absl::StatusOr<jobs::Look> DownloadManager::LookAt(const std::string& id,
-                                                   Job& job) {
-  ASSIGN_OR_RETURN(job, store_->Get(id));
-  jobs::Look look;
-  look.revision = job.revision;
-  look.state = std::string(StateName(job.state));
-  look.done = IsTerminal(job.state);
-  look.settled = look.done || job.state == JobState::kPaused;
-  return look;
-}
-
 absl::StatusOr<Job> DownloadManager::Wait(const std::string& id,
                                           absl::Time deadline,
                                           std::function<bool()> cancelled) {
   if (id.empty()) return absl::InvalidArgumentError("id is required");
-  Job job;
   jobs::FollowOptions options;
   options.deadline = deadline;
   options.cancelled = std::move(cancelled);
-  RETURN_IF_ERROR(follower_.Wait(
-      id, [&] { return LookAt(id, job); }, options));
-  return job;
+  return store_->Wait(follower_, id, options);
 }
 
 absl::Status DownloadManager::Watch(const std::string& id,
@@ -342,12 +328,9 @@ absl::Status DownloadManager::Watch(const std::string& id,
                                     const std::function<bool(const Job&)>& send,
                                     std::function<bool()> cancelled) {
   if (id.empty()) return absl::InvalidArgumentError("id is required");
-  Job job;
   jobs::FollowOptions options;
   options.cancelled = std::move(cancelled);
-  return follower_.Watch(
-      id, since_revision, [&] { return LookAt(id, job); },
-      [&] { return send(job); }, options);
+  return store_->Watch(follower_, id, since_revision, send, options);
 }
 
 }  // namespace mm::downloader

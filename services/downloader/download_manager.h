@@ -85,8 +85,6 @@ class DownloadManager {
  private:
   absl::StatusOr<Job> BuildJob(
       const modelmanager::v1::CreateDownloadRequest& request);
-  // Looks at job `id` for a follow, keeping it in `job`.
-  absl::StatusOr<jobs::Look> LookAt(const std::string& id, Job& job);
 
   JobStore* const store_;
   TokenProvider* const tokens_;

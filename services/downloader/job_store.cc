@@ -27,12 +27,14 @@ jobs::JobTableSpec Spec() {
   return spec;
 }
 
-jobs::JobRow ToRow(const Job& job) {
+}  // namespace
+
+jobs::JobRow DownloadJobCodec::ToRow(const Job& job) {
   jobs::JobRow row;
   row.id = job.id;
   row.sequence = job.sequence;
   row.request_id = job.request_id;
-  row.state = std::string(StateName(job.state));
+  row.state = StateName(job.state);
   row.priority = job.priority;
   row.revision = job.revision;
   row.lease_owner = job.lease_owner;
@@ -44,7 +46,7 @@ jobs::JobRow ToRow(const Job& job) {
   return row;
 }
 
-absl::StatusOr<Job> FromRow(const jobs::JobRow& row) {
+absl::StatusOr<Job> DownloadJobCodec::FromRow(const jobs::JobRow& row) {
   Job job;
   job.id = row.id;
   job.sequence = row.sequence;
@@ -66,24 +68,18 @@ absl::StatusOr<Job> FromRow(const jobs::JobRow& row) {
   return job;
 }
 
-absl::StatusOr<std::vector<Job>> FromRows(
-    const std::vector<jobs::JobRow>& rows) {
-  std::vector<Job> out;
-  out.reserve(rows.size());
-  for (const jobs::JobRow& row : rows) {
-    ASSIGN_OR_RETURN(Job job, FromRow(row));
-    out.push_back(std::move(job));
-  }
-  return out;
+std::string DownloadJobCodec::StateName(JobState state) {
+  return std::string(downloader::StateName(state));
 }
 
-std::vector<std::string> StateNames(const std::vector<JobState>& states) {
-  std::vector<std::string> names;
-  for (JobState state : states) names.push_back(std::string(StateName(state)));
-  return names;
+jobs::Look DownloadJobCodec::Look(const Job& job) {
+  jobs::Look look;
+  look.revision = job.revision;
+  look.state = StateName(job.state);
+  look.done = IsTerminal(job.state);
+  look.settled = look.done || job.state == JobState::kPaused;
+  return look;
 }
-
-}  // namespace
 
 absl::StatusOr<std::unique_ptr<JobStore>> JobStore::Open(
     const std::string& url, const std::string& replica_id, Clock* clock) {
@@ -93,120 +89,105 @@ absl::StatusOr<std::unique_ptr<JobStore>> JobStore::Open(
 }
 
 absl::StatusOr<Job> JobStore::Create(const Job& job) {
-  ASSIGN_OR_RETURN(jobs::JobRow row, table_->Create(ToRow(job)));
-  return FromRow(row);
+  return table_.Create(job);
 }
 
 absl::StatusOr<Job> JobStore::Get(const std::string& id) {
-  ASSIGN_OR_RETURN(jobs::JobRow row, table_->Get(id));
-  return FromRow(row);
+  return table_.Get(id);
 }
 
 absl::StatusOr<std::vector<Job>> JobStore::List(
     const std::vector<JobState>& states, int64_t after_sequence, int limit) {
-  ASSIGN_OR_RETURN(std::vector<jobs::JobRow> rows,
-                   table_->List(StateNames(states), after_sequence, limit));
-  return FromRows(rows);
+  return table_.List(states, after_sequence, limit);
 }
 
 absl::StatusOr<JobPage> JobStore::ListPage(const std::vector<JobState>& states,
                                            int page_size,
                                            const std::string& page_token) {
-  ASSIGN_OR_RETURN(jobs::JobPage rows,
-                   table_->ListPage(StateNames(states), page_size, page_token));
-  JobPage page;
-  ASSIGN_OR_RETURN(page.jobs, FromRows(rows.rows));
-  page.next_page_token = std::move(rows.next_page_token);
-  return page;
+  return table_.ListPage(states, page_size, page_token);
 }
 
 absl::StatusOr<Job> JobStore::Update(
     const std::string& id, const std::function<absl::Status(Job&)>& change) {
-  ASSIGN_OR_RETURN(jobs::JobRow row,
-                   table_->Update(id, [&](jobs::JobRow& row) -> absl::Status {
-                     ASSIGN_OR_RETURN(Job job, FromRow(row));
-                     RETURN_IF_ERROR(change(job));
-                     row = ToRow(job);
-                     return absl::OkStatus();
-                   }));
-  return FromRow(row);
+  return table_.Update(id, change);
 }
 
 absl::StatusOr<std::optional<Job>> JobStore::ClaimNext(
     absl::Duration lease, absl::Duration replica_ttl) {
-  int64_t now_ms = absl::ToUnixMillis(clock()->Now());
-  ASSIGN_OR_RETURN(
-      std::optional<jobs::JobRow> row,
-      table_->ClaimNext(lease, replica_ttl, [now_ms](jobs::JobRow& row) {
-        // The first claim starts the job; a takeover keeps its start.
-        if (row.body.value("started_ms", int64_t{0}) == 0) {
-          row.body["started_ms"] = now_ms;
-        }
-      }));
-  if (!row.has_value()) return std::optional<Job>();
-  ASSIGN_OR_RETURN(Job job, FromRow(*row));
-  return std::optional<Job>(std::move(job));
+  absl::Time now = clock()->Now();
+  return table_.ClaimNext(lease, replica_ttl, [now](Job& job) {
+    // The first claim starts the job; a takeover keeps its start.
+    if (job.started == absl::InfinitePast()) job.started = now;
+  });
 }
 
 absl::StatusOr<Job> JobStore::SaveProgress(const Job& progress,
                                            absl::Duration lease, bool final) {
-  ASSIGN_OR_RETURN(
-      jobs::JobRow stored,
-      table_->UpdateLeased(
-          progress.id, [&](jobs::JobRow& row) -> absl::StatusOr<bool> {
-            ASSIGN_OR_RETURN(Job current, FromRow(row));
-            if (current.state != JobState::kRunning) {
-              // Paused or cancelled by a request. Once the worker has
-              // stopped: keep the segment progress of a paused job for its
-              // resume, and give the lease up.
-              if (!final) return false;
-              if (current.state == JobState::kPaused) {
-                current.parts = progress.parts;
-              }
-              row = ToRow(current);
-              jobs::JobTable::ClearLease(row);
-              return true;
-            }
-            if (progress.state != current.state &&
-                !CanTransition(current.state, progress.state)) {
-              return absl::FailedPreconditionError(
-                  absl::StrCat("a running download cannot become ",
-                               AsAbsl(StateName(progress.state))));
-            }
-            // Only what a worker owns changes; priority etc. stay as stored.
+  return table_.UpdateLeased(
+      progress.id, [&](Job& current) -> absl::StatusOr<bool> {
+        if (current.state != JobState::kRunning) {
+          // Paused or cancelled by a request. Once the worker has stopped:
+          // keep the segment progress of a paused job for its resume, and
+          // give the lease up.
+          if (!final) return false;
+          if (current.state == JobState::kPaused) {
             current.parts = progress.parts;
-            current.bytes_per_second = progress.bytes_per_second;
-            current.retries = progress.retries;
-            current.state = progress.state;
-            current.error = progress.error;
-            current.status_message = progress.status_message;
-            current.ended = progress.ended;
-            row = ToRow(current);
-            if (IsTerminal(progress.state) ||
-                progress.state == JobState::kPaused) {
-              jobs::JobTable::ClearLease(row);
-              row.token_owner.clear();
-            } else {
-              table_->RenewLease(row, lease);
-            }
-            return true;
-          }));
-  return FromRow(stored);
+          }
+          current.lease_owner.clear();
+          current.lease_expires_ms = 0;
+          return true;
+        }
+        if (progress.state != current.state &&
+            !CanTransition(current.state, progress.state)) {
+          return absl::FailedPreconditionError(
+              absl::StrCat("a running download cannot become ",
+                           AsAbsl(downloader::StateName(progress.state))));
+        }
+        // Only what a worker owns changes; priority etc. stay as stored.
+        current.parts = progress.parts;
+        current.bytes_per_second = progress.bytes_per_second;
+        current.retries = progress.retries;
+        current.state = progress.state;
+        current.error = progress.error;
+        current.status_message = progress.status_message;
+        current.ended = progress.ended;
+        current.lease_expires_ms = raw().LeaseExpiryMs(lease);
+        if (IsTerminal(progress.state) || progress.state == JobState::kPaused) {
+          current.lease_owner.clear();
+          current.lease_expires_ms = 0;
+          current.token_owner.clear();
+        }
+        return true;
+      });
 }
 
 absl::Status JobStore::ReleaseLease(const std::string& id) {
-  return table_->ReleaseLease(id);
+  return table_.table().ReleaseLease(id);
 }
 
-absl::Status JobStore::ExpireAllLeases() { return table_->ExpireAllLeases(); }
+absl::Status JobStore::ExpireAllLeases() {
+  return table_.table().ExpireAllLeases();
+}
 
 absl::StatusOr<std::vector<Job>> JobStore::Prune(absl::Time ended_before) {
-  ASSIGN_OR_RETURN(std::vector<jobs::JobRow> rows, table_->Prune(ended_before));
-  return FromRows(rows);
+  return table_.Prune(ended_before);
 }
 
-absl::Status JobStore::Heartbeat() { return table_->Heartbeat(); }
+absl::Status JobStore::Heartbeat() { return table_.table().Heartbeat(); }
 
-absl::Status JobStore::Ping() { return table_->Ping(); }
+absl::Status JobStore::Ping() { return table_.table().Ping(); }
+
+absl::StatusOr<Job> JobStore::Wait(const jobs::Follower& follower,
+                                   const std::string& id,
+                                   const jobs::FollowOptions& options) {
+  return table_.Wait(follower, id, options);
+}
+
+absl::Status JobStore::Watch(const jobs::Follower& follower,
+                             const std::string& id, int64_t since_revision,
+                             const std::function<bool(const Job&)>& send,
+                             const jobs::FollowOptions& options) {
+  return table_.Watch(follower, id, since_revision, send, options);
+}
 
 }  // namespace mm::downloader

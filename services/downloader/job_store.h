@@ -25,18 +25,28 @@
 #include "absl/time/time.h"
 #include "common/clock.h"
 #include "common/jobs/change_signal.h"
+#include "common/jobs/follow.h"
 #include "common/jobs/job_table.h"
+#include "common/jobs/typed_job_table.h"
 #include "services/downloader/job.h"
 
 namespace mm::downloader {
 
 using ChangeSignal = jobs::ChangeSignal;
 
-// One page of ListPage.
-struct JobPage {
-  std::vector<Job> jobs;
-  std::string next_page_token;
+// How a download job maps to a job table row (typed_job_table.h).
+struct DownloadJobCodec {
+  using Job = ::mm::downloader::Job;
+  using State = JobState;
+  static jobs::JobRow ToRow(const Job& job);
+  static absl::StatusOr<Job> FromRow(const jobs::JobRow& row);
+  static std::string StateName(JobState state);
+  // Watch ends on a finished job; Wait also returns a paused one.
+  static jobs::Look Look(const Job& job);
 };
+
+// One page of ListPage.
+using JobPage = jobs::TypedJobPage<Job>;
 
 class JobStore {
  public:
@@ -47,10 +57,10 @@ class JobStore {
       const std::string& url, const std::string& replica_id,
       Clock* clock = RealClock());
 
-  const std::string& replica_id() const { return table_->replica_id(); }
-  sql::Dialect dialect() const { return table_->dialect(); }
-  ChangeSignal& changes() { return table_->changes(); }
-  Clock* clock() const { return table_->clock(); }
+  const std::string& replica_id() const { return raw().replica_id(); }
+  sql::Dialect dialect() const { return raw().dialect(); }
+  ChangeSignal& changes() { return table_.table().changes(); }
+  Clock* clock() const { return raw().clock(); }
 
   // Inserts `job` (assigning sequence and revision). With a request_id that
   // already exists, nothing is inserted and the existing job is returned.
@@ -98,11 +108,21 @@ class JobStore {
   absl::Status Heartbeat();
   absl::Status Ping();
 
+  // Wait and Watch (common/jobs/follow.h) on download jobs.
+  absl::StatusOr<Job> Wait(const jobs::Follower& follower,
+                           const std::string& id,
+                           const jobs::FollowOptions& options);
+  absl::Status Watch(const jobs::Follower& follower, const std::string& id,
+                     int64_t since_revision,
+                     const std::function<bool(const Job&)>& send,
+                     const jobs::FollowOptions& options);
+
  private:
   explicit JobStore(std::unique_ptr<jobs::JobTable> table)
       : table_(std::move(table)) {}
+  const jobs::JobTable& raw() const { return table_.table(); }
 
-  std::unique_ptr<jobs::JobTable> table_;
+  jobs::TypedJobTable<DownloadJobCodec> table_;
 };
 
 }  // namespace mm::downloader
