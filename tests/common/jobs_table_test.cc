@@ -17,14 +17,18 @@
 #include "gtest/gtest.h"
 #include "tests/testing/fake_clock.h"
 #include "tests/testing/postgres_cluster.h"
+#include "tests/testing/sql_backend.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
 
 namespace mm::jobs {
 namespace {
 
+using ::mm::testing::AllSqlBackends;
 using ::mm::testing::FakeClock;
-using ::mm::testing::PostgresCluster;
+using ::mm::testing::FreshDatabaseUrl;
+using ::mm::testing::SqlBackend;
+using ::mm::testing::SqlBackendName;
 using ::mm::testing::StatusIs;
 using ::mm::testing::TempDir;
 using ::testing::ElementsAre;
@@ -34,12 +38,6 @@ constexpr absl::Duration kLease = absl::Seconds(15);
 constexpr absl::Duration kTtl = absl::Seconds(30);
 // Bound on every wait for a NOTIFY from another table.
 constexpr absl::Duration kWait = absl::Seconds(15);
-
-enum class Backend { kSqlite, kPostgres };
-
-void PrintTo(Backend backend, std::ostream* os) {
-  *os << (backend == Backend::kSqlite ? "Sqlite" : "Postgres");
-}
 
 JobTableSpec WidgetSpec() {
   JobTableSpec spec;
@@ -59,30 +57,12 @@ std::vector<std::string> Ids(const std::vector<JobRow>& rows) {
   return ids;
 }
 
-class SharedPostgresClusterEnvironment : public ::testing::Environment {
- public:
-  void TearDown() override { mm::testing::StopSharedPostgresCluster(); }
-};
-::testing::Environment* const kSharedPostgresClusterEnvironment =
-    ::testing::AddGlobalTestEnvironment(new SharedPostgresClusterEnvironment);
-
-class JobTableTest : public ::testing::TestWithParam<Backend> {
+class JobTableTest : public ::testing::TestWithParam<SqlBackend> {
  protected:
   void SetUp() override {
-    switch (GetParam()) {
-      case Backend::kSqlite:
-        url_ = "sqlite:" + (dir_.path() / "jobs.db").string();
-        break;
-      case Backend::kPostgres: {
-        std::string error;
-        PostgresCluster* cluster = mm::testing::SharedPostgresCluster(&error);
-        if (cluster == nullptr) MM_SKIP_OR_FAIL_WITHOUT_POSTGRES(error);
-        static std::atomic<int> counter{0};
-        ASSERT_OK_AND_ASSIGN(
-            url_, cluster->CreateDatabase(absl::StrCat("jobs_", counter++)));
-        break;
-      }
-    }
+    std::string no_cluster;
+    url_ = FreshDatabaseUrl(GetParam(), dir_.path(), &no_cluster);
+    if (url_.empty()) MM_SKIP_OR_FAIL_WITHOUT_POSTGRES(no_cluster);
     table_ = Open("replica-a");
     ASSERT_NE(table_, nullptr);
   }
@@ -394,14 +374,10 @@ TEST(JobTableSpecTest, IncompleteSpecIsRefused) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Postgres, PostgresJobTableTest,
-                         ::testing::Values(Backend::kPostgres));
-INSTANTIATE_TEST_SUITE_P(Backends, JobTableTest,
-                         ::testing::Values(Backend::kSqlite,
-                                           Backend::kPostgres),
-                         [](const ::testing::TestParamInfo<Backend>& info) {
-                           return info.param == Backend::kSqlite ? "Sqlite"
-                                                                 : "Postgres";
-                         });
+                         ::testing::Values(SqlBackend::kPostgres),
+                         SqlBackendName);
+INSTANTIATE_TEST_SUITE_P(Backends, JobTableTest, AllSqlBackends(),
+                         SqlBackendName);
 
 }  // namespace
 }  // namespace mm::jobs

@@ -23,14 +23,18 @@
 #include "gtest/gtest.h"
 #include "tests/testing/fake_clock.h"
 #include "tests/testing/postgres_cluster.h"
+#include "tests/testing/sql_backend.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
 
 namespace mm::downloader {
 namespace {
 
+using ::mm::testing::AllSqlBackends;
 using ::mm::testing::FakeClock;
-using ::mm::testing::PostgresCluster;
+using ::mm::testing::FreshDatabaseUrl;
+using ::mm::testing::SqlBackend;
+using ::mm::testing::SqlBackendName;
 using ::mm::testing::StatusIs;
 using ::mm::testing::TempDir;
 using ::testing::ElementsAre;
@@ -42,48 +46,21 @@ constexpr absl::Duration kLongTtl = absl::Hours(1);
 // Bound on every wait for something another store or thread does.
 constexpr absl::Duration kWait = absl::Seconds(15);
 
-enum class Backend { kSqlite, kPostgres };
-
-// So a failing case names its backend instead of printing bytes.
-void PrintTo(Backend backend, std::ostream* os) {
-  *os << (backend == Backend::kSqlite ? "Sqlite" : "Postgres");
-}
-
 std::vector<std::string> Ids(const std::vector<Job>& jobs) {
   std::vector<std::string> ids;
   for (const Job& job : jobs) ids.push_back(job.id);
   return ids;
 }
 
-// Stops the one PostgreSQL cluster of this binary after the last suite, so
-// the parameterised suite and the PostgreSQL-only one share it.
-class SharedPostgresClusterEnvironment : public ::testing::Environment {
- public:
-  void TearDown() override { mm::testing::StopSharedPostgresCluster(); }
-};
-::testing::Environment* const kSharedPostgresClusterEnvironment =
-    ::testing::AddGlobalTestEnvironment(new SharedPostgresClusterEnvironment);
-
 // A store on a fresh database of one backend, and what the cases share.
 class JobStoreFixture : public ::testing::Test {
  protected:
   // Opens store_ on `backend`. Without a PostgreSQL cluster the case is
   // skipped, or fails where PostgreSQL is required (postgres_cluster.h).
-  void OpenStore(Backend backend) {
-    switch (backend) {
-      case Backend::kSqlite:
-        url_ = "sqlite:" + (dir_.path() / "jobs.db").string();
-        break;
-      case Backend::kPostgres: {
-        std::string error;
-        PostgresCluster* cluster = mm::testing::SharedPostgresCluster(&error);
-        if (cluster == nullptr) MM_SKIP_OR_FAIL_WITHOUT_POSTGRES(error);
-        static std::atomic<int> counter{0};
-        ASSERT_OK_AND_ASSIGN(
-            url_, cluster->CreateDatabase(absl::StrCat("jobs_", counter++)));
-        break;
-      }
-    }
+  void OpenStore(SqlBackend backend) {
+    std::string no_cluster;
+    url_ = FreshDatabaseUrl(backend, dir_.path(), &no_cluster);
+    if (url_.empty()) MM_SKIP_OR_FAIL_WITHOUT_POSTGRES(no_cluster);
     ASSERT_OK_AND_ASSIGN(store_, JobStore::Open(url_, "replica-a", &clock_));
   }
 
@@ -138,7 +115,7 @@ class JobStoreFixture : public ::testing::Test {
 
 // Every case here holds on both backends.
 class JobStoreTest : public JobStoreFixture,
-                     public ::testing::WithParamInterface<Backend> {
+                     public ::testing::WithParamInterface<SqlBackend> {
  protected:
   void SetUp() override { OpenStore(GetParam()); }
 };
@@ -147,7 +124,7 @@ class JobStoreTest : public JobStoreFixture,
 // and notifies other store objects of writes (SQLite serves one process).
 class PostgresJobStoreTest : public JobStoreFixture {
  protected:
-  void SetUp() override { OpenStore(Backend::kPostgres); }
+  void SetUp() override { OpenStore(SqlBackend::kPostgres); }
 };
 
 TEST_P(JobStoreTest, CreateAssignsIncreasingSequenceAndRevisionOne) {
@@ -853,13 +830,8 @@ TEST(ChangeSignalTest, WaitReturnsOnChangeDeadlineOrInterrupt) {
   signal.WaitForChange(1, absl::InfiniteFuture());  // and stays so
 }
 
-INSTANTIATE_TEST_SUITE_P(Backends, JobStoreTest,
-                         ::testing::Values(Backend::kSqlite,
-                                           Backend::kPostgres),
-                         [](const ::testing::TestParamInfo<Backend>& info) {
-                           return info.param == Backend::kSqlite ? "Sqlite"
-                                                                 : "Postgres";
-                         });
+INSTANTIATE_TEST_SUITE_P(Backends, JobStoreTest, AllSqlBackends(),
+                         SqlBackendName);
 
 }  // namespace
 }  // namespace mm::downloader
