@@ -50,7 +50,8 @@ Engine::~Engine() { Stop(); }
 
 void Engine::Start() {
   MutexLock lock(&mu_);
-  if (started_) return;
+  // Once stopped, never again: nobody would join the thread.
+  if (started_ || stopping_) return;
   started_ = true;
   scheduler_ = std::thread([this] { Schedule(); });
 }
@@ -61,12 +62,14 @@ void Engine::Wake() {
 }
 
 void Engine::Stop() {
+  std::thread scheduler;
   {
     MutexLock lock(&mu_);
     if (stopping_) return;
     stopping_ = true;
+    scheduler = std::move(scheduler_);
   }
-  if (scheduler_.joinable()) scheduler_.join();
+  if (scheduler.joinable()) scheduler.join();
   std::map<uint64_t, Running> running;
   {
     MutexLock lock(&mu_);

@@ -85,7 +85,7 @@ class Engine {
          EngineOptions options);
   ~Engine();
 
-  // Starts claiming work.
+  // Starts claiming work (once; not after Stop).
   void Start() ABSL_LOCKS_EXCLUDED(mu_);
   // Stops claiming; running jobs save their progress and release their
   // lease (they stay RUNNING and are taken up again by the next process or
@@ -130,9 +130,8 @@ class Engine {
   // winding-down runner and a new one for a moment.
   std::map<uint64_t, Running> running_ ABSL_GUARDED_BY(mu_);
   uint64_t claims_ ABSL_GUARDED_BY(mu_) = 0;
-  // Started by Start (under mu_), joined by Stop; callers do not run the
-  // two at once, as for any object's start and stop.
-  std::thread scheduler_;
+  // Started by Start; Stop moves it out under mu_ and joins it.
+  std::thread scheduler_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace mm::downloader
