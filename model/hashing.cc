@@ -418,6 +418,41 @@ constexpr AlgorithmName kAlgorithmNames[] = {
 
 }  // namespace
 
+struct Sha256Stream::Context {
+  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> digest{
+      EVP_MD_CTX_new(), EVP_MD_CTX_free};
+};
+
+Sha256Stream::Sha256Stream() : context_(std::make_unique<Context>()) {
+  failed_ =
+      context_->digest == nullptr ||
+      EVP_DigestInit_ex(context_->digest.get(), EVP_sha256(), nullptr) != 1;
+}
+
+Sha256Stream::~Sha256Stream() = default;
+
+void Sha256Stream::Update(std::string_view bytes) {
+  if (failed_ || finished_) return;
+  if (EVP_DigestUpdate(context_->digest.get(), bytes.data(), bytes.size()) !=
+      1) {
+    failed_ = true;
+  }
+}
+
+absl::StatusOr<std::string> Sha256Stream::Finish() {
+  if (finished_) {
+    return absl::FailedPreconditionError("a SHA-256 stream was finished twice");
+  }
+  finished_ = true;
+  uint8_t digest[EVP_MAX_MD_SIZE];
+  unsigned int digest_len = 0;
+  if (failed_ ||
+      EVP_DigestFinal_ex(context_->digest.get(), digest, &digest_len) != 1) {
+    return OpenSslError("OpenSSL SHA-256 of a stream");
+  }
+  return ToHex(absl::MakeConstSpan(digest, digest_len));
+}
+
 absl::StatusOr<HashAlgorithm> ParseHashAlgorithm(std::string_view name) {
   if (name == "blake3") return HashAlgorithm::kBlake3Single;
   for (const AlgorithmName& entry : kAlgorithmNames) {

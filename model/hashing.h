@@ -19,7 +19,9 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <string>
+#include <string_view>
 
 #include "absl/status/statusor.h"
 
@@ -80,6 +82,35 @@ absl::StatusOr<std::string> HashFile(const std::filesystem::path& path,
 // the algorithm's prefix).
 absl::StatusOr<std::string> HashPath(const std::filesystem::path& path,
                                      const HashOptions& options);
+
+// SHA-256 of bytes that arrive in pieces (a download hashed as it is
+// written), so they need not be read back from disk. Gives the same hex as
+// HashFile with kSha256, without the "sha256:" prefix.
+//
+//   Sha256Stream stream;
+//   stream.Update(piece1); stream.Update(piece2);
+//   ASSIGN_OR_RETURN(std::string hex, stream.Finish());
+//
+// Thread-compatible: one thread at a time (callers lock around it).
+class Sha256Stream {
+ public:
+  Sha256Stream();
+  ~Sha256Stream();
+  Sha256Stream(const Sha256Stream&) = delete;
+  Sha256Stream& operator=(const Sha256Stream&) = delete;
+
+  void Update(std::string_view bytes);
+  // The lowercase hex digest of everything given to Update. INTERNAL when
+  // OpenSSL failed at any step (the caller can hash the file instead).
+  // Call once: the stream is spent afterwards (FAILED_PRECONDITION).
+  absl::StatusOr<std::string> Finish();
+
+ private:
+  struct Context;
+  std::unique_ptr<Context> context_;
+  bool failed_ = false;
+  bool finished_ = false;
+};
 
 // Whether a folder hash includes a file of this name (".ckpt",
 // ".safetensors", ".bin", ".pt" or ".pth" extension, case-sensitive).

@@ -134,7 +134,7 @@ v1::DownloadJob JobToProto(const Job& job) {
   SetTime(job.started, out.mutable_times()->mutable_start_time());
   SetTime(job.ended, out.mutable_times()->mutable_end_time());
   if (job.error.has_value()) {
-    out.mutable_error()->set_code(job.error->code);
+    out.mutable_error()->set_code(absl::StatusCodeToString(job.error->code));
     out.mutable_error()->set_type(job.error->type);
     out.mutable_error()->set_message(job.error->message);
   }

@@ -2,17 +2,28 @@
 // max_parallel at once per replica), runs each on its own thread, and drives
 // its transfers on the shared TransferLoop.
 //
+// In parts: this Engine is the scheduler (claims work, runs and joins job
+// threads, keeps the replica's heartbeat); JobRunner (job_runner.h) works one
+// job; PlanSegments (segment_plan.h) decides how a file is split; VerifyFile
+// (verifier.h) checks a finished file.
+//
 // Per file: the first request asks for "bytes=0-"; a 206 with a size of at
 // least two minimum segments splits the file into segments fetched on
 // separate connections, written in place with pwrite into a pre-allocated
 // `<name>.downloading`; a 200 means one stream. Segment progress is saved
-// with the job (at least every 1% or 250 ms), so a pause, a restart or
-// another replica resumes each segment where it stopped, with If-Range
-// against the saved ETag / Last-Modified; a 200 to such a request restarts
-// the file from zero. Transient failures (connection errors, stalls, 5xx,
-// 429 with Retry-After) are retried per segment with exponential backoff and
-// jitter; permanent ones fail the job, whose other transfers are cancelled.
-// Finished files are checked (size, SHA-256) and renamed into place.
+// with the job (at least every 1% or progress_interval), so a pause, a
+// restart or another replica resumes each segment where it stopped, with
+// If-Range against the saved ETag / Last-Modified; a 200 to such a request
+// restarts the file from zero. Transient failures (connection errors,
+// stalls, 5xx, 429 with Retry-After) are retried per segment with
+// exponential backoff and jitter; permanent ones fail the job, whose other
+// transfers are cancelled. Finished files are checked (size, SHA-256) and
+// renamed into place.
+//
+//   Engine engine(store, loop, tokens, EngineOptions{});
+//   engine.Start();
+//   engine.Wake();  // after a job was created or resumed
+//   engine.Stop();  // shutdown: progress saved, leases released
 //
 // Thread-safety: Start/Stop/Wake may be called from any thread.
 #ifndef MM_SERVICES_DOWNLOADER_ENGINE_H_
@@ -21,9 +32,11 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <thread>
 
 #include "absl/time/time.h"
+#include "common/clock.h"
 #include "common/http/address_policy.h"
 #include "common/http/transfer_loop.h"
 #include "common/mutex.h"
@@ -57,6 +70,11 @@ struct EngineOptions {
   // Longest time between progress saves while bytes move.
   absl::Duration progress_interval = absl::Milliseconds(250);
   std::shared_ptr<const http::AddressPolicy> address_policy;
+  // Where retry backoff, Retry-After, progress throttling and the
+  // heartbeat read the time (a FakeClock in tests). Not owned; must outlive
+  // the engine. Null means RealClock(). (A connection's stall is measured
+  // by the TransferLoop, on real time: it is about a real socket.)
+  Clock* clock = RealClock();
 };
 
 class JobRunner;
@@ -67,7 +85,7 @@ class Engine {
          EngineOptions options);
   ~Engine();
 
-  // Starts claiming work.
+  // Starts claiming work (once; not after Stop).
   void Start() ABSL_LOCKS_EXCLUDED(mu_);
   // Stops claiming; running jobs save their progress and release their
   // lease (they stay RUNNING and are taken up again by the next process or
@@ -77,6 +95,7 @@ class Engine {
   void Wake() ABSL_LOCKS_EXCLUDED(mu_);
 
   const EngineOptions& options() const { return options_; }
+  Clock* clock() const { return options_.clock; }
   JobStore* store() const { return store_; }
   http::TransferLoop* loop() const { return loop_; }
   TokenProvider* tokens() const { return tokens_; }
@@ -84,6 +103,15 @@ class Engine {
  private:
   // The scheduler thread: claims work while there is room for it.
   void Schedule() ABSL_LOCKS_EXCLUDED(mu_);
+  // Joins the threads of runners that finished; returns how many still run.
+  int ReapFinished() ABSL_LOCKS_EXCLUDED(mu_);
+  // Claims jobs until max_parallel run or none is left; returns how many
+  // run now, or nullopt when the engine is stopping.
+  std::optional<int> ClaimWork(int running) ABSL_LOCKS_EXCLUDED(mu_);
+  // Sleeps until a local wake, a finished runner, a store change that may
+  // have queued work, or kSchedulerRescanInterval.
+  void AwaitWork(int64_t seen_wakes, int64_t seen_changes, int running)
+      ABSL_LOCKS_EXCLUDED(mu_);
 
   JobStore* const store_;
   http::TransferLoop* const loop_;
@@ -102,7 +130,8 @@ class Engine {
   // winding-down runner and a new one for a moment.
   std::map<uint64_t, Running> running_ ABSL_GUARDED_BY(mu_);
   uint64_t claims_ ABSL_GUARDED_BY(mu_) = 0;
-  std::thread scheduler_;
+  // Started by Start; Stop moves it out under mu_ and joins it.
+  std::thread scheduler_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace mm::downloader

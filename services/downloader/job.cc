@@ -21,6 +21,17 @@ absl::Time FromMillis(int64_t ms) {
   return ms == 0 ? absl::InfinitePast() : absl::FromUnixMillis(ms);
 }
 
+// The inverse of absl::StatusCodeToString; UNKNOWN for a name it does not
+// know (a row written by a newer build, or an empty code).
+absl::StatusCode StatusCodeFromName(std::string_view name) {
+  for (int value = static_cast<int>(absl::StatusCode::kOk);
+       value <= static_cast<int>(absl::StatusCode::kUnauthenticated); ++value) {
+    auto code = static_cast<absl::StatusCode>(value);
+    if (absl::StatusCodeToString(code) == name) return code;
+  }
+  return absl::StatusCode::kUnknown;
+}
+
 }  // namespace
 
 std::string_view StateName(JobState state) {
@@ -132,7 +143,7 @@ nlohmann::json JobBodyJson(const Job& job) {
       {"started_ms", ToMillis(job.started)},
   };
   if (job.error.has_value()) {
-    body["error"] = {{"code", job.error->code},
+    body["error"] = {{"code", absl::StatusCodeToString(job.error->code)},
                      {"type", job.error->type},
                      {"message", job.error->message}};
   }
@@ -173,8 +184,8 @@ absl::Status JobBodyFromJson(const nlohmann::json& body, Job& job) {
     job.error.reset();
     if (body.contains("error")) {
       const nlohmann::json& e = body["error"];
-      job.error = JobError{e.value("code", ""), e.value("type", ""),
-                           e.value("message", "")};
+      job.error = JobError{StatusCodeFromName(e.value("code", "")),
+                           e.value("type", ""), e.value("message", "")};
     }
   } catch (const nlohmann::json::exception& e) {
     return absl::DataLossError(

@@ -14,6 +14,7 @@
 #include <string_view>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "nlohmann/json.hpp"
@@ -77,10 +78,18 @@ struct Part {
   std::string DisplayName() const;
 };
 
+// Why a job failed, as data: the code and the type are set where the
+// failure is found and never parsed back out of the message. The rpc edge
+// (and the stored JSON body) turn the code into its name ("NOT_FOUND").
 struct JobError {
-  std::string code;  // gRPC code name, e.g. "NOT_FOUND"
-  std::string type;  // e.g. "HTTPError(NOT FOUND)"
+  absl::StatusCode code = absl::StatusCode::kUnknown;
+  // The kind of failure as clients match on it, e.g. "SizeMismatch",
+  // "HTTPError(NOT FOUND)", "ConnectionError" (spec's error types).
+  std::string type;
+  // For a person: what went wrong, with the URL or path and the numbers.
   std::string message;
+
+  friend bool operator==(const JobError&, const JobError&) = default;
 };
 
 struct Job {
@@ -123,7 +132,9 @@ struct Job {
 
 // The fields not kept in their own columns, as JSON (the `body` column).
 nlohmann::json JobBodyJson(const Job& job);
-// Fills `job` from JobBodyJson's output; DATA_LOSS for malformed JSON.
+// Fills `job` from JobBodyJson's output; DATA_LOSS for malformed JSON. The
+// error's code is stored by name ("DATA_LOSS"), as rows have always held
+// it; a name this build does not know reads as UNKNOWN.
 absl::Status JobBodyFromJson(const nlohmann::json& body, Job& job);
 
 }  // namespace mm::downloader

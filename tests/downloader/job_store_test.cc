@@ -151,7 +151,8 @@ TEST_P(JobStoreTest, GetReturnsWhatWasCreated) {
   job.retries = 2;
   job.bytes_per_second = 1234.5;
   job.status_message = "waiting for a slot";
-  job.error = JobError{"NOT_FOUND", "HTTPError(NOT FOUND)", "gone"};
+  job.error =
+      JobError{absl::StatusCode::kNotFound, "HTTPError(NOT FOUND)", "gone"};
   job.parts[0].relative_path = "unet/model.bin";
   job.parts[0].expected_size = 2000;
   job.parts[0].expected_sha256 = std::string(64, 'a');
@@ -178,7 +179,7 @@ TEST_P(JobStoreTest, GetReturnsWhatWasCreated) {
   EXPECT_EQ(got.bytes_per_second, 1234.5);
   EXPECT_EQ(got.status_message, "waiting for a slot");
   ASSERT_TRUE(got.error.has_value());
-  EXPECT_EQ(got.error->code, "NOT_FOUND");
+  EXPECT_EQ(got.error->code, absl::StatusCode::kNotFound);
   EXPECT_EQ(got.error->type, "HTTPError(NOT FOUND)");
   EXPECT_EQ(got.error->message, "gone");
   EXPECT_EQ(got.created, job.created);

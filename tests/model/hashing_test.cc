@@ -217,6 +217,34 @@ TEST(HashingTest, OpenSslDigestsMatchCoreutils) {
   }
 }
 
+// Pieces of every awkward size give the digest of the whole, as HashFile
+// computes it from the file.
+TEST(HashingTest, Sha256StreamMatchesTheFileDigest) {
+  TempDir dir;
+  const std::string data = RandomBytes((size_t{1} << 20) + 13, 7);
+  const std::filesystem::path file = dir.path() / "whole.bin";
+  WriteFile(file, data);
+  Sha256Stream stream;
+  size_t offset = 0;
+  for (size_t piece = 1; offset < data.size(); piece = piece * 3 + 1) {
+    const size_t length = std::min(piece, data.size() - offset);
+    stream.Update(std::string_view(data).substr(offset, length));
+    offset += length;
+  }
+  ASSERT_OK_AND_ASSIGN(std::string hex, stream.Finish());
+  EXPECT_THAT(HashFile(file, Options(HashAlgorithm::kSha256)),
+              IsOkAndHolds("sha256:" + hex));
+}
+
+TEST(HashingTest, Sha256StreamOfNothingIsTheEmptyDigestAndFinishesOnce) {
+  Sha256Stream stream;
+  EXPECT_THAT(stream.Finish(),
+              IsOkAndHolds("e3b0c44298fc1c149afbf4c8996fb924"
+                           "27ae41e4649b934ca495991b7852b855"));
+  EXPECT_THAT(stream.Finish(), StatusIs(absl::StatusCode::kFailedPrecondition,
+                                        HasSubstr("finished twice")));
+}
+
 // The folder rule, computed independently: hex of each weights file in
 // component-wise path order, concatenated, BLAKE3 of that text.
 TEST(HashingTest, FolderHashFollowsTheCompositeRule) {
