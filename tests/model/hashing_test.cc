@@ -418,5 +418,39 @@ TEST(HashingTest, Blake3MultiOnAMultiGigabyteSparseFileMatchesB3sum) {
               IsOkAndHolds(expected));
 }
 
+TEST(HashingTest, KnownDigestsAreUsedInsteadOfReadingTheFiles) {
+  TempDir dir;
+  const std::filesystem::path folder = dir.path() / "repo";
+  WriteFile(folder / "unet" / "model.safetensors", "unet bytes");
+  WriteFile(folder / "vae" / "model.safetensors", "vae bytes");
+  HashOptions plain{.algorithm = HashAlgorithm::kSha256};
+  ASSERT_OK_AND_ASSIGN(std::string expected, HashPath(folder, plain));
+
+  // The downloader verified the unet's SHA-256: its bytes are not read, so
+  // replacing them on disk does not change the result.
+  ASSERT_OK_AND_ASSIGN(std::string unet_hash,
+                       HashFile(folder / "unet" / "model.safetensors", plain));
+  const std::string unet_hex = unet_hash.substr(std::string("sha256:").size());
+  WriteFile(folder / "unet" / "model.safetensors", "other bytes");
+  int asked = 0;
+  HashOptions known = plain;
+  known.known_hex =
+      [&](const std::filesystem::path& file) -> std::optional<std::string> {
+    ++asked;
+    if (file == folder / "unet" / "model.safetensors") return unet_hex;
+    return std::nullopt;
+  };
+  EXPECT_THAT(HashPath(folder, known), IsOkAndHolds(expected));
+  EXPECT_EQ(asked, 2);
+
+  // A single file with a known digest.
+  EXPECT_THAT(HashPath(folder / "unet" / "model.safetensors", known),
+              IsOkAndHolds(unet_hash));
+  // A known digest never stands in for a file that is gone.
+  std::filesystem::remove(folder / "unet" / "model.safetensors");
+  EXPECT_THAT(HashPath(folder / "unet" / "model.safetensors", known),
+              StatusIs(absl::StatusCode::kNotFound));
+}
+
 }  // namespace
 }  // namespace mm::model
