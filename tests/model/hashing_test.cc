@@ -22,6 +22,7 @@
 namespace mm::model {
 namespace {
 
+using ::mm::testing::IsOkAndHolds;
 using ::mm::testing::RunUnprivileged;
 using ::mm::testing::StatusIs;
 using ::mm::testing::TempDir;
@@ -29,16 +30,6 @@ using ::mm::testing::WriteFile;
 using ::testing::HasSubstr;
 using ::testing::MatchesRegex;
 using ::testing::StartsWith;
-
-// The status matchers have no value matcher; this one prints the status
-// when it is not OK.
-MATCHER_P(IsOkAndHolds, matcher, "is OK and holds a matching value") {
-  if (!arg.ok()) {
-    *result_listener << "whose status is " << arg.status();
-    return false;
-  }
-  return ::testing::ExplainMatchResult(matcher, *arg, result_listener);
-}
 
 constexpr char kEmptyBlake3[] =
     "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262";
