@@ -1,14 +1,10 @@
 #include "services/records/model_registry.h"
 
-#include <fcntl.h>
-#include <sys/random.h>
-
-#include <array>
-
-#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/ids.h"
 #include "common/logging.h"
+#include "common/paging.h"
 #include "common/status.h"
 #include "model/config_validation.h"
 #include "model/taxonomy.h"
@@ -46,17 +42,6 @@ constexpr int kUpdateAttempts = 100;
 
 }  // namespace
 
-std::string GenerateModelKey() {
-  std::array<unsigned char, 16> bytes{};
-  size_t filled = 0;
-  while (filled < bytes.size()) {
-    ssize_t n = ::getrandom(bytes.data() + filled, bytes.size() - filled, 0);
-    if (n > 0) filled += static_cast<size_t>(n);
-  }
-  return absl::BytesToHexString(absl::string_view(
-      reinterpret_cast<const char*>(bytes.data()), bytes.size()));
-}
-
 absl::StatusOr<StoredModel> ModelRegistry::Create(
     json config, const std::string& request_id) {
   if (!config.is_object()) {
@@ -70,7 +55,7 @@ absl::StatusOr<StoredModel> ModelRegistry::Create(
   StripOutputOnlyFields(config);
   if (!config.contains("key") || config["key"].is_null() ||
       (config["key"].is_string() && config["key"].get<std::string>().empty())) {
-    config["key"] = GenerateModelKey();
+    config["key"] = NewResourceId();
   }
   ASSIGN_OR_RETURN(json valid, model::ValidateConfig(config));
   return store_->Insert(valid, request_id);
@@ -145,8 +130,7 @@ absl::StatusOr<ModelPage> ModelRegistry::List(ModelQuery query) {
   RETURN_IF_ERROR(CheckFilter(query.base, "base", &model::IsKnownBase));
   RETURN_IF_ERROR(CheckFilter(query.type, "type", &model::IsKnownType));
   RETURN_IF_ERROR(CheckFilter(query.format, "format", &model::IsKnownFormat));
-  if (query.page_size <= 0) query.page_size = kDefaultPageSize;
-  if (query.page_size > kMaxPageSize) query.page_size = kMaxPageSize;
+  ASSIGN_OR_RETURN(query.page_size, EffectivePageSize(query.page_size));
   ASSIGN_OR_RETURN(ModelPage page, store_->List(query));
   std::vector<StoredModel> valid;
   valid.reserve(page.models.size());

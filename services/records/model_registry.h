@@ -20,14 +20,8 @@
 
 namespace mm::records {
 
-// Most records one List page returns.
-inline constexpr int kMaxPageSize = 1000;
-inline constexpr int kDefaultPageSize = 100;
 // Longest request_id accepted for idempotent creates.
 inline constexpr size_t kMaxRequestIdBytes = 128;
-
-// 32 random lowercase hex characters (128 bits from the OS's CSPRNG).
-std::string GenerateModelKey();
 
 class ModelRegistry {
  public:
@@ -51,7 +45,8 @@ class ModelRegistry {
                                       int64_t expected_revision);
   absl::StatusOr<int64_t> Delete(const std::string& key,
                                  int64_t expected_revision);
-  // Validates the filters, clamps the page size, and skips (with a warning
+  // Validates the filters, applies the paging policy (common/paging.h), and
+  // skips (with a warning
   // in the log) stored records that no longer validate.
   absl::StatusOr<ModelPage> List(ModelQuery query);
   // The one model with this name, base and type: NOT_FOUND for none,

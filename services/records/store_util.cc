@@ -4,6 +4,8 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "common/paging.h"
+#include "common/status.h"
 
 namespace mm::records {
 namespace {
@@ -112,33 +114,15 @@ bool MatchesQuery(const StoredModel& model, const ModelQuery& q) {
 
 std::string EncodePageToken(const ModelQuery& query,
                             const json& last_sort_values) {
-  json token = {{"q", QueryFingerprint(query)}, {"after", last_sort_values}};
-  return absl::WebSafeBase64Escape(token.dump());
+  return mm::EncodePageToken(QueryFingerprint(query), last_sort_values);
 }
 
 absl::StatusOr<json> DecodePageToken(const ModelQuery& query) {
-  if (query.page_token.empty()) return json(nullptr);
-  std::string text;
-  if (!absl::WebSafeBase64Unescape(query.page_token, &text)) {
-    return absl::InvalidArgumentError(
-        "page_token is malformed; pass the next_page_token of the previous "
-        "response unchanged");
-  }
-  json token = json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (!token.is_object() || !token.contains("q") || !token["q"].is_string() ||
-      !token.contains("after") || !token["after"].is_array()) {
-    return absl::InvalidArgumentError(
-        "page_token is malformed; pass the next_page_token of the previous "
-        "response unchanged");
-  }
-  if (token["q"].get<std::string>() != QueryFingerprint(query)) {
-    return absl::InvalidArgumentError(
-        "page_token was issued for other filters or another order; repeat "
-        "the same filters and order_by when paging");
-  }
-  json after = token["after"];
+  ASSIGN_OR_RETURN(json after, mm::DecodePageToken(query.page_token,
+                                                   QueryFingerprint(query)));
+  if (after.is_null()) return after;
   json expected = SortValues(StoredModel{}, query.order);
-  if (after.size() != expected.size()) {
+  if (!after.is_array() || after.size() != expected.size()) {
     return absl::InvalidArgumentError("page_token is malformed");
   }
   for (size_t i = 0; i < after.size(); ++i) {
