@@ -113,16 +113,17 @@ absl::StatusOr<CachedPath> DownloadCache::Fetch(const std::string& source,
   return result;
 }
 
-absl::StatusOr<CachedPath> DownloadCache::Download(
-    const ResolvedSource& source, const std::string& token,
-    const std::string& slug, absl::Time deadline) {
+absl::StatusOr<CachedPath> DownloadCache::Download(const ResolvedSource& source,
+                                                   const std::string& token,
+                                                   const std::string& slug,
+                                                   absl::Time deadline) {
   ASSIGN_OR_RETURN(InstallPlan plan, resolver_->Plan(source, token));
   const int64_t needed = plan.TotalBytes();
   if (max_bytes_ > 0 && needed > max_bytes_) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        QuotedForMessage(source.normalized), " needs ", needed,
-        " bytes, more than the whole download cache (", max_bytes_,
-        " bytes, --download-cache-size)"));
+    return absl::ResourceExhaustedError(
+        absl::StrCat(QuotedForMessage(source.normalized), " needs ", needed,
+                     " bytes, more than the whole download cache (", max_bytes_,
+                     " bytes, --download-cache-size)"));
   }
   EvictFor(needed);
   std::error_code error;
@@ -131,8 +132,8 @@ absl::StatusOr<CachedPath> DownloadCache::Download(
                                                 NewResourceId().substr(0, 8));
   fs::create_directories(partial, error);
   if (error) {
-    return absl::InternalError(
-        absl::StrCat("cannot create ", partial.string(), ": ", error.message()));
+    return absl::InternalError(absl::StrCat("cannot create ", partial.string(),
+                                            ": ", error.message()));
   }
   v1::CreateDownloadRequest request;
   request.set_dest_dir(partial.string());
@@ -144,8 +145,8 @@ absl::StatusOr<CachedPath> DownloadCache::Download(
       v1::DownloadFile* out = request.add_files();
       out->set_url(file.url);
       out->set_relative_path(file.path);
-      out->set_expected_size(file.size);
-      out->set_expected_sha256(file.sha256);
+      out->set_size(file.size);
+      out->set_sha256(file.sha256);
     }
   }
   auto fail = [&](absl::Status status) {
@@ -222,8 +223,8 @@ void DownloadCache::EvictFor(int64_t needed) {
     const int64_t bytes = TreeBytes(dir.path());
     total += bytes;
     std::error_code time_error;
-    fs::file_time_type used = fs::last_write_time(dir.path() / kMarker,
-                                                  time_error);
+    fs::file_time_type used =
+        fs::last_write_time(dir.path() / kMarker, time_error);
     entries.push_back({dir.path(), used, bytes, name});
   }
   std::sort(entries.begin(), entries.end(),

@@ -25,8 +25,8 @@ using nlohmann::json;
 constexpr char kTempPrefix[] = "tmpinstall_";
 
 absl::Status Cancelled(const InstallJob& job) {
-  return absl::FailedPreconditionError(
-      absl::StrCat("install job ", job.id, " is ", AsAbsl(StateName(job.state))));
+  return absl::FailedPreconditionError(absl::StrCat(
+      "install job ", job.id, " is ", AsAbsl(StateName(job.state))));
 }
 
 }  // namespace
@@ -65,13 +65,13 @@ absl::StatusOr<InstallJob> InstallManager::Wait(
     const std::string& id, absl::Time deadline,
     const std::function<bool()>& cancelled) {
   InstallJob last;
-  RETURN_IF_ERROR(follower_.Wait(
-      id,
-      [&]() -> absl::StatusOr<jobs::Look> {
-        ASSIGN_OR_RETURN(last, deps_.store->Get(id));
-        return LookAt(last);
-      },
-      {.deadline = deadline, .cancelled = cancelled}));
+  RETURN_IF_ERROR(
+      follower_.Wait(id,
+                     [&]() -> absl::StatusOr<jobs::Look> {
+                       ASSIGN_OR_RETURN(last, deps_.store->Get(id));
+                       return LookAt(last);
+                     },
+                     {.deadline = deadline, .cancelled = cancelled}));
   return last;
 }
 
@@ -89,13 +89,15 @@ absl::Status InstallManager::Watch(
       [&] { return send(last); }, {.cancelled = cancelled});
 }
 
-absl::StatusOr<InstallJob> InstallManager::Create(const InstallRequest& request) {
+absl::StatusOr<InstallJob> InstallManager::Create(
+    const InstallRequest& request) {
   if (request.request_id.size() > kMaxInstallRequestIdBytes) {
     return absl::InvalidArgumentError(absl::StrCat(
         "request_id is longer than ", kMaxInstallRequestIdBytes, " bytes"));
   }
   ASSIGN_OR_RETURN(json overrides, ParseOverrides(request.config_json));
-  ASSIGN_OR_RETURN(ResolvedSource source, deps_.resolver->Parse(request.source));
+  ASSIGN_OR_RETURN(ResolvedSource source,
+                   deps_.resolver->Parse(request.source));
   if (request.inplace && source.source_type != "path") {
     return absl::InvalidArgumentError(
         "inplace applies to a local path only; a downloaded model is always "
@@ -146,21 +148,22 @@ absl::StatusOr<InstallPage> InstallManager::List(
 
 absl::StatusOr<InstallJob> InstallManager::Cancel(const std::string& id) {
   Clock* clock = deps_.store->clock();
-  ASSIGN_OR_RETURN(InstallJob job,
-                   deps_.store->Update(id, [&](InstallJob& job) -> absl::Status {
-                     if (IsTerminal(job.state)) return Cancelled(job);
-                     if (job.step >= InstallStep::kPlace) {
-                       return absl::FailedPreconditionError(absl::StrCat(
-                           "install job ", job.id,
+  ASSIGN_OR_RETURN(
+      InstallJob job,
+      deps_.store->Update(id, [&](InstallJob& job) -> absl::Status {
+        if (IsTerminal(job.state)) return Cancelled(job);
+        if (job.step >= InstallStep::kPlace) {
+          return absl::FailedPreconditionError(
+              absl::StrCat("install job ", job.id,
                            " is placing its files and can no longer be "
                            "cancelled; it finishes in a moment"));
-                     }
-                     RETURN_IF_ERROR(
-                         job.TransitionTo(InstallState::kCancelled, clock->Now()));
-                     job.AddEvent("cancelled", clock->Now());
-                     job.status_message.clear();
-                     return absl::OkStatus();
-                   }));
+        }
+        RETURN_IF_ERROR(
+            job.TransitionTo(InstallState::kCancelled, clock->Now()));
+        job.AddEvent("cancelled", clock->Now());
+        job.status_message.clear();
+        return absl::OkStatus();
+      }));
   // A job no worker holds is cleaned up here; a running one also cleans up
   // when it sees the cancel (both are harmless twice).
   if (!job.download_id.empty()) {
@@ -182,30 +185,28 @@ absl::StatusOr<InstallJob> InstallManager::Cancel(const std::string& id) {
 
 absl::StatusOr<InstallJob> InstallManager::Pause(const std::string& id) {
   Clock* clock = deps_.store->clock();
-  ASSIGN_OR_RETURN(InstallJob job,
-                   deps_.store->Update(id, [&](InstallJob& job) -> absl::Status {
-                     if (job.state != InstallState::kWaiting &&
-                         job.state != InstallState::kDownloading) {
-                       return absl::FailedPreconditionError(absl::StrCat(
-                           "install job ", job.id, " is ",
-                           AsAbsl(StateName(job.state)),
-                           "; only the download phase can be paused"));
-                     }
-                     if (job.step > InstallStep::kDownload) {
-                       return absl::FailedPreconditionError(absl::StrCat(
-                           "install job ", job.id,
-                           " has finished downloading"));
-                     }
-                     return job.TransitionTo(InstallState::kPaused,
-                                             clock->Now());
-                   }));
+  ASSIGN_OR_RETURN(
+      InstallJob job,
+      deps_.store->Update(id, [&](InstallJob& job) -> absl::Status {
+        if (job.state != InstallState::kWaiting &&
+            job.state != InstallState::kDownloading) {
+          return absl::FailedPreconditionError(absl::StrCat(
+              "install job ", job.id, " is ", AsAbsl(StateName(job.state)),
+              "; only the download phase can be paused"));
+        }
+        if (job.step > InstallStep::kDownload) {
+          return absl::FailedPreconditionError(absl::StrCat(
+              "install job ", job.id, " has finished downloading"));
+        }
+        return job.TransitionTo(InstallState::kPaused, clock->Now());
+      }));
   if (!job.download_id.empty()) {
     absl::StatusOr<v1::DownloadJob> paused =
         deps_.downloader->Pause(job.download_id);
     if (!paused.ok() &&
         paused.status().code() != absl::StatusCode::kFailedPrecondition) {
-      MM_LOG(WARNING) << "install " << id << ": cannot pause download: "
-                      << paused.status();
+      MM_LOG(WARNING) << "install " << id
+                      << ": cannot pause download: " << paused.status();
     }
   }
   return job;
@@ -214,22 +215,22 @@ absl::StatusOr<InstallJob> InstallManager::Pause(const std::string& id) {
 absl::StatusOr<InstallJob> InstallManager::Resume(const std::string& id,
                                                   const std::string& token) {
   Clock* clock = deps_.store->clock();
-  ASSIGN_OR_RETURN(InstallJob job,
-                   deps_.store->Update(id, [&](InstallJob& job) -> absl::Status {
-                     if (job.state != InstallState::kPaused) {
-                       return absl::FailedPreconditionError(absl::StrCat(
-                           "install job ", job.id, " is ",
+  ASSIGN_OR_RETURN(
+      InstallJob job,
+      deps_.store->Update(id, [&](InstallJob& job) -> absl::Status {
+        if (job.state != InstallState::kPaused) {
+          return absl::FailedPreconditionError(
+              absl::StrCat("install job ", job.id, " is ",
                            AsAbsl(StateName(job.state)), ", not paused"));
-                     }
-                     RETURN_IF_ERROR(
-                         job.TransitionTo(InstallState::kWaiting, clock->Now()));
-                     job.status_message.clear();
-                     if (!token.empty()) {
-                       job.has_token = true;
-                       job.token_owner = deps_.store->replica_id();
-                     }
-                     return absl::OkStatus();
-                   }));
+        }
+        RETURN_IF_ERROR(job.TransitionTo(InstallState::kWaiting, clock->Now()));
+        job.status_message.clear();
+        if (!token.empty()) {
+          job.has_token = true;
+          job.token_owner = deps_.store->replica_id();
+        }
+        return absl::OkStatus();
+      }));
   if (!token.empty()) deps_.tokens->Put(id, token);
   if (worker_ != nullptr) worker_->Wake();
   return job;

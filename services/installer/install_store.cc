@@ -15,8 +15,8 @@ absl::StatusOr<InstallJob> FromRow(const jobs::JobRow& row) {
   job.request_id = row.request_id;
   std::optional<InstallState> state = StateFromName(row.state);
   if (!state) {
-    return absl::DataLossError(absl::StrCat("install job ", row.id,
-                                            ": unknown state ", row.state));
+    return absl::DataLossError(
+        absl::StrCat("install job ", row.id, ": unknown state ", row.state));
   }
   job.state = *state;
   job.revision = row.revision;
@@ -31,9 +31,8 @@ absl::StatusOr<InstallJob> FromRow(const jobs::JobRow& row) {
 void ToRow(const InstallJob& job, jobs::JobRow& row) {
   row.state = std::string(StateName(job.state));
   row.token_owner = job.token_owner;
-  row.ended_ms = job.ended == absl::InfinitePast()
-                     ? 0
-                     : absl::ToUnixMillis(job.ended);
+  row.ended_ms =
+      job.ended == absl::InfinitePast() ? 0 : absl::ToUnixMillis(job.ended);
   row.body = JobBodyJson(job);
 }
 
@@ -95,8 +94,7 @@ absl::StatusOr<InstallPage> InstallStore::ListPage(
 
 absl::StatusOr<std::vector<InstallJob>> InstallStore::Live() {
   const std::vector<std::string> live = {"waiting", "downloading",
-                                         "downloads_done", "running",
-                                         "paused"};
+                                         "downloads_done", "running", "paused"};
   std::vector<InstallJob> jobs;
   int64_t after = 0;
   while (true) {
@@ -159,8 +157,7 @@ absl::Status InstallStore::ExpireAllLeases() {
 
 absl::StatusOr<std::vector<InstallJob>> InstallStore::Prune(
     absl::Time ended_before) {
-  ASSIGN_OR_RETURN(std::vector<jobs::JobRow> rows,
-                   table_->Prune(ended_before));
+  ASSIGN_OR_RETURN(std::vector<jobs::JobRow> rows, table_->Prune(ended_before));
   std::vector<InstallJob> jobs;
   for (const jobs::JobRow& row : rows) {
     ASSIGN_OR_RETURN(InstallJob job, FromRow(row));

@@ -72,7 +72,8 @@ class InstallRun {
   Outcome Save(const std::function<absl::Status(InstallJob&)>& change) {
     absl::Status change_status;
     absl::StatusOr<InstallJob> saved = deps_.store->SaveLeased(
-        job_.id, options_.lease, [&](InstallJob& stored) -> absl::StatusOr<bool> {
+        job_.id, options_.lease,
+        [&](InstallJob& stored) -> absl::StatusOr<bool> {
           if (IsTerminal(stored.state) ||
               stored.state == InstallState::kPaused) {
             return false;
@@ -112,11 +113,12 @@ class InstallRun {
     delay = std::min(delay, options_.retry_max_delay);
     const std::string message =
         absl::StrCat("waiting for ", what, " (", absl::FormatDuration(delay),
-                     "): ", SafeForMessage(status.message(), 300));
+                     "): ", SafeForMessage(AsStd(status.message()), 300));
     if (status.code() != absl::StatusCode::kUnavailable ||
         what != "the job database") {
       absl::StatusOr<InstallJob> saved = deps_.store->SaveLeased(
-          job_.id, options_.lease, [&](InstallJob& stored) -> absl::StatusOr<bool> {
+          job_.id, options_.lease,
+          [&](InstallJob& stored) -> absl::StatusOr<bool> {
             if (IsTerminal(stored.state) ||
                 stored.state == InstallState::kPaused) {
               return false;
@@ -141,7 +143,7 @@ class InstallRun {
     Save([&](InstallJob& job) {
       RETURN_IF_ERROR(job.TransitionTo(InstallState::kError, clock_->Now()));
       job.error = InstallError{status.code(), type,
-                               SafeForMessage(status.message(), 2000)};
+                               SafeForMessage(AsStd(status.message()), 2000)};
       job.status_message.clear();
       job.AddEvent("error", clock_->Now());
       return absl::OkStatus();
@@ -238,10 +240,10 @@ class InstallRun {
     if (!source.ok()) return Fail(source.status(), "InvalidSource");
     absl::StatusOr<InstallPlan> plan = deps_.resolver->Plan(*source, *token);
     if (!plan.ok()) {
-      return Retryable(plan.status(), "the Hugging Face hub",
-                       absl::StrCat("HubError(",
-                                    absl::StatusCodeToString(plan.status().code()),
-                                    ")"));
+      return Retryable(
+          plan.status(), "the Hugging Face hub",
+          absl::StrCat("HubError(",
+                       absl::StatusCodeToString(plan.status().code()), ")"));
     }
     attempts_ = 0;
     return Save([&](InstallJob& job) {
@@ -272,8 +274,8 @@ class InstallRun {
       v1::DownloadFile* out = request.add_files();
       out->set_url(file.url);
       out->set_relative_path(file.path);
-      out->set_expected_size(file.size);
-      out->set_expected_sha256(file.sha256);
+      out->set_size(file.size);
+      out->set_sha256(file.sha256);
     }
     return request;
   }
@@ -298,9 +300,10 @@ class InstallRun {
       std::error_code error;
       fs::create_directories(job_.temp_dir, error);
       if (error) {
-        return Fail(absl::InternalError(absl::StrCat(
-                        "cannot create ", job_.temp_dir, ": ", error.message())),
-                    "OSError");
+        return Fail(
+            absl::InternalError(absl::StrCat("cannot create ", job_.temp_dir,
+                                             ": ", error.message())),
+            "OSError");
       }
       absl::StatusOr<v1::DownloadJob> download =
           deps_.downloader->Create(DownloadRequest(*token));
@@ -331,10 +334,9 @@ class InstallRun {
       if (download->state() == v1::DOWNLOAD_STATE_PAUSED) {
         absl::StatusOr<v1::DownloadJob> resumed =
             deps_.downloader->Resume(job_.download_id, *token);
-        if (!resumed.ok() && resumed.status().code() !=
-                                 absl::StatusCode::kFailedPrecondition) {
-          return Retryable(resumed.status(), "the downloader",
-                           "DownloadLost");
+        if (!resumed.ok() &&
+            resumed.status().code() != absl::StatusCode::kFailedPrecondition) {
+          return Retryable(resumed.status(), "the downloader", "DownloadLost");
         }
       }
       Outcome moved = Save([&](InstallJob& job) {
@@ -395,9 +397,9 @@ class InstallRun {
                     error.type().empty() ? "DownloadError" : error.type());
       }
       case v1::DOWNLOAD_STATE_CANCELLED:
-        return Fail(absl::AbortedError(absl::StrCat(
-                        "its download ", job_.download_id,
-                        " was cancelled in the downloader")),
+        return Fail(absl::AbortedError(
+                        absl::StrCat("its download ", job_.download_id,
+                                     " was cancelled in the downloader")),
                     "DownloadCancelled");
       case v1::DOWNLOAD_STATE_PAUSED:
         // Paused in the downloader (by a person, or for a token): the
@@ -504,9 +506,8 @@ class InstallRun {
     if (job_.inplace && !job_.remote()) {
       record_path = job_.model_path;
       if (IsInsideModelsDir(job_.model_path, models)) {
-        record_path = fs::path(job_.model_path)
-                          .lexically_relative(models)
-                          .string();
+        record_path =
+            fs::path(job_.model_path).lexically_relative(models).string();
       }
     } else {
       absl::StatusOr<PlacedModel> placed;
@@ -552,8 +553,8 @@ class InstallRun {
   Outcome RegisterStep() {
     // The job's id as request_id: after a restart the records service
     // returns the record this job already made.
-    absl::StatusOr<v1::Model> model =
-        deps_.records->Create(RecordConfig(), absl::StrCat("install:", job_.id));
+    absl::StatusOr<v1::Model> model = deps_.records->Create(
+        RecordConfig(), absl::StrCat("install:", job_.id));
     if (!model.ok()) {
       return Retryable(model.status(), "the records service",
                        "InvalidModelConfig");
@@ -594,13 +595,14 @@ class InstallRun {
       CancelDownload();
       RemoveTemporary();
       deps_.tokens->Forget(job_.id);
-    } else if (job_.state == InstallState::kPaused && !job_.download_id.empty()) {
+    } else if (job_.state == InstallState::kPaused &&
+               !job_.download_id.empty()) {
       absl::StatusOr<v1::DownloadJob> paused =
           deps_.downloader->Pause(job_.download_id);
       if (!paused.ok() &&
           paused.status().code() != absl::StatusCode::kFailedPrecondition) {
-        MM_LOG(WARNING) << "install " << job_.id << ": cannot pause download: "
-                        << paused.status();
+        MM_LOG(WARNING) << "install " << job_.id
+                        << ": cannot pause download: " << paused.status();
       }
     }
     if (job_.lease_owner == deps_.store->replica_id()) {
@@ -741,11 +743,12 @@ void InstallWorker::Schedule() {
         MutexLock lock(&mu_);
         const uint64_t claim = ++claims_;
         Running& slot = running_[claim];
-        slot.thread = std::thread([this, claim, job = std::move(**job)]() mutable {
-          InstallRun(this, std::move(job)).Run();
-          MutexLock lock(&mu_);
-          running_[claim].finished = true;
-        });
+        slot.thread =
+            std::thread([this, claim, job = std::move(**job)]() mutable {
+              InstallRun(this, std::move(job)).Run();
+              MutexLock lock(&mu_);
+              running_[claim].finished = true;
+            });
       }
     }
     if (claimed) continue;

@@ -20,14 +20,16 @@ std::vector<OptionSpec> InstallerOptionSpecs() {
                    "(replicas share one PostgreSQL)"});
   specs.push_back({"records", "", "Address of the records service (required)"});
   specs.push_back({"downloader", "", "Address of the downloader (required)"});
-  specs.push_back({"service-token-file", "",
-                   "Bearer token file for calls to records and the downloader"});
+  specs.push_back(
+      {"service-token-file", "",
+       "Bearer token file for calls to records and the downloader"});
   specs.push_back({"models-dir", "", "The models folder (required)"});
   specs.push_back({"hf-endpoint", "",
                    "Hugging Face endpoint (default: HF_ENDPOINT, else "
                    "https://huggingface.co)"});
-  specs.push_back({"token-file", "",
-                   "Hugging Face token sent to the hub when a request has none"});
+  specs.push_back(
+      {"token-file", "",
+       "Hugging Face token sent to the hub when a request has none"});
   specs.push_back({"allow-private-urls", "false",
                    "Accept URL sources on private and loopback addresses",
                    /*is_bool=*/true});
@@ -56,13 +58,13 @@ absl::StatusOr<InstallerOptions> InstallerOptionsFromConfig(
   options.downloader_address = config.GetString("downloader");
   options.service_token_file = config.GetString("service-token-file");
   const std::string models = config.GetString("models-dir");
-  for (const auto& [flag, value] :
-       {std::pair<const char*, const std::string*>{"records",
-                                                   &options.records_address},
-        {"downloader", &options.downloader_address},
-        {"models-dir", &models}}) {
+  for (const auto& [flag, value] : {std::pair<const char*, const std::string*>{
+                                        "records", &options.records_address},
+                                    {"downloader", &options.downloader_address},
+                                    {"models-dir", &models}}) {
     if (value->empty()) {
-      return absl::InvalidArgumentError(absl::StrCat("--", flag, " is required"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("--", flag, " is required"));
     }
   }
   std::error_code error;
@@ -122,7 +124,8 @@ absl::StatusOr<std::unique_ptr<InstallerServer>> InstallerServer::Start(
       o.worker.models_dir, server->hub_.get(), policy);
   ClientOptions client;
   client.token_file = o.service_token_file;
-  ASSIGN_OR_RETURN(auto records_channel, MakeChannel(o.records_address, client));
+  ASSIGN_OR_RETURN(auto records_channel,
+                   MakeChannel(o.records_address, client));
   ASSIGN_OR_RETURN(auto downloader_channel,
                    MakeChannel(o.downloader_address, client));
   server->records_ = std::make_unique<RecordsClient>(records_channel);
@@ -162,8 +165,7 @@ absl::StatusOr<std::unique_ptr<InstallerServer>> InstallerServer::Start(
 
   // Start-up report (spec §8): missing files are logged; orphans are
   // registered when asked. Records being down is not fatal here.
-  absl::StatusOr<SyncResult> sync =
-      server->manager_->Sync(o.scan_on_startup);
+  absl::StatusOr<SyncResult> sync = server->manager_->Sync(o.scan_on_startup);
   if (!sync.ok()) {
     MM_LOG(WARNING) << "start-up scan skipped: " << sync.status();
   } else {

@@ -2,10 +2,11 @@
 // tests: options from the configuration (flags, YAML, MM_* environment),
 // the job store, the hub client, the worker, the manager and the gRPC host.
 //
-//   ASSIGN_OR_RETURN(Config config, Config::Load(InstallerOptionSpecs(), argc, argv));
-//   ASSIGN_OR_RETURN(InstallerOptions options, InstallerOptionsFromConfig(config));
-//   ASSIGN_OR_RETURN(auto server, InstallerServer::Start(std::move(options)));
-//   return server->host().RunUntilSignal();
+//   ASSIGN_OR_RETURN(Config config, Config::Load(InstallerOptionSpecs(), argc,
+//   argv)); ASSIGN_OR_RETURN(InstallerOptions options,
+//   InstallerOptionsFromConfig(config)); ASSIGN_OR_RETURN(auto server,
+//   InstallerServer::Start(std::move(options))); return
+//   server->host().RunUntilSignal();
 #ifndef MM_SERVICES_INSTALLER_INSTALLER_SERVER_H_
 #define MM_SERVICES_INSTALLER_INSTALLER_SERVER_H_
 

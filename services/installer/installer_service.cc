@@ -73,17 +73,19 @@ grpc::Status InstallerService::CreateInstall(
 grpc::Status InstallerService::GetInstall(grpc::ServerContext*,
                                           const v1::GetInstallRequest* request,
                                           v1::InstallJob* response) {
-  return Handle([&] { return Respond(manager_->Get(request->id()), response); });
+  return Handle(
+      [&] { return Respond(manager_->Get(request->id()), response); });
 }
 
 grpc::Status InstallerService::ListInstalls(
     grpc::ServerContext*, const v1::ListInstallsRequest* request,
     v1::ListInstallsResponse* response) {
   return Handle([&]() -> absl::Status {
-    ASSIGN_OR_RETURN(std::vector<InstallState> states, States(request->states()));
-    ASSIGN_OR_RETURN(InstallPage page,
-                     manager_->List(states, request->page_size(),
-                                    request->page_token()));
+    ASSIGN_OR_RETURN(std::vector<InstallState> states,
+                     States(request->states()));
+    ASSIGN_OR_RETURN(
+        InstallPage page,
+        manager_->List(states, request->page_size(), request->page_token()));
     for (const InstallJob& job : page.jobs) {
       *response->add_jobs() = JobToProto(job);
     }
@@ -99,9 +101,9 @@ grpc::Status InstallerService::CancelInstall(
       [&] { return Respond(manager_->Cancel(request->id()), response); });
 }
 
-grpc::Status InstallerService::PauseInstall(grpc::ServerContext*,
-                                            const v1::InstallJobRequest* request,
-                                            v1::InstallJob* response) {
+grpc::Status InstallerService::PauseInstall(
+    grpc::ServerContext*, const v1::InstallJobRequest* request,
+    v1::InstallJob* response) {
   return Handle(
       [&] { return Respond(manager_->Pause(request->id()), response); });
 }
@@ -115,9 +117,9 @@ grpc::Status InstallerService::ResumeInstall(
   });
 }
 
-grpc::Status InstallerService::PruneInstalls(grpc::ServerContext*,
-                                             const v1::PruneInstallsRequest*,
-                                             v1::PruneInstallsResponse* response) {
+grpc::Status InstallerService::PruneInstalls(
+    grpc::ServerContext*, const v1::PruneInstallsRequest*,
+    v1::PruneInstallsResponse* response) {
   return Handle([&]() -> absl::Status {
     ASSIGN_OR_RETURN(int64_t pruned, manager_->Prune());
     response->set_pruned(pruned);
@@ -129,10 +131,9 @@ grpc::Status InstallerService::WaitInstall(grpc::ServerContext* context,
                                            const v1::InstallJobRequest* request,
                                            v1::InstallJob* response) {
   return Handle([&] {
-    return Respond(
-        manager_->Wait(request->id(), Deadline(*context),
-                       [context] { return context->IsCancelled(); }),
-        response);
+    return Respond(manager_->Wait(request->id(), Deadline(*context),
+                                  [context] { return context->IsCancelled(); }),
+                   response);
   });
 }
 
@@ -149,9 +150,9 @@ grpc::Status InstallerService::WatchInstall(
   });
 }
 
-grpc::Status InstallerService::PlanInstall(grpc::ServerContext*,
-                                           const v1::PlanInstallRequest* request,
-                                           v1::InstallPlan* response) {
+grpc::Status InstallerService::PlanInstall(
+    grpc::ServerContext*, const v1::PlanInstallRequest* request,
+    v1::InstallPlan* response) {
   return Handle([&]() -> absl::Status {
     ASSIGN_OR_RETURN(InstallPlan plan,
                      manager_->Plan(request->source(), request->config_json(),
@@ -177,8 +178,8 @@ grpc::Status InstallerService::RegisterModel(
     grpc::ServerContext*, const v1::RegisterModelRequest* request,
     v1::Model* response) {
   return Handle([&]() -> absl::Status {
-    ASSIGN_OR_RETURN(*response, manager_->Register(request->path(),
-                                                   request->config_json()));
+    ASSIGN_OR_RETURN(
+        *response, manager_->Register(request->path(), request->config_json()));
     return absl::OkStatus();
   });
 }

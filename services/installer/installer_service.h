@@ -28,9 +28,10 @@ class InstallerService final : public modelmanager::v1::Installer::Service {
   // Ends every open Watch and Wait promptly (called before draining).
   void Shutdown();
 
-  grpc::Status CreateInstall(grpc::ServerContext* context,
-                             const modelmanager::v1::CreateInstallRequest* request,
-                             modelmanager::v1::InstallJob* response) override;
+  grpc::Status CreateInstall(
+      grpc::ServerContext* context,
+      const modelmanager::v1::CreateInstallRequest* request,
+      modelmanager::v1::InstallJob* response) override;
   grpc::Status GetInstall(grpc::ServerContext* context,
                           const modelmanager::v1::GetInstallRequest* request,
                           modelmanager::v1::InstallJob* response) override;
@@ -73,9 +74,10 @@ class InstallerService final : public modelmanager::v1::Installer::Service {
       grpc::ServerContext* context,
       const modelmanager::v1::DeleteInstalledModelRequest* request,
       modelmanager::v1::DeleteInstalledModelResponse* response) override;
-  grpc::Status SyncModels(grpc::ServerContext* context,
-                          const modelmanager::v1::SyncModelsRequest* request,
-                          modelmanager::v1::SyncModelsResponse* response) override;
+  grpc::Status SyncModels(
+      grpc::ServerContext* context,
+      const modelmanager::v1::SyncModelsRequest* request,
+      modelmanager::v1::SyncModelsResponse* response) override;
   grpc::Status DownloadAndCache(
       grpc::ServerContext* context,
       const modelmanager::v1::DownloadAndCacheRequest* request,

@@ -11,7 +11,8 @@ namespace {
 int Run(int argc, char** argv) {
   mm::BlockShutdownSignals();
   mm::SetLogComponent("installer");
-  const std::vector<mm::OptionSpec> specs = mm::installer::InstallerOptionSpecs();
+  const std::vector<mm::OptionSpec> specs =
+      mm::installer::InstallerOptionSpecs();
   absl::StatusOr<mm::Config> config = mm::Config::Load(specs, argc, argv);
   if (!config.ok()) {
     std::cerr << "mm-installer: " << config.status().message() << "\n";

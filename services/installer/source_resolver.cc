@@ -13,9 +13,12 @@ namespace mm::installer {
 
 namespace fs = std::filesystem;
 
-SourceResolver::SourceResolver(fs::path models_dir, HubClient* hub,
-                               std::shared_ptr<const http::AddressPolicy> policy)
-    : models_dir_(std::move(models_dir)), hub_(hub), policy_(std::move(policy)) {}
+SourceResolver::SourceResolver(
+    fs::path models_dir, HubClient* hub,
+    std::shared_ptr<const http::AddressPolicy> policy)
+    : models_dir_(std::move(models_dir)),
+      hub_(hub),
+      policy_(std::move(policy)) {}
 
 absl::StatusOr<ResolvedSource> SourceResolver::Parse(
     const std::string& text) const {
@@ -56,8 +59,8 @@ absl::StatusOr<ResolvedSource> SourceResolver::Parse(
   return resolved;
 }
 
-absl::StatusOr<InstallPlan> SourceResolver::Plan(const ResolvedSource& source,
-                                                 const std::string& token) const {
+absl::StatusOr<InstallPlan> SourceResolver::Plan(
+    const ResolvedSource& source, const std::string& token) const {
   if (const auto* repo = std::get_if<model::HfRepoSource>(&source.parsed)) {
     return hub_->Plan(*repo, token);
   }

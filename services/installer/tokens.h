@@ -17,7 +17,8 @@ namespace mm::installer {
 
 class TokenCache {
  public:
-  void Put(const std::string& job_id, std::string token) ABSL_LOCKS_EXCLUDED(mu_) {
+  void Put(const std::string& job_id, std::string token)
+      ABSL_LOCKS_EXCLUDED(mu_) {
     MutexLock lock(&mu_);
     tokens_[job_id] = std::move(token);
   }
