@@ -108,6 +108,12 @@ TEST_F(InstallFixturesTest, NonModelFileIsRefused) {
                        HasSubstr("not a recognised model")));
 }
 
+TEST_F(InstallFixturesTest, HtmlPageIsNoModel) {
+  WriteFile(dir_.path() / "model.safetensors", HtmlPageBytes());
+  EXPECT_THAT(model::Probe(dir_.path() / "model.safetensors", {}),
+              StatusIs(absl::StatusCode::kDataLoss));
+}
+
 TEST_F(InstallFixturesTest, HostilePickleIsRefusedAndNeverRuns) {
   const fs::path marker = dir_.path() / "pwned";
   WriteHostilePickleCheckpoint(dir_.path() / "evil.ckpt", marker.string());

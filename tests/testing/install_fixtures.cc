@@ -137,6 +137,12 @@ std::string HostilePickleCheckpointBytes(const std::string& marker) {
                    {.name = "archive/version", .data = "3\n"}});
 }
 
+std::string HtmlPageBytes() {
+  return "<!DOCTYPE html>\n<html><head><title>Sign in</title></head>\n"
+         "<body><form action=\"/login\">You must sign in to download this "
+         "model.</form></body></html>\n";
+}
+
 std::vector<FixtureFile> VaeFolderFiles(const VaeFolderOptions& options) {
   json config = {{"_class_name", "AutoencoderKL"},
                  {"_diffusers_version", "0.21.0"},

@@ -25,6 +25,8 @@
 //   NonModelSafetensorsBytes      a valid safetensors file that is no model
 //   HostilePickleCheckpointBytes  a torch zip checkpoint whose pickle calls
 //                                 os.system (must be refused, never run)
+//   HtmlPageBytes                 the HTML page a site sends where a model
+//                                 was expected (a login or error page)
 //
 // Thread-safety: free functions with no shared state. Writers abort the test
 // binary when a file cannot be written (see model_fixtures.h).
@@ -54,6 +56,7 @@ std::string NonModelSafetensorsBytes();
 // `marker` is the path the pickle would `touch` if it were ever run: a test
 // checks that it still does not exist afterwards.
 std::string HostilePickleCheckpointBytes(const std::string& marker);
+std::string HtmlPageBytes();
 
 // Folders, as relative paths and contents.
 struct VaeFolderOptions {
