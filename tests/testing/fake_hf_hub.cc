@@ -198,6 +198,9 @@ void FakeHfHub::AddRepo(FakeHfRepo spec) {
   if (parts.size() != 2 || parts[0].empty() || parts[1].empty()) {
     Die("repo id " + spec.id + " is not owner/name");
   }
+  if (spec.branches.count("main") > 0) {
+    Die("repo " + spec.id + ": main's files go in `files`, not `branches`");
+  }
   auto repo = std::make_shared<Repo>();
   auto add_branch = [&](const std::string& name,
                         const std::vector<FakeHfFile>& files) {

@@ -43,8 +43,12 @@
 // files only with access. Anything else gets a plain 404.
 //
 // Faults: hub_server() and cdn_server() are the HttpTestServers; their
-// SetBehavior applies on top (e.g. a 503 on the model-info path, a dropped
-// CDN body).
+// SetBehavior applies on top, e.g. a 503 on ModelInfoPath(repo), or a slow
+// download to kill a process in the middle of:
+//   hub->cdn_server().SetBehavior(FakeHfHub::CdnPath(contents),
+//                                 {.bytes_per_second = 64 * 1024});
+// (make such a file large enough: any contents will do, e.g.
+// SafetensorsBytes of a big zero tensor).
 //
 // Thread-safety: every method may be called from any thread while the
 // servers run; a request sees the repos as they were when it arrived.
@@ -88,7 +92,8 @@ struct FakeHfRepo {
   std::string id;  // "owner/name"
   // The files of the main branch.
   std::vector<FakeHfFile> files;
-  // Other branches by name (e.g. "fp16"), each with its whole file list.
+  // Other branches by name (e.g. "fp16"; not "main"), each with its whole
+  // file list.
   std::map<std::string, std::vector<FakeHfFile>> branches;
   std::vector<std::string> tags;
   // "" (not gated), "auto" or "manual": needs a token in `tokens`.
@@ -115,8 +120,8 @@ class FakeHfHub {
   FakeHfHub& operator=(const FakeHfHub&) = delete;
 
   // Adds `repo`, replacing one with the same id; its LFS files are put on
-  // the CDN. Aborts on a repo id without exactly one '/' or a branch named
-  // like a commit id (a test bug).
+  // the CDN. Aborts on a repo id without exactly one '/', a branch named
+  // "main" or like a commit id (test bugs).
   void AddRepo(FakeHfRepo repo);
   void RemoveRepo(std::string_view repo_id);
 
