@@ -6,15 +6,17 @@
 //   ASSERT_OK_AND_ASSIGN(auto hub, FakeHfHub::Start());
 //   hub->AddRepo(SdxlDiffusersRepo());
 //   ... run the installer with --hf-endpoint hub->endpoint() ...
-//   EXPECT_EQ(hub->RequestCount(hub->ModelInfoPath("fixture/sdxl")), 1);
+//   EXPECT_EQ(hub->RequestCount(FakeHfHub::ModelInfoPath("fixture/sdxl-base")),
+//             1);
 //   EXPECT_FALSE(hub->CdnSawAuthorization());
 //
 // The hub answers, as the real one does (spec §6.1):
-//   GET|HEAD /api/models/{owner}/{name}[/revision/{rev}]  (any query, e.g.
-//     ?blobs=true): the model-info JSON — id, modelId, author, sha (the
-//     revision's commit), lastModified, private, gated, tags, and siblings
-//     with rfilename, size, blobId and, for LFS files, lfs {sha256, size,
-//     pointerSize} — with the header X-Repo-Commit.
+//   GET|HEAD /api/models/{owner}/{name}[/revision/{rev}]?blobs=true: the
+//     model-info JSON — id, modelId, author, sha (the revision's commit),
+//     lastModified, private, gated, tags, and siblings with rfilename,
+//     size, blobId and, for LFS files, lfs {sha256, size, pointerSize} —
+//     with the header X-Repo-Commit. Without blobs=true in the query the
+//     siblings carry rfilename only, as on the real hub.
 //   GET|HEAD /{owner}/{name}/resolve/{rev}/{path}: a regular file's bytes
 //     (200, Range honoured) with X-Repo-Commit and ETag "<blob id>"; an LFS
 //     file is a 302 to http://127.0.0.2:PORT/repos/<sha256>?<signature>
@@ -123,6 +125,8 @@ class FakeHfHub {
   // the CDN. Aborts on a repo id without exactly one '/', a branch named
   // "main" or like a commit id (test bugs).
   void AddRepo(FakeHfRepo repo);
+  // The CDN keeps serving the removed repo's LFS objects (as a real CDN
+  // would for a while).
   void RemoveRepo(std::string_view repo_id);
 
   // The base URL for --hf-endpoint / HF_ENDPOINT: "http://127.0.0.1:PORT".
