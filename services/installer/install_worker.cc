@@ -1,7 +1,11 @@
 #include "services/installer/install_worker.h"
 
+#include <signal.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
+#include <cstdlib>
 #include <system_error>
 #include <utility>
 
@@ -31,6 +35,20 @@ absl::StatusCode CodeFromName(const std::string& name) {
     if (absl::StatusCodeToString(status_code) == name) return status_code;
   }
   return absl::StatusCode::kUnknown;
+}
+
+// A test hook: with MM_INSTALLER_FAILPOINT=<point> in its environment the
+// process kills itself with SIGKILL (as `kill -9` would, nothing flushed or
+// released) when a run reaches that point, so the end-to-end tests stop an
+// install exactly between two of its steps and check that a restart
+// finishes it. The points: "hashing", "after-place", "before-register",
+// "after-register". Unset, it costs one comparison.
+void Failpoint(std::string_view point) {
+  static const char* const configured = std::getenv("MM_INSTALLER_FAILPOINT");
+  if (configured != nullptr && point == configured) {
+    MM_LOG(WARNING) << "failpoint " << point << ": killing this process";
+    ::kill(::getpid(), SIGKILL);
+  }
 }
 
 // What stops a run: the job moved on without it (cancelled, paused, taken
@@ -470,6 +488,7 @@ class InstallRun {
     probe.overrides = job_.config_in;
     probe.hash = HashOptionsFor();
     absl::StatusOr<nlohmann::json> config;
+    Failpoint("hashing");
     {
       LeaseKeeper keeper(this);  // hashing a large model takes a while
       config = model::Probe(job_.model_path, probe);
@@ -518,6 +537,7 @@ class InstallRun {
       if (!placed.ok()) return Fail(placed.status(), "OSError");
       record_path = placed->record_path;
     }
+    Failpoint("after-place");
     return Save([&](InstallJob& job) {
       job.record_path = record_path;
       job.status_message = "registering";
@@ -553,8 +573,10 @@ class InstallRun {
   Outcome RegisterStep() {
     // The job's id as request_id: after a restart the records service
     // returns the record this job already made.
+    Failpoint("before-register");
     absl::StatusOr<v1::Model> model = deps_.records->Create(
         RecordConfig(), absl::StrCat("install:", job_.id));
+    Failpoint("after-register");
     if (!model.ok()) {
       return Retryable(model.status(), "the records service",
                        "InvalidModelConfig");

@@ -6,7 +6,9 @@
 // killed with SIGKILL mid-install finishes the same install after a restart.
 #include <signal.h>
 
+#include <algorithm>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -75,14 +77,15 @@ struct Child {
   std::shared_ptr<grpc::Channel> channel;
 };
 
-absl::StatusOr<Child> StartChild(const fs::path& dir, const std::string& name,
-                                 std::vector<std::string> argv,
-                                 const std::string& service) {
+absl::StatusOr<Child> StartChild(
+    const fs::path& dir, const std::string& name, std::vector<std::string> argv,
+    const std::string& service,
+    const std::map<std::string, std::string>& env = {}) {
   Child child;
   child.address = "unix:" + (dir / (name + ".sock")).string();
   child.log = dir / (name + ".log");
   argv.insert(argv.begin() + 1, {"--listen", child.address});
-  ASSIGN_OR_RETURN(child.process, Subprocess::Start(argv, child.log));
+  ASSIGN_OR_RETURN(child.process, Subprocess::Start(argv, child.log, env));
   child.channel = FastChannel(child.address);
   RETURN_IF_ERROR(WaitForChildServing(*child.process, *child.channel, service,
                                       child.log, kStartTimeout));
@@ -116,7 +119,9 @@ class InstallerE2eTest : public ::testing::Test {
     records_stub_ = v1::ModelRecords::NewStub(records_.channel);
   }
 
-  absl::Status StartInstaller(std::vector<std::string> extra = {}) {
+  absl::Status StartInstaller(
+      std::vector<std::string> extra = {},
+      const std::map<std::string, std::string>& env = {}) {
     std::vector<std::string> argv = {
         MM_INSTALLER_BIN,
         "--db",
@@ -134,7 +139,7 @@ class InstallerE2eTest : public ::testing::Test {
         "3s"};
     argv.insert(argv.end(), extra.begin(), extra.end());
     ASSIGN_OR_RETURN(installer_, StartChild(dir_.path(), "installer", argv,
-                                            "modelmanager.v1.Installer"));
+                                            "modelmanager.v1.Installer", env));
     stub_ = v1::Installer::NewStub(installer_.channel);
     return absl::OkStatus();
   }
@@ -451,6 +456,44 @@ TEST_F(InstallerE2eTest,
   EXPECT_EQ(Records().size(), 1u);
   EXPECT_THAT(ModelsEntries(), ElementsAre(done.key()));
 }
+
+// kill -9 at each step after the download: the restarted installer finishes
+// the same install, with one record, the files in models/<key>/ and no
+// temporary folder left.
+class InstallerCrashTest : public InstallerE2eTest,
+                           public ::testing::WithParamInterface<const char*> {};
+
+TEST_P(InstallerCrashTest, ARestartFinishesTheSameInstallExactlyOnce) {
+  installer_.process->Signal(SIGTERM);
+  ASSERT_OK(installer_.process->Wait(absl::Seconds(30)).status());
+  ASSERT_OK(StartInstaller({}, {{"MM_INSTALLER_FAILPOINT", GetParam()}}));
+  web_->SetFile("/m/lora.safetensors", {.body = testing::LoraSd1Bytes()});
+  ASSERT_OK_AND_ASSIGN(v1::InstallJob job,
+                       Create(web_->Url("/m/lora.safetensors")));
+  // The failpoint kills the installer: SIGKILL is 128 + 9.
+  EXPECT_THAT(installer_.process->Wait(absl::Seconds(60)),
+              mm::testing::IsOkAndHolds(128 + SIGKILL));
+
+  ASSERT_OK(StartInstaller());
+  ASSERT_OK_AND_ASSIGN(v1::InstallJob done, Wait(job.id()));
+  ASSERT_EQ(done.state(), v1::INSTALL_STATE_COMPLETED)
+      << done.error().type() << ": " << done.error().message();
+  std::vector<v1::Model> records = Records();
+  ASSERT_EQ(records.size(), 1u);
+  EXPECT_EQ(records[0].key(), done.key());
+  EXPECT_EQ(ReadFile(models_ / done.key() / "lora.safetensors"),
+            testing::LoraSd1Bytes());
+  EXPECT_THAT(ModelsEntries(), ElementsAre(done.key()));
+}
+
+INSTANTIATE_TEST_SUITE_P(Steps, InstallerCrashTest,
+                         ::testing::Values("hashing", "after-place",
+                                           "before-register", "after-register"),
+                         [](const auto& info) {
+                           std::string name = info.param;
+                           std::replace(name.begin(), name.end(), '-', '_');
+                           return name;
+                         });
 
 }  // namespace
 }  // namespace mm
