@@ -93,12 +93,7 @@ class FakeHfHubTest : public ::testing::Test {
  protected:
   void SetUp() override {
     ASSERT_OK_AND_ASSIGN(hub_, FakeHfHub::Start());
-    hub_->AddRepo(SdxlDiffusersRepo());
-    hub_->AddRepo(VaeWithFp16BranchRepo());
-    hub_->AddRepo(GatedVaeRepo(kToken));
-    hub_->AddRepo(EmbeddingsRepo());
-    hub_->AddRepo(SingleFileLoraRepo());
-    hub_->AddRepo(HostileNameRepo());
+    AddCannedRepos(*hub_, kToken);
     endpoint_.base = hub_->endpoint();
   }
 
@@ -262,6 +257,12 @@ TEST_F(FakeHfHubTest, BranchRevisionHasItsOwnCommitAndFiles) {
       Get(model::ResolveUrl(endpoint_, repo, fp16.sha, fp16.files[1].path))
           .body;
   EXPECT_EQ(by_branch, VaeFolderFiles({.fp16_weights = true})[1].contents);
+  const FakeHfRepo canned = VaeWithFp16BranchRepo();
+  EXPECT_EQ(FindHubFile(canned, fp16.files[1].path, "fp16")->contents,
+            by_branch);
+  EXPECT_NE(FindHubFile(canned, fp16.files[1].path)->contents, by_branch);
+  EXPECT_EQ(FindHubFile(canned, "README.md", "fp16"), nullptr);
+  EXPECT_EQ(FindHubFile(canned, "config.json", "fp32"), nullptr);
   EXPECT_EQ(by_commit, by_branch);
   EXPECT_EQ(hub_->RequestCount(FakeHfHub::ModelInfoPath(repo, "fp16")), 1);
 }
@@ -384,11 +385,11 @@ TEST_F(FakeHfHubTest, RegularFileIsServedByTheHubWithRanges) {
 TEST_F(FakeHfHubTest, LfsFileRedirectsToTheCdnWithoutTheToken) {
   const std::string repo = "fixture/sdxl-base";
   const std::string path = "unet/diffusion_pytorch_model.safetensors";
-  std::string contents;
-  for (const FakeHfFile& file : SdxlDiffusersRepo().files) {
-    if (file.path == path) contents = file.contents;
-  }
-  ASSERT_FALSE(contents.empty());
+  const FakeHfRepo canned = SdxlDiffusersRepo();
+  const FakeHfFile* file = FindHubFile(canned, path);
+  ASSERT_NE(file, nullptr);
+  ASSERT_TRUE(file->lfs);
+  const std::string contents = file->contents;
   const std::string url = model::ResolveUrl(endpoint_, repo, "main", path);
 
   Fetched fetched = Get(url, kToken);

@@ -169,6 +169,20 @@ std::vector<FakeHfFile> MakeHubFiles(const std::vector<FixtureFile>& files,
   return out;
 }
 
+const FakeHfFile* FindHubFile(const FakeHfRepo& repo, std::string_view path,
+                              std::string_view branch) {
+  const std::vector<FakeHfFile>* files = &repo.files;
+  if (branch != "main") {
+    auto found = repo.branches.find(std::string(branch));
+    if (found == repo.branches.end()) return nullptr;
+    files = &found->second;
+  }
+  for (const FakeHfFile& file : *files) {
+    if (file.path == path) return &file;
+  }
+  return nullptr;
+}
+
 FakeHfHub::FakeHfHub(Options options, std::unique_ptr<HttpTestServer> hub,
                      std::unique_ptr<HttpTestServer> cdn)
     : options_(options), hub_(std::move(hub)), cdn_(std::move(cdn)) {}
@@ -530,6 +544,15 @@ FakeHfRepo HostileNameRepo() {
   repo.files.push_back(MakeHubFile("../../x", "escaped the models folder\n"));
   repo.tags = {"diffusers"};
   return repo;
+}
+
+void AddCannedRepos(FakeHfHub& hub, const std::string& token) {
+  hub.AddRepo(GatedVaeRepo(token));
+  hub.AddRepo(VaeWithFp16BranchRepo());
+  hub.AddRepo(SdxlDiffusersRepo());
+  hub.AddRepo(EmbeddingsRepo());
+  hub.AddRepo(SingleFileLoraRepo());
+  hub.AddRepo(HostileNameRepo());
 }
 
 }  // namespace mm::testing

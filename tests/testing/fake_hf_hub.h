@@ -106,6 +106,11 @@ struct FakeHfRepo {
   std::string last_modified = "2024-05-01T12:00:00.000Z";
 };
 
+// The file at `path` of `branch` of `repo`, or nullptr: what a test
+// compares an installed file with.
+const FakeHfFile* FindHubFile(const FakeHfRepo& repo, std::string_view path,
+                              std::string_view branch = "main");
+
 class FakeHfHub {
  public:
   struct Options {
@@ -224,9 +229,12 @@ FakeHfRepo EmbeddingsRepo();
 // "fixture/detail-lora": one LoRA file, detail_tweaker.safetensors, and
 // README.md.
 FakeHfRepo SingleFileLoraRepo();
-// "fixture/hostile": model_index.json, a config and a sibling named
-// "../../x" (which model/huggingface's parser must refuse).
+// "fixture/hostile": an sd-1 VAE folder and a sibling named "../../x"
+// (which model/huggingface's parser must refuse).
 FakeHfRepo HostileNameRepo();
+
+// Adds every canned repo above to `hub` (the gated one accepting `token`).
+void AddCannedRepos(FakeHfHub& hub, const std::string& token);
 
 }  // namespace mm::testing
 
