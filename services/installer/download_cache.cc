@@ -203,6 +203,18 @@ absl::StatusOr<CachedPath> DownloadCache::Download(const ResolvedSource& source,
     return fail(absl::InternalError(
         absl::StrCat("cannot move ", partial.string(), " into the cache")));
   }
+  // A URL's size is known only now: make room after the fact (the new
+  // entry is in use, so it stays), or give up on an entry larger than the
+  // whole cache.
+  const int64_t bytes = TreeBytes(entry);
+  if (max_bytes_ > 0 && bytes > max_bytes_) {
+    fs::remove_all(entry, error);
+    return absl::ResourceExhaustedError(absl::StrCat(
+        QuotedForMessage(source.normalized), " is ", bytes,
+        " bytes, more than the whole download cache (", max_bytes_,
+        " bytes, --download-cache-size)"));
+  }
+  EvictFor(0);
   return CachedPath{entry / model, false};
 }
 
