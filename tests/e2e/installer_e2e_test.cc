@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -28,6 +29,7 @@
 #include "tests/testing/http_test_server.h"
 #include "tests/testing/install_fixtures.h"
 #include "tests/testing/model_fixtures.h"
+#include "tests/testing/postgres_cluster.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/subprocess.h"
 #include "tests/testing/temp_dir.h"
@@ -581,6 +583,110 @@ TEST_F(InstallerE2eTest,
               StatusIs(absl::StatusCode::kResourceExhausted,
                        HasSubstr("--download-cache-size")));
   EXPECT_TRUE(fs::exists(one.path()));
+}
+
+// Follows the job until `done(job)` holds (or 60 s pass).
+absl::StatusOr<v1::InstallJob> WatchUntil(
+    v1::Installer::Stub& stub, const std::string& id,
+    const std::function<bool(const v1::InstallJob&)>& done) {
+  grpc::ClientContext context;
+  SetDeadline<int>(context, absl::Seconds(60));
+  v1::WatchInstallRequest request;
+  request.set_id(id);
+  auto reader = stub.WatchInstall(&context, request);
+  v1::InstallJob job;
+  while (reader->Read(&job)) {
+    if (done(job)) {
+      context.TryCancel();
+      reader->Finish();
+      return job;
+    }
+  }
+  RETURN_IF_ERROR(FromGrpcStatus(reader->Finish()));
+  return absl::NotFoundError("the watch ended before the condition held");
+}
+
+TEST_F(InstallerE2eTest, TheJobWaitsForARecordsServiceThatRestarts) {
+  const std::string body = testing::LoraSd1Bytes();
+  web_->SetFile("/w/lora.safetensors", {.body = body});
+  web_->SetBehavior(
+      "/w/lora.safetensors",
+      {.bytes_per_second = static_cast<int64_t>(body.size() / 2)});
+  records_.process->Signal(SIGKILL);
+  ASSERT_OK(records_.process->Wait(absl::Seconds(10)).status());
+  ASSERT_OK_AND_ASSIGN(v1::InstallJob job,
+                       Create(web_->Url("/w/lora.safetensors")));
+  // The download finishes; registering waits for the records service.
+  ASSERT_OK_AND_ASSIGN(
+      v1::InstallJob waiting,
+      WatchUntil(*stub_, job.id(), [](const v1::InstallJob& j) {
+        return absl::StrContains(j.status_message(),
+                                 "waiting for the records service");
+      }));
+  EXPECT_FALSE(waiting.done());
+  ASSERT_OK_AND_ASSIGN(
+      records_, StartChild(dir_.path(), "records",
+                           {MM_RECORDS_BIN, "--db",
+                            "sqlite:" + (dir_.path() / "records.db").string()},
+                           "modelmanager.v1.ModelRecords"));
+  records_stub_ = v1::ModelRecords::NewStub(records_.channel);
+  ASSERT_OK_AND_ASSIGN(v1::InstallJob done, Wait(job.id()));
+  ASSERT_EQ(done.state(), v1::INSTALL_STATE_COMPLETED)
+      << done.error().message();
+  EXPECT_EQ(Records().size(), 1u);
+}
+
+TEST_F(InstallerE2eTest,
+       ASecondReplicaOnPostgresFinishesAKilledReplicasInstall) {
+  absl::StatusOr<std::unique_ptr<testing::PostgresCluster>> cluster =
+      testing::PostgresCluster::Start();
+  if (!cluster.ok()) {
+    MM_SKIP_OR_FAIL_WITHOUT_POSTGRES(cluster.status());
+  }
+  ASSERT_OK_AND_ASSIGN(std::string db, (*cluster)->CreateDatabase("installs"));
+  installer_.process->Signal(SIGTERM);
+  ASSERT_OK(installer_.process->Wait(absl::Seconds(30)).status());
+  ASSERT_OK(StartInstaller({"--db", db}));
+  Child first = std::move(installer_);
+
+  const std::string body = testing::LoraSd1Bytes();
+  web_->SetFile("/r/lora.safetensors", {.body = body});
+  web_->SetBehavior(
+      "/r/lora.safetensors",
+      {.bytes_per_second = static_cast<int64_t>(body.size() / 4)});
+  stub_ = v1::Installer::NewStub(first.channel);
+  ASSERT_OK_AND_ASSIGN(v1::InstallJob job,
+                       Create(web_->Url("/r/lora.safetensors")));
+  ASSERT_OK(WatchUntil(*stub_, job.id(), [](const v1::InstallJob& j) {
+              return j.bytes() > 0;
+            }).status());
+  // The second replica starts only now, so the first one holds the job.
+  const std::string socket_name = "installer-b";
+  std::vector<std::string> argv = {MM_INSTALLER_BIN,
+                                   "--db",
+                                   db,
+                                   "--records",
+                                   records_.address,
+                                   "--downloader",
+                                   downloader_.address,
+                                   "--models-dir",
+                                   models_.string(),
+                                   "--hf-endpoint",
+                                   hub_->endpoint(),
+                                   "--allow-private-urls",
+                                   "--lease",
+                                   "3s"};
+  ASSERT_OK_AND_ASSIGN(Child second, StartChild(dir_.path(), socket_name, argv,
+                                                "modelmanager.v1.Installer"));
+  first.process->Signal(SIGKILL);
+  ASSERT_OK(first.process->Wait(absl::Seconds(10)).status());
+  stub_ = v1::Installer::NewStub(second.channel);
+  ASSERT_OK_AND_ASSIGN(v1::InstallJob done, Wait(job.id()));
+  ASSERT_EQ(done.state(), v1::INSTALL_STATE_COMPLETED)
+      << done.error().type() << ": " << done.error().message();
+  EXPECT_EQ(Records().size(), 1u);
+  EXPECT_THAT(ModelsEntries(), ElementsAre(done.key()));
+  installer_ = std::move(second);
 }
 
 // kill -9 at each step after the download: the restarted installer finishes
