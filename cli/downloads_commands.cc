@@ -1,7 +1,6 @@
 #include "cli/downloads_commands.h"
 
 #include <algorithm>
-#include <cctype>
 #include <cstdint>
 #include <cstdio>
 #include <functional>
@@ -22,6 +21,7 @@
 #include "common/mutex.h"
 #include "common/secret_file.h"
 #include "common/status.h"
+#include "common/strings.h"
 #include "google/protobuf/util/json_util.h"
 #include "grpcpp/client_context.h"
 #include "nlohmann/json.hpp"
@@ -175,16 +175,6 @@ absl::StatusOr<std::string> ReadAccessToken(const ParsedArgs& args) {
   return ReadTokenFile(args.Get("token-file"));
 }
 
-// Lowercase hex SHA-256, or nullopt unless `text` is 64 hex digits.
-std::optional<std::string> ParseSha256(const std::string& text) {
-  if (text.size() != 64 ||
-      !std::all_of(text.begin(), text.end(),
-                   [](unsigned char c) { return std::isxdigit(c); })) {
-    return std::nullopt;
-  }
-  return absl::AsciiStrToLower(text);
-}
-
 // A byte count >= 0, or nullopt.
 std::optional<int64_t> ParseSize(const std::string& text) {
   int64_t size = 0;
@@ -231,7 +221,7 @@ absl::StatusOr<std::vector<v1::DownloadFile>> ReadFileList(
       file.set_size(*size);
     }
     if (fields.size() > 3) {
-      std::optional<std::string> sha256 = ParseSha256(fields[3]);
+      std::optional<std::string> sha256 = NormalizeSha256Hex(fields[3]);
       if (!sha256) {
         return bad_line(absl::StrCat("SHA-256 '", fields[3],
                                      "' is not 64 hexadecimal characters"));
@@ -678,7 +668,7 @@ absl::StatusOr<v1::CreateDownloadRequest> BuildCreateDownloadRequest(
     request.set_priority(priority);
   }
   if (args.Has("sha256")) {
-    std::optional<std::string> sha256 = ParseSha256(args.Get("sha256"));
+    std::optional<std::string> sha256 = NormalizeSha256Hex(args.Get("sha256"));
     if (!sha256) {
       return UsageError(
           absl::StrCat("--sha256 must be 64 hexadecimal characters, got '",
