@@ -1,8 +1,8 @@
 // `mm download URL` and `mm downloads list|get|wait|watch|start|pause|
 // resume|cancel|prune`: the downloader service from the command line. The
-// request builders (here), the formatting (download_format.h) and following
-// jobs (download_watch.h) are apart from the rpc calls so they can be
-// tested without a server.
+// request builders (download_requests.h), the formatting
+// (download_format.h) and following jobs (download_watch.h) are apart from
+// the rpc calls so they can be tested without a server.
 //
 //   auto stub = modelmanager::v1::Downloader::NewStub(channel);
 //   CommandIo io;
@@ -27,28 +27,10 @@
 #include "cli/cli.h"
 #include "cli/command.h"
 #include "cli/download_format.h"
+#include "cli/download_requests.h"
 #include "modelmanager/v1/downloader.grpc.pb.h"
 
 namespace mm::cli {
-
-// `mm download URL ...` (or `mm download --files LIST ...`, the files of
-// LIST as one multi-file job) as the request, with --dest/--output made
-// absolute against `working_dir` and the --token-file's token as
-// access_token. Bad flag values and bad lines of LIST are usage errors; an
-// unreadable token file or LIST is NOT_FOUND; a relative path with an empty
-// `working_dir` is FAILED_PRECONDITION.
-absl::StatusOr<modelmanager::v1::CreateDownloadRequest>
-BuildCreateDownloadRequest(const ParsedArgs& args,
-                           const std::filesystem::path& working_dir);
-
-// `mm downloads list [--state STATE...]` as the first page's request. Each
-// --state may also hold a comma-separated list.
-absl::StatusOr<modelmanager::v1::ListDownloadsRequest>
-BuildListDownloadsRequest(const ParsedArgs& args);
-
-// `mm downloads prune [--before RFC3339]`.
-absl::StatusOr<modelmanager::v1::PruneDownloadsRequest> BuildPruneRequest(
-    const ParsedArgs& args);
 
 // Runs `mm download ...` (args.words[0] == "download") or `mm downloads
 // ...` against `stub`. Errors from the server come back with their gRPC
