@@ -4,11 +4,9 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <iostream>
-#include <set>
 #include <system_error>
 #include <utility>
 
@@ -55,18 +53,13 @@ std::optional<bool> FlagTakesValue(std::string_view name) {
   return std::nullopt;
 }
 
-struct FoundCommand {
-  const CommandGroup* group = nullptr;
-  const Command* command = nullptr;
-};
-
-absl::StatusOr<FoundCommand> FindCommand(
+absl::StatusOr<const Command*> FindCommand(
     const std::vector<std::string>& words) {
-  std::vector<FoundCommand> all;
+  std::vector<const Command*> all;
   std::vector<std::vector<std::string>> known;
   for (const CommandGroup& group : CommandGroups()) {
     for (const Command& command : group.commands) {
-      all.push_back({&group, &command});
+      all.push_back(&command);
       known.push_back(command.words);
     }
   }
@@ -107,9 +100,9 @@ std::string AddressVariable(const std::string& service) {
 // else the top-level usage.
 std::string HelpText(const std::vector<std::string>& words) {
   if (words.empty() || words[0] == "help") return TopLevelUsage();
-  if (absl::StatusOr<FoundCommand> found = FindCommand(words);
-      found.ok() && !found->command->usage.empty()) {
-    return found->command->usage;
+  if (absl::StatusOr<const Command*> found = FindCommand(words);
+      found.ok() && !(*found)->usage.empty()) {
+    return (*found)->usage;
   }
   const CommandGroup* group = GroupOf(words[0]);
   if (group == nullptr || group->usage.empty()) return TopLevelUsage();
@@ -133,8 +126,8 @@ bool OutputIsTerminal(const CliIo& io) {
 }
 
 absl::Status Dispatch(const ParsedArgs& args, const CliIo& io) {
-  ASSIGN_OR_RETURN(FoundCommand found, FindCommand(args.words));
-  const Command& command = *found.command;
+  ASSIGN_OR_RETURN(const Command* found, FindCommand(args.words));
+  const Command& command = *found;
   for (const auto& [flag, values] : args.flags) {
     if (IsGlobalFlag(flag)) continue;
     bool taken = std::any_of(
