@@ -3,6 +3,7 @@
 // here; parsing, help, address resolution and error reporting come with it.
 #include "cli/command.h"
 #include "cli/downloads_commands.h"
+#include "cli/installer_commands.h"
 #include "cli/local_commands.h"
 #include "cli/models_commands.h"
 #include "cli/system_commands.h"
@@ -12,10 +13,8 @@ namespace mm::cli {
 const std::vector<CommandGroup>& CommandGroups() {
   // In the order of the top-level usage.
   static const auto* const kGroups = new std::vector<CommandGroup>{
-      SystemCommands(),
-      ModelsCommands(),
-      DownloadsCommands(),
-      LocalCommands(),
+      SystemCommands(),    ModelsCommands(), DownloadsCommands(),
+      InstallerCommands(), LocalCommands(),
   };
   return *kGroups;
 }

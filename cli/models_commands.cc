@@ -13,6 +13,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "cli/installer_commands.h"
 #include "cli/model_import.h"
 #include "cli/output.h"
 #include "common/grpc_status.h"
@@ -315,7 +316,10 @@ const std::vector<StubCommand<RecordsStub>>& RecordsCommandTable() {
       {{"models", "update"},
        {ValueFlag("set"), BoolFlag("allow-class-change"), ValueFlag("etag")},
        RunUpdate},
-      {{"models", "rm"}, {ValueFlag("etag")}, RunRemove},
+      {{"models", "rm"},
+       {ValueFlag("etag"), BoolFlag("delete-files"),
+        BoolFlag("unconditionally")},
+       RunRemove},
       {{"models", "import"},
        {BoolFlag("dry-run"), ValueFlag("models-dir"),
         ValueFlag("target-models-dir"), BoolFlag("no-hash")},
@@ -439,6 +443,19 @@ CommandGroup ModelsCommands() {
   group.summary = {{"mm models ...", "the model records (`mm models --help`)"}};
   group.commands =
       ServiceCommands<v1::ModelRecords>("records", RecordsCommandTable());
+  // Removing files as well goes through the installer, which owns the
+  // models folder; the record alone is the records service's.
+  for (Command& command : group.commands) {
+    if (command.words != std::vector<std::string>{"models", "rm"}) continue;
+    command.run = [records = std::move(command.run)](
+                      const CommandContext& context) -> absl::Status {
+      if (context.args.Has("delete-files") ||
+          context.args.Has("unconditionally")) {
+        return RemoveModelThroughInstaller(context);
+      }
+      return records(context);
+    };
+  }
   return group;
 }
 
@@ -453,7 +470,10 @@ std::string ModelsUsage() {
   mm models update KEY --set FIELD=VALUE... [--allow-class-change]
                    [--etag ETAG] [--json]
       VALUE is JSON when it parses (30, true, null, ["a","b"]), else text
-  mm models rm KEY [--etag ETAG]
+  mm models rm KEY [--etag ETAG] | [--delete-files | --unconditionally]
+      Without a flag only the record goes (the records service); with
+      --delete-files its files inside the models folder go too, with
+      --unconditionally its files wherever they are (through the installer).
   mm models import FILE [--dry-run] [--models-dir DIR]
                    [--target-models-dir DIR] [--no-hash] [--json]
       FILE: a v3 models.yaml (InvokeAI 3) or an InvokeAI database

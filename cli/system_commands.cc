@@ -14,6 +14,8 @@ absl::Status Up(const CommandContext& context) {
   supervisor.self_exe = context.cli.self_exe;
   supervisor.env = context.cli.env;
   supervisor.detach = context.args.Has("detach");
+  supervisor.hf_endpoint = context.args.Get("hf-endpoint");
+  supervisor.allow_private_urls = context.args.Has("allow-private-urls");
   return RunUp(supervisor, *context.io.out);
 }
 
@@ -33,13 +35,17 @@ absl::Status Status(const CommandContext& context) {
 CommandGroup SystemCommands() {
   CommandGroup group;
   // No usage of their own: `mm up --help` prints the top-level usage.
-  group.summary = {{"mm up [--detach]",
-                    "start every service under the state "
-                    "directory"},
-                   {"mm down", "stop a running `mm up`"},
-                   {"mm status", "health of each service"}};
+  group.summary = {
+      {"mm up [--detach] [--hf-endpoint URL] [--allow-private-urls]",
+       "start every service under the state "
+       "directory"},
+      {"mm down", "stop a running `mm up`"},
+      {"mm status", "health of each service"}};
   group.commands = {
-      {.words = {"up"}, .flags = {BoolFlag("detach")}, .run = Up},
+      {.words = {"up"},
+       .flags = {BoolFlag("detach"), ValueFlag("hf-endpoint"),
+                 BoolFlag("allow-private-urls")},
+       .run = Up},
       {.words = {"down"}, .run = Down},
       {.words = {"status"}, .run = Status},
   };

@@ -24,6 +24,7 @@
 #include "model/hashing.h"
 #include "modelmanager/v1/installer.grpc.pb.h"
 #include "modelmanager/v1/records.grpc.pb.h"
+#include "nlohmann/json.hpp"
 #include "tests/testing/child_service.h"
 #include "tests/testing/fake_hf_hub.h"
 #include "tests/testing/http_test_server.h"
@@ -687,6 +688,49 @@ TEST_F(InstallerE2eTest,
   EXPECT_EQ(Records().size(), 1u);
   EXPECT_THAT(ModelsEntries(), ElementsAre(done.key()));
   installer_ = std::move(second);
+}
+
+TEST_F(InstallerE2eTest, MmInstallWaitsAndPrintsTheRecordAsConfigJson) {
+  const fs::path source = dir_.path() / "cli" / "detail.safetensors";
+  testing::WriteLoraSd1(source);
+  const std::map<std::string, std::string> env = {
+      {"MM_INSTALLER_ADDR", installer_.address},
+      {"MM_HOME", (dir_.path() / "home").string()}};
+  const fs::path out = dir_.path() / "mm-install.out";
+  ASSERT_OK_AND_ASSIGN(
+      auto mm, Subprocess::Start({MM_BIN, "install", source.string(), "--set",
+                                  "name=My detail", "--wait", "--json"},
+                                 out, env));
+  EXPECT_THAT(mm->Wait(absl::Seconds(60)), mm::testing::IsOkAndHolds(0))
+      << ReadFile(out);
+  const nlohmann::json job =
+      nlohmann::json::parse(ReadFile(out), nullptr, false);
+  ASSERT_TRUE(job.is_object()) << ReadFile(out);
+  EXPECT_EQ(job["state"], "INSTALL_STATE_COMPLETED");
+  EXPECT_EQ(job["config_out"]["name"], "My detail");
+  EXPECT_EQ(job["config_out"]["type"], "lora");
+
+  // A failing install exits non-zero with the job's error.
+  const fs::path junk = dir_.path() / "cli" / "junk.safetensors";
+  testing::WriteNonModelSafetensors(junk);
+  const fs::path err = dir_.path() / "mm-junk.out";
+  ASSERT_OK_AND_ASSIGN(
+      auto failing,
+      Subprocess::Start({MM_BIN, "install", junk.string(), "--wait"}, err,
+                        env));
+  EXPECT_THAT(failing->Wait(absl::Seconds(60)), mm::testing::IsOkAndHolds(1));
+  EXPECT_THAT(ReadFile(err), HasSubstr("InvalidModelConfig"));
+
+  // models rm --delete-files goes through the installer.
+  const fs::path rm = dir_.path() / "mm-rm.out";
+  ASSERT_OK_AND_ASSIGN(
+      auto remove,
+      Subprocess::Start({MM_BIN, "models", "rm", job["key"].get<std::string>(),
+                         "--delete-files"},
+                        rm, env));
+  EXPECT_THAT(remove->Wait(absl::Seconds(60)), mm::testing::IsOkAndHolds(0))
+      << ReadFile(rm);
+  EXPECT_THAT(ModelsEntries(), IsEmpty());
 }
 
 // kill -9 at each step after the download: the restarted installer finishes
