@@ -4,11 +4,9 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <iostream>
-#include <set>
 #include <system_error>
 #include <utility>
 
@@ -17,10 +15,9 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
 #include "cli/build_services.h"
-#include "cli/downloads_commands.h"
-#include "cli/local_commands.h"
-#include "cli/models_commands.h"
+#include "cli/command.h"
 #include "cli/supervisor.h"
 #include "common/status.h"
 
@@ -31,132 +28,53 @@ namespace fs = std::filesystem;
 
 constexpr char kUsagePayloadUrl[] = "mm.cli/usage";
 
-struct FlagSpec {
-  const char* name;
-  bool takes_value;
-};
+// Global flags besides one address flag per known service.
+constexpr const char* kGlobalValueFlags[] = {
+    "token-file",      "tls-ca", "tls-cert", "tls-key",
+    "tls-server-name", "home",   "timeout"};
+constexpr const char* kGlobalBooleanFlags[] = {"json", "help"};
 
-// Every flag of every command; which command accepts which is checked
-// after parsing (CommandSpec::flags), so the messages can name the command.
-constexpr FlagSpec kFlags[] = {
-    // Global.
-    {"records", true},
-    {"downloader", true},
-    {"installer", true},
-    {"loader", true},
-    {"token-file", true},
-    {"tls-ca", true},
-    {"tls-cert", true},
-    {"tls-key", true},
-    {"tls-server-name", true},
-    {"home", true},
-    {"timeout", true},
-    {"json", false},
-    {"help", false},
-    // models list.
-    {"name", true},
-    {"base", true},
-    {"type", true},
-    {"format", true},
-    {"tag", true},
-    {"order-by", true},
-    {"desc", false},
-    {"limit", true},
-    // models add / update / rm / watch.
-    {"request-id", true},
-    {"set", true},
-    {"allow-class-change", false},
-    {"etag", true},
-    {"since", true},
-    // models import.
-    {"dry-run", false},
-    {"models-dir", true},
-    {"target-models-dir", true},
-    {"no-hash", false},
-    // up.
-    {"detach", false},
-    // download and downloads.
-    {"dest", true},
-    {"output", true},
-    {"priority", true},
-    {"sha256", true},
-    {"size", true},
-    {"keep-partial", false},
-    {"no-start", false},
-    {"wait", false},
-    {"state", true},
-    {"all", false},
-    {"before", true},
-    {"files", true},
-};
-
-const char* const kGlobalFlags[] = {
-    "records", "downloader", "installer", "loader",          "token-file",
-    "tls-ca",  "tls-cert",   "tls-key",   "tls-server-name", "home",
-    "timeout", "json",       "help"};
-
-const FlagSpec* FindFlag(std::string_view name) {
-  for (const FlagSpec& spec : kFlags) {
-    if (name == spec.name) return &spec;
-  }
-  return nullptr;
-}
-
-struct CommandSpec {
-  std::vector<std::string> words;
-  std::set<std::string> flags;
-};
-
-const std::vector<CommandSpec>& Commands() {
-  static const auto* const kCommands = new std::vector<CommandSpec>{
-      {{"up"}, {"detach"}},
-      {{"down"}, {}},
-      {{"status"}, {}},
-      {{"models", "list"},
-       {"name", "base", "type", "format", "tag", "order-by", "desc", "limit"}},
-      {{"models", "get"}, {}},
-      {{"models", "add"}, {"request-id"}},
-      {{"models", "update"}, {"set", "allow-class-change", "etag"}},
-      {{"models", "rm"}, {"etag"}},
-      {{"models", "import"},
-       {"dry-run", "models-dir", "target-models-dir", "no-hash"}},
-      {{"models", "watch"}, {"since"}},
-      {{"download"},
-       {"dest", "output", "name", "priority", "sha256", "size", "keep-partial",
-        "no-start", "request-id", "wait", "files"}},
-      {{"downloads", "list"}, {"state"}},
-      {{"downloads", "get"}, {}},
-      {{"downloads", "wait"}, {}},
-      {{"downloads", "watch"}, {}},
-      {{"downloads", "start"}, {"all"}},
-      {{"downloads", "pause"}, {"all"}},
-      {{"downloads", "resume"}, {"all"}},
-      {{"downloads", "cancel"}, {"all"}},
-      {{"downloads", "prune"}, {"before"}},
-  };
-  return *kCommands;
-}
-
-const CommandSpec* FindCommand(const ParsedArgs& args) {
-  const CommandSpec* best = nullptr;
-  for (const CommandSpec& command : Commands()) {
-    if (args.words.size() < command.words.size()) continue;
-    if (!std::equal(command.words.begin(), command.words.end(),
-                    args.words.begin())) {
-      continue;
-    }
-    if (best == nullptr || command.words.size() > best->words.size()) {
-      best = &command;
-    }
-  }
-  return best;
-}
-
-bool IsGlobalFlag(const std::string& name) {
-  for (const char* flag : kGlobalFlags) {
+// Whether --name takes a value: nullopt for a flag no command declares.
+std::optional<bool> FlagTakesValue(std::string_view name) {
+  for (const char* flag : kGlobalValueFlags) {
     if (name == flag) return true;
   }
-  return false;
+  for (const char* flag : kGlobalBooleanFlags) {
+    if (name == flag) return false;
+  }
+  if (FindService(name) != nullptr) return true;
+  for (const CommandGroup& group : CommandGroups()) {
+    for (const Command& command : group.commands) {
+      for (const FlagSpec& flag : command.flags) {
+        if (flag.name == name) return flag.takes_value;
+      }
+    }
+  }
+  return std::nullopt;
+}
+
+absl::StatusOr<const Command*> FindCommand(
+    const std::vector<std::string>& words) {
+  std::vector<const Command*> all;
+  std::vector<std::vector<std::string>> known;
+  for (const CommandGroup& group : CommandGroups()) {
+    for (const Command& command : group.commands) {
+      all.push_back(&command);
+      known.push_back(command.words);
+    }
+  }
+  ASSIGN_OR_RETURN(size_t index, MatchCommandWords(known, words));
+  return all[index];
+}
+
+// The group whose commands begin with `head`.
+const CommandGroup* GroupOf(const std::string& head) {
+  for (const CommandGroup& group : CommandGroups()) {
+    for (const Command& command : group.commands) {
+      if (command.words[0] == head) return &group;
+    }
+  }
+  return nullptr;
 }
 
 std::optional<std::string> EnvValue(const EnvLookup& env,
@@ -174,81 +92,31 @@ std::string FlagOrEnv(const ParsedArgs& args, const std::string& flag,
   return EnvValue(env, variable).value_or("");
 }
 
-// Where the local commands (probe, hash, scan, inspect) begin: the first
-// word, skipping global flags (and their values) before it.
-std::optional<size_t> FirstWordIndex(const std::vector<std::string>& args) {
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& arg = args[i];
-    if (arg == "--")
-      return i + 1 < args.size() ? std::optional(i + 1) : std::nullopt;
-    if (arg == "-" || !absl::StartsWith(arg, "-")) return i;
-    if (!absl::StartsWith(arg, "--")) continue;
-    std::string name = arg.substr(2);
-    if (absl::StrContains(name, "=")) continue;
-    const FlagSpec* spec = FindFlag(name);
-    if (spec != nullptr && spec->takes_value) ++i;
-  }
-  return std::nullopt;
+std::string AddressVariable(const std::string& service) {
+  return absl::StrCat("MM_", absl::AsciiStrToUpper(service), "_ADDR");
 }
 
+// What `mm WORDS --help` prints: the command's own usage, else its group's,
+// else the top-level usage.
+std::string HelpText(const std::vector<std::string>& words) {
+  if (words.empty() || words[0] == "help") return TopLevelUsage();
+  if (absl::StatusOr<const Command*> found = FindCommand(words);
+      found.ok() && !(*found)->usage.empty()) {
+    return (*found)->usage;
+  }
+  const CommandGroup* group = GroupOf(words[0]);
+  if (group == nullptr || group->usage.empty()) return TopLevelUsage();
+  return group->usage;
+}
+
+// Points at the help of the command group the words begin with, when it
+// has help of its own.
 std::string UsageHint(const ParsedArgs* args) {
-  if (args != nullptr && !args->words.empty()) {
-    const std::string& group = args->words[0];
-    if (group == "models" || group == "download" || group == "downloads") {
-      return absl::StrCat("run `mm ", group, " --help` for usage");
-    }
+  if (args != nullptr && !args->words.empty() &&
+      HelpText({args->words[0]}) != TopLevelUsage()) {
+    return absl::StrCat("run `mm ", args->words[0], " --help` for usage");
   }
   return "run `mm --help` for usage";
-}
-
-// Adds where the address came from to errors reaching a service.
-absl::Status ExplainUnavailable(const absl::Status& status,
-                                const GlobalOptions& options,
-                                const std::string& service) {
-  if (status.code() != absl::StatusCode::kUnavailable) return status;
-  auto it = options.addresses.find(service);
-  if (it == options.addresses.end()) return status;
-  std::string hint =
-      it->second.from_state_dir
-          ? absl::StrCat("; is `mm up` running with state directory ",
-                         options.state_dir.string(), "? (or pass --", service,
-                         " ADDR)")
-          : absl::StrCat("; is the ", service, " service running at ",
-                         it->second.address, "?");
-  return absl::Status(status.code(), absl::StrCat(status.message(), hint));
-}
-
-absl::Status RunModels(const ParsedArgs& args, const GlobalOptions& options,
-                       const CliIo& io) {
-  const ServiceAddress& address = options.addresses.at("records");
-  if (address.from_state_dir && !options.state_dir_error.ok()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat(options.state_dir_error.message(),
-                     "; or pass --records ADDR or set MM_RECORDS_ADDR"));
-  }
-  ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> channel,
-                   MakeChannel(address.address, options.client));
-  auto stub = modelmanager::v1::ModelRecords::NewStub(channel);
-  ModelsCommandIo models_io;
-  models_io.in = io.in;
-  models_io.out = io.out;
-  models_io.json = options.json;
-  models_io.timeout = options.timeout;
-  // Where `mm up` keeps models (supervisor.h StateLayout::ModelsDir).
-  if (options.state_dir_error.ok() && !options.state_dir.empty()) {
-    models_io.target_models_dir = StateLayout(options.state_dir).ModelsDir();
-  }
-  return ExplainUnavailable(RunModelsCommand(args, *stub, models_io), options,
-                            "records");
-}
-
-// `mm download` and `mm downloads resume` take --token-file as the URL's
-// access token, so there the bearer token for the downloader itself comes
-// only from MM_TOKEN_FILE: the URL's token must not double as our own.
-bool TokenFileIsAccessToken(const ParsedArgs& args) {
-  return args.words[0] == "download" ||
-         (args.words[0] == "downloads" && args.words.size() > 1 &&
-          args.words[1] == "resume");
 }
 
 // Whether `mm` writes to a terminal that understands cursor movement.
@@ -257,87 +125,42 @@ bool OutputIsTerminal(const CliIo& io) {
   return EnvValue(io.env, "TERM").value_or("") != "dumb";
 }
 
-absl::Status RunDownloads(const ParsedArgs& args, GlobalOptions options,
-                          const CliIo& io) {
-  const ServiceAddress& address = options.addresses.at("downloader");
-  if (address.from_state_dir && !options.state_dir_error.ok()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat(options.state_dir_error.message(),
-                     "; or pass --downloader ADDR or set MM_DOWNLOADER_ADDR"));
-  }
-  if (TokenFileIsAccessToken(args)) {
-    options.client.token_file = EnvValue(io.env, "MM_TOKEN_FILE").value_or("");
-  }
-  ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> channel,
-                   MakeChannel(address.address, options.client));
-  auto stub = modelmanager::v1::Downloader::NewStub(channel);
-  DownloadsCommandIo downloads_io;
-  downloads_io.out = io.out;
-  downloads_io.json = options.json;
-  downloads_io.timeout = options.timeout;
-  downloads_io.terminal = OutputIsTerminal(io);
-  std::error_code error;
-  downloads_io.working_dir = fs::current_path(error);
-  if (error) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("cannot read the current directory: ", error.message()));
-  }
-  return ExplainUnavailable(RunDownloadsCommand(args, *stub, downloads_io),
-                            options, "downloader");
-}
-
 absl::Status Dispatch(const ParsedArgs& args, const CliIo& io) {
-  const CommandSpec* command = FindCommand(args);
-  if (command == nullptr) {
-    if (args.words[0] == "downloads") {
-      if (args.words.size() < 2) {
-        return UsageError(
-            "mm downloads needs a command: list, get, wait, watch, start, "
-            "pause, resume, cancel or prune");
-      }
-      return UsageError(absl::StrCat(
-          "unknown command 'mm downloads ", args.words[1],
-          "'; use list, get, wait, watch, start, pause, resume, cancel or "
-          "prune"));
-    }
-    if (args.words[0] == "models") {
-      if (args.words.size() < 2) {
-        return UsageError(
-            "mm models needs a command: list, get, add, update, rm, import "
-            "or watch");
-      }
-      return UsageError(absl::StrCat("unknown command 'mm models ",
-                                     args.words[1],
-                                     "'; use list, get, add, update, rm, "
-                                     "import or watch"));
-    }
-    return UsageError(absl::StrCat("unknown command '", args.words[0], "'"));
-  }
+  ASSIGN_OR_RETURN(const Command* found, FindCommand(args.words));
+  const Command& command = *found;
   for (const auto& [flag, values] : args.flags) {
-    if (!IsGlobalFlag(flag) && command->flags.count(flag) == 0) {
-      return UsageError(absl::StrCat("mm ", absl::StrJoin(command->words, " "),
+    if (IsGlobalFlag(flag)) continue;
+    bool taken = std::any_of(
+        command.flags.begin(), command.flags.end(),
+        [&flag = flag](const FlagSpec& spec) { return spec.name == flag; });
+    if (!taken) {
+      return UsageError(absl::StrCat("mm ", absl::StrJoin(command.words, " "),
                                      " does not take --", flag));
     }
   }
   ASSIGN_OR_RETURN(GlobalOptions options, ResolveGlobalOptions(args, io.env));
-  const std::string& verb = args.words[0];
-  if (verb == "models") return RunModels(args, options, io);
-  if (verb == "download" || verb == "downloads") {
-    return RunDownloads(args, std::move(options), io);
+  CommandIo command_io;
+  command_io.in = io.in;
+  command_io.out = io.out;
+  command_io.json = options.json;
+  command_io.timeout = options.timeout;
+  command_io.terminal = OutputIsTerminal(io);
+  std::error_code error;
+  command_io.working_dir = fs::current_path(error);
+  if (error) command_io.working_dir.clear();
+  // Where `mm up` keeps models (supervisor.h StateLayout::ModelsDir).
+  if (options.state_dir_error.ok() && !options.state_dir.empty()) {
+    command_io.models_dir = StateLayout(options.state_dir).ModelsDir();
   }
-  if (args.words.size() > 1) {
-    return UsageError(absl::StrCat("mm ", verb, " takes no arguments, got '",
-                                   args.words[1], "'"));
+  CommandContext context{args, options, io, command_io, nullptr};
+  if (command.service.empty()) return command.run(context);
+  ClientOptions client = options.client;
+  if (command.token_file_is_access_token) {
+    client.token_file = EnvValue(io.env, "MM_TOKEN_FILE").value_or("");
   }
-  if (verb == "status") return RunStatus(options, *io.out);
-  RETURN_IF_ERROR(options.state_dir_error);
-  if (verb == "down") return RunDown(options.state_dir, *io.out);
-  SupervisorOptions supervisor;
-  supervisor.state_dir = options.state_dir;
-  supervisor.self_exe = io.self_exe;
-  supervisor.env = io.env;
-  supervisor.detach = args.Has("detach");
-  return RunUp(supervisor, *io.out);
+  ASSIGN_OR_RETURN(context.channel,
+                   ConnectToService(options, command.service, client));
+  return ExplainUnavailable(command.run(context), options, command.service);
 }
 
 }  // namespace
@@ -393,11 +216,11 @@ absl::StatusOr<ParsedArgs> ParseArgs(const std::vector<std::string>& args) {
       value = name.substr(eq + 1);
       name = name.substr(0, eq);
     }
-    const FlagSpec* spec = FindFlag(name);
-    if (spec == nullptr) {
+    std::optional<bool> takes_value = FlagTakesValue(name);
+    if (!takes_value) {
       return UsageError(absl::StrCat("unknown flag --", name));
     }
-    if (spec->takes_value) {
+    if (*takes_value) {
       if (!value) {
         if (i + 1 >= args.size()) {
           return UsageError(absl::StrCat("flag --", name, " needs a value"));
@@ -486,10 +309,9 @@ absl::StatusOr<GlobalOptions> ResolveGlobalOptions(const ParsedArgs& args,
     options.state_dir_error = state_dir.status();
   }
   for (const ServiceInfo& service : KnownServices()) {
-    std::string upper = absl::AsciiStrToUpper(service.name);
     ServiceAddress address;
     address.address =
-        FlagOrEnv(args, service.name, env, absl::StrCat("MM_", upper, "_ADDR"));
+        FlagOrEnv(args, service.name, env, AddressVariable(service.name));
     if (address.address.empty()) {
       address.from_state_dir = true;
       if (state_dir.ok()) {
@@ -524,18 +346,65 @@ absl::StatusOr<GlobalOptions> ResolveGlobalOptions(const ParsedArgs& args,
   return options;
 }
 
+bool IsGlobalFlag(std::string_view name) {
+  for (const char* flag : kGlobalValueFlags) {
+    if (name == flag) return true;
+  }
+  for (const char* flag : kGlobalBooleanFlags) {
+    if (name == flag) return true;
+  }
+  return FindService(name) != nullptr;
+}
+
+absl::StatusOr<std::shared_ptr<grpc::Channel>> ConnectToService(
+    const GlobalOptions& options, const std::string& service,
+    const ClientOptions& client) {
+  auto it = options.addresses.find(service);
+  if (it == options.addresses.end()) {
+    return absl::InternalError(
+        absl::StrCat("no address for unknown service '", service, "'"));
+  }
+  if (it->second.from_state_dir && !options.state_dir_error.ok()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(options.state_dir_error.message(), "; or pass --", service,
+                     " ADDR or set ", AddressVariable(service)));
+  }
+  return MakeChannel(it->second.address, client);
+}
+
+absl::Status ExplainUnavailable(const absl::Status& status,
+                                const GlobalOptions& options,
+                                const std::string& service) {
+  if (status.code() != absl::StatusCode::kUnavailable) return status;
+  auto it = options.addresses.find(service);
+  if (it == options.addresses.end()) return status;
+  std::string hint =
+      it->second.from_state_dir
+          ? absl::StrCat("; is `mm up` running with state directory ",
+                         options.state_dir.string(), "? (or pass --", service,
+                         " ADDR)")
+          : absl::StrCat("; is the ", service, " service running at ",
+                         it->second.address, "?");
+  return absl::Status(status.code(), absl::StrCat(status.message(), hint));
+}
+
 std::string TopLevelUsage() {
-  return R"(mm: the model manager command.
-
-Usage:
-  mm up [--detach]         start every service under the state directory
-  mm down                  stop a running `mm up`
-  mm status                health of each service
-  mm models ...            the model records (`mm models --help`)
-  mm download URL ...      queue a download (`mm download --help`)
-  mm downloads ...         the download jobs (`mm downloads --help`)
-  mm probe|hash|scan|inspect ...   local file commands (no service needed)
-
+  std::string text = "mm: the model manager command.\n\nUsage:\n";
+  // Descriptions start in one column, after the longest synopsis.
+  size_t width = 0;
+  for (const CommandGroup& group : CommandGroups()) {
+    for (const auto& [synopsis, what] : group.summary) {
+      width = std::max(width, synopsis.size());
+    }
+  }
+  for (const CommandGroup& group : CommandGroups()) {
+    for (const auto& [synopsis, what] : group.summary) {
+      absl::StrAppend(&text, "  ", synopsis,
+                      std::string(width - synopsis.size() + 2, ' '), what,
+                      "\n");
+    }
+  }
+  absl::StrAppend(&text, R"(
 Global flags:
   --home DIR               state directory (default: $MM_HOME, else
                            $XDG_STATE_HOME/modelmanager, else
@@ -552,56 +421,44 @@ Global flags:
 
 Exit status: 0 success, 1 failure (one line `mm: CODE: message` on
 stderr), 2 bad command line.
-)";
+)");
+  return text;
+}
+
+int ReportStatus(const absl::Status& status, const std::string& usage_hint,
+                 std::ostream& err) {
+  if (status.ok()) return kExitOk;
+  // One line, whatever the message holds: scripts read stderr by lines.
+  std::string message = absl::StrReplaceAll(
+      status.message(), {{"\r\n", " "}, {"\r", " "}, {"\n", " "}});
+  if (IsUsageError(status)) {
+    err << "mm: " << message << "\n" << usage_hint << "\n";
+    return kExitUsage;
+  }
+  err << "mm: " << absl::StatusCodeToString(status.code()) << ": " << message
+      << "\n";
+  return kExitFailure;
 }
 
 int RunCli(const std::vector<std::string>& args, const CliIo& io) {
-  std::ostream& out = *io.out;
-  std::ostream& err = *io.err;
-  std::optional<size_t> first = FirstWordIndex(args);
-  if (first) {
-    const std::string& word = args[*first];
-    if (word == "probe" || word == "hash" || word == "scan" ||
-        word == "inspect") {
-      std::vector<std::string> rest(args.begin() + *first + 1, args.end());
-      // --json before the command word still applies to it.
-      for (size_t i = 0; i < *first; ++i) {
-        if (args[i] == "--json") rest.insert(rest.begin(), "--json");
-      }
-      if (word == "probe") return RunProbeCommand(rest, out, err);
-      if (word == "hash") return RunHashCommand(rest, out, err);
-      if (word == "scan") return RunScanCommand(rest, out, err);
-      return RunInspectCommand(rest, out, err);
-    }
-  }
   absl::StatusOr<ParsedArgs> parsed = ParseArgs(args);
   if (!parsed.ok()) {
-    err << "mm: " << parsed.status().message() << "\n"
-        << UsageHint(nullptr) << "\n";
-    return kExitUsage;
+    // The words are unknown, but a leading command word still picks the
+    // hint: `mm probe x --bogus` points at `mm probe --help`.
+    ParsedArgs head;
+    if (!args.empty() && !absl::StartsWith(args[0], "-")) {
+      head.words.push_back(args[0]);
+    }
+    return ReportStatus(parsed.status(), UsageHint(&head), *io.err);
   }
   if (parsed->Has("help") || parsed->words.empty() ||
       parsed->words[0] == "help") {
-    std::string group = parsed->words.empty() ? "" : parsed->words[0];
-    if (group == "models") {
-      out << ModelsUsage();
-    } else if (group == "download" || group == "downloads") {
-      out << DownloadsUsage();
-    } else {
-      out << TopLevelUsage();
-    }
+    *io.out << HelpText(parsed->words);
     return parsed->words.empty() && !parsed->Has("help") ? kExitUsage : kExitOk;
   }
   absl::Status status = Dispatch(*parsed, io);
-  out.flush();
-  if (status.ok()) return kExitOk;
-  if (IsUsageError(status)) {
-    err << "mm: " << status.message() << "\n" << UsageHint(&*parsed) << "\n";
-    return kExitUsage;
-  }
-  err << "mm: " << absl::StatusCodeToString(status.code()) << ": "
-      << status.message() << "\n";
-  return kExitFailure;
+  io.out->flush();
+  return ReportStatus(status, UsageHint(&*parsed), *io.err);
 }
 
 fs::path SelfExecutablePath(const char* argv0) {

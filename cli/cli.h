@@ -1,10 +1,12 @@
 // The `mm` command: argument parsing, global options (service addresses,
-// token, state directory, --json) and dispatch to the command groups.
+// token, state directory, --json) and dispatch to the commands declared in
+// command_registry.cc (see command.h for how a command is written).
 //
-// Every command writes its result to `out`, and on failure RunCli prints one
-// line `mm: CODE: message` to `err` and returns 1 (2 for usage errors, with
-// a usage hint). Nothing here touches process-wide state except `mm up`,
-// which installs its own signal handling (cli/supervisor.h).
+// Every command writes its result to `out` and returns a status; RunCli
+// alone turns a failure into one line `mm: CODE: message` on `err` and exit
+// 1 (for usage errors `mm: message`, a usage hint and exit 2). Nothing here
+// touches process-wide state except `mm up`, which installs its own signal
+// handling (cli/supervisor.h).
 //
 //   CliIo io{&std::cin, &std::cout, &std::cerr, ProcessEnvironment(),
 //            SelfExecutablePath(argv[0])};
@@ -18,6 +20,7 @@
 #include <filesystem>
 #include <istream>
 #include <map>
+#include <memory>
 #include <optional>
 #include <ostream>
 #include <string>
@@ -29,6 +32,7 @@
 #include "absl/time/time.h"
 #include "common/client.h"
 #include "common/config.h"
+#include "grpcpp/channel.h"
 
 namespace mm::cli {
 
@@ -63,9 +67,16 @@ struct ParsedArgs {
 
 // Splits `args` (without the program name) into words and flags. Flags are
 // `--name value`, `--name=value`, or `--name` alone for the boolean ones;
-// `-h` is `--help`; `--` ends the flags. Unknown flags, and a value flag
-// without a value, are usage errors (see IsUsageError).
+// `-h` is `--help`; `--` ends the flags. The flags are the global ones and
+// those every command declares (command.h); which command takes which is
+// checked at dispatch. Unknown flags, and a value flag without a value, are
+// usage errors (see IsUsageError).
 absl::StatusOr<ParsedArgs> ParseArgs(const std::vector<std::string>& args);
+
+// Whether `name` is a flag every command takes: --home, --json, --timeout,
+// --token-file, the --tls-* flags, --help and one address flag per known
+// service (--records, --downloader, ...).
+bool IsGlobalFlag(std::string_view name);
 
 // A status meaning "the command line is wrong": RunCli exits 2 and prints a
 // usage hint. Its code is INVALID_ARGUMENT.
@@ -117,10 +128,32 @@ struct GlobalOptions {
   absl::Duration timeout = absl::Seconds(30);
 };
 
-// Resolves addresses: `--records ADDR`, else $MM_RECORDS_ADDR, else
-// unix:<state dir>/records.sock (likewise downloader, installer, loader).
+// Resolves addresses for every KnownServices() entry X: `--X ADDR`, else
+// $MM_X_ADDR, else unix:<state dir>/X.sock.
 absl::StatusOr<GlobalOptions> ResolveGlobalOptions(const ParsedArgs& args,
                                                    const EnvLookup& env);
+
+// A channel to `service` at its resolved address with `client`'s
+// credentials. FAILED_PRECONDITION when the address would come from a state
+// directory that cannot be resolved (naming --X ADDR and MM_X_ADDR).
+absl::StatusOr<std::shared_ptr<grpc::Channel>> ConnectToService(
+    const GlobalOptions& options, const std::string& service,
+    const ClientOptions& client);
+
+// `status` from a command on `service` with, for UNAVAILABLE, where the
+// address came from and what to check ("is `mm up` running with state
+// directory D? (or pass --X ADDR)").
+absl::Status ExplainUnavailable(const absl::Status& status,
+                                const GlobalOptions& options,
+                                const std::string& service);
+
+// The one place a command's status becomes output and an exit code: OK is
+// 0 and prints nothing; a usage error prints `mm: message` and
+// `usage_hint` on two lines and is 2; any other error prints exactly one
+// line `mm: CODE: message` (line breaks in the message become spaces) and
+// is 1.
+int ReportStatus(const absl::Status& status, const std::string& usage_hint,
+                 std::ostream& err);
 
 // The whole `mm` command. Returns the process exit code.
 int RunCli(const std::vector<std::string>& args, const CliIo& io);
@@ -128,7 +161,7 @@ int RunCli(const std::vector<std::string>& args, const CliIo& io);
 // For main(): /proc/self/exe, else argv0 made absolute.
 std::filesystem::path SelfExecutablePath(const char* argv0);
 
-// The top-level help text.
+// The top-level help text: the groups' summary lines and the global flags.
 std::string TopLevelUsage();
 
 }  // namespace mm::cli

@@ -15,8 +15,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "absl/strings/str_replace.h"
 #include "absl/strings/string_view.h"
+#include "cli/command.h"
 #include "common/status.h"
 #include "model/hashing.h"
 #include "model/probe.h"
@@ -29,129 +29,20 @@ namespace mm::cli {
 namespace {
 
 namespace fs = std::filesystem;
-using json = nlohmann::json;
 
-// One option a command accepts.
-struct OptionSpec {
-  const char* name;  // "--json"
-  bool takes_value;
-  bool repeatable;
-};
-
-struct ParsedArgs {
-  std::vector<std::string> positional;
-  // Option name → values in order (flags get one empty value).
-  std::map<std::string, std::vector<std::string>> options;
-  bool help = false;
-
-  bool Has(const std::string& name) const { return options.count(name) > 0; }
-  std::optional<std::string> Value(const std::string& name) const {
-    auto it = options.find(name);
-    if (it == options.end()) return std::nullopt;
-    return it->second.back();
-  }
-};
-
-absl::StatusOr<ParsedArgs> ParseArgs(const std::vector<std::string>& args,
-                                     const std::vector<OptionSpec>& specs) {
-  ParsedArgs parsed;
-  bool options_done = false;
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& arg = args[i];
-    if (options_done || !absl::StartsWith(arg, "-") || arg == "-") {
-      parsed.positional.push_back(arg);
-      continue;
-    }
-    if (arg == "--") {
-      options_done = true;
-      continue;
-    }
-    if (arg == "--help" || arg == "-h") {
-      parsed.help = true;
-      continue;
-    }
-    std::string name = arg;
-    std::optional<std::string> inline_value;
-    if (const size_t eq = arg.find('='); eq != std::string::npos) {
-      name = arg.substr(0, eq);
-      inline_value = arg.substr(eq + 1);
-    }
-    const auto spec =
-        std::find_if(specs.begin(), specs.end(),
-                     [&name](const OptionSpec& s) { return name == s.name; });
-    if (spec == specs.end()) {
-      std::vector<std::string> known;
-      for (const OptionSpec& s : specs) known.push_back(s.name);
-      return absl::InvalidArgumentError(
-          absl::StrCat("unknown option '", name, "'; expected ",
-                       known.empty() ? "none" : absl::StrJoin(known, ", ")));
-    }
-    std::string value;
-    if (spec->takes_value) {
-      if (inline_value.has_value()) {
-        value = *inline_value;
-      } else if (i + 1 < args.size()) {
-        value = args[++i];
-      } else {
-        return absl::InvalidArgumentError(
-            absl::StrCat("option ", name, " needs a value"));
-      }
-    } else if (inline_value.has_value()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("option ", name, " takes no value"));
-    }
-    std::vector<std::string>& values = parsed.options[name];
-    if (!values.empty() && !spec->repeatable) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("option ", name, " given twice; give it once"));
-    }
-    values.push_back(std::move(value));
-  }
-  return parsed;
+// The one PATH after the command word.
+absl::StatusOr<fs::path> OnePath(const ParsedArgs& args, const char* what) {
+  ASSIGN_OR_RETURN(std::string path, SingleArgument(args, 1, what));
+  return fs::path(path);
 }
 
-absl::Status ExpectOnePath(const ParsedArgs& parsed, absl::string_view what) {
-  if (parsed.positional.size() == 1) return absl::OkStatus();
-  if (parsed.positional.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat("missing ", what));
-  }
-  return absl::InvalidArgumentError(
-      absl::StrCat("expected one ", what, ", got ", parsed.positional.size(),
-                   ": ", absl::StrJoin(parsed.positional, " ")));
-}
-
-// Reports `status` as the one error line and returns the exit code.
-int Fail(absl::string_view command, const absl::Status& status,
-         std::ostream& err) {
-  std::string message(status.message());
-  message = absl::StrReplaceAll(message, {{"\r", " "}, {"\n", " "}});
-  err << "mm " << command << ": " << absl::StatusCodeToString(status.code())
-      << ": " << message << "\n";
-  return 1;
-}
-
-// Runs `body` (which writes its output) and turns its status into the exit
-// code. Nothing is written to `out` unless `body` succeeds, so a failed
-// command never leaves half a result.
-template <typename Body>
-int Run(absl::string_view command, const char* usage,
-        const std::vector<std::string>& args,
-        const std::vector<OptionSpec>& specs, std::ostream& out,
-        std::ostream& err, Body body) {
-  absl::StatusOr<ParsedArgs> parsed = ParseArgs(args, specs);
-  if (!parsed.ok()) {
-    return Fail(command,
-                Annotate(parsed.status(), absl::StrCat("usage: ", usage)), err);
-  }
-  if (parsed->help) {
-    out << "usage: " << usage << "\n";
-    return 0;
-  }
-  absl::StatusOr<std::string> text = body(*parsed);
-  if (!text.ok()) return Fail(command, text.status(), err);
-  out << *text;
-  out.flush();
-  return 0;
+// Each command builds its whole output first and writes it only when it
+// succeeded, so a failed command never leaves half a result.
+absl::Status WriteResult(absl::StatusOr<std::string> text,
+                         const CommandIo& io) {
+  if (!text.ok()) return text.status();
+  *io.out << *text;
+  return absl::OkStatus();
 }
 
 // ---------------------------------------------------------------------------
@@ -175,12 +66,12 @@ constexpr std::array<const char*, 16> kProbeFieldOrder = {"name",
                                                           "default_settings",
                                                           "submodels"};
 
-std::string HumanValue(const json& value) {
+std::string HumanValue(const nlohmann::json& value) {
   if (value.is_string()) return value.get<std::string>();
   return value.dump();
 }
 
-std::string HumanConfig(const json& config) {
+std::string HumanConfig(const nlohmann::json& config) {
   std::string text;
   std::vector<std::string> done;
   for (const char* field : kProbeFieldOrder) {
@@ -196,15 +87,15 @@ std::string HumanConfig(const json& config) {
   return text;
 }
 
-absl::StatusOr<std::string> Probe(const ParsedArgs& parsed) {
-  RETURN_IF_ERROR(ExpectOnePath(parsed, "model PATH"));
+absl::StatusOr<std::string> Probe(const ParsedArgs& args, bool json) {
+  ASSIGN_OR_RETURN(fs::path path, OnePath(args, "a model PATH"));
   model::ProbeOptions options;
-  options.allow_unknown = parsed.Has("--allow-unknown");
-  if (auto it = parsed.options.find("--set"); it != parsed.options.end()) {
-    for (const std::string& assignment : it->second) {
+  options.allow_unknown = args.Has("allow-unknown");
+  {
+    for (const std::string& assignment : args.GetAll("set")) {
       const size_t eq = assignment.find('=');
       if (eq == std::string::npos || eq == 0) {
-        return absl::InvalidArgumentError(
+        return UsageError(
             absl::StrCat("--set '", assignment,
                          "': expected FIELD=VALUE, e.g. --set base=sdxl"));
       }
@@ -212,45 +103,44 @@ absl::StatusOr<std::string> Probe(const ParsedArgs& parsed) {
       const std::string text = assignment.substr(eq + 1);
       // Numbers, booleans, lists and quoted strings as JSON; anything else
       // is a plain string (--set name=My model).
-      json value = json::parse(text, nullptr, /*allow_exceptions=*/false);
+      nlohmann::json value =
+          nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
       if (value.is_discarded()) value = text;
       options.overrides[field] = std::move(value);
     }
   }
-  if (std::optional<std::string> algo = parsed.Value("--hash")) {
+  if (args.Has("hash")) {
     ASSIGN_OR_RETURN(model::HashAlgorithm algorithm,
-                     model::ParseHashAlgorithm(*algo));
+                     model::ParseHashAlgorithm(args.Get("hash")));
     options.hash = model::HashOptions{.algorithm = algorithm};
   }
-  ASSIGN_OR_RETURN(json config,
-                   model::Probe(fs::path(parsed.positional[0]), options));
-  if (parsed.Has("--json")) return config.dump(2) + "\n";
+  ASSIGN_OR_RETURN(nlohmann::json config, model::Probe(path, options));
+  if (json) return config.dump(2) + "\n";
   return HumanConfig(config);
 }
 
 // ---------------------------------------------------------------------------
 // hash
 
-absl::StatusOr<std::string> Hash(const ParsedArgs& parsed) {
-  RETURN_IF_ERROR(ExpectOnePath(parsed, "PATH to hash"));
+absl::StatusOr<std::string> Hash(const ParsedArgs& args) {
+  ASSIGN_OR_RETURN(fs::path path, OnePath(args, "a PATH to hash"));
   model::HashOptions options;
-  if (std::optional<std::string> algo = parsed.Value("--algo")) {
-    ASSIGN_OR_RETURN(options.algorithm, model::ParseHashAlgorithm(*algo));
+  if (args.Has("algo")) {
+    ASSIGN_OR_RETURN(options.algorithm,
+                     model::ParseHashAlgorithm(args.Get("algo")));
   }
-  ASSIGN_OR_RETURN(std::string hash,
-                   model::HashPath(fs::path(parsed.positional[0]), options));
+  ASSIGN_OR_RETURN(std::string hash, model::HashPath(path, options));
   return hash + "\n";
 }
 
 // ---------------------------------------------------------------------------
 // scan
 
-absl::StatusOr<std::string> Scan(const ParsedArgs& parsed) {
-  RETURN_IF_ERROR(ExpectOnePath(parsed, "DIR to scan"));
-  ASSIGN_OR_RETURN(std::vector<fs::path> found,
-                   model::ScanForModels(fs::path(parsed.positional[0])));
-  if (parsed.Has("--json")) {
-    json list = json::array();
+absl::StatusOr<std::string> Scan(const ParsedArgs& args, bool json) {
+  ASSIGN_OR_RETURN(fs::path dir, OnePath(args, "a DIR to scan"));
+  ASSIGN_OR_RETURN(std::vector<fs::path> found, model::ScanForModels(dir));
+  if (json) {
+    nlohmann::json list = nlohmann::json::array();
     for (const fs::path& path : found) list.push_back(path.string());
     return list.dump(2) + "\n";
   }
@@ -279,12 +169,11 @@ std::string ShapeText(const std::vector<int64_t>& shape) {
   return absl::StrCat("[", absl::StrJoin(shape, ", "), "]");
 }
 
-absl::StatusOr<std::string> Inspect(const ParsedArgs& parsed) {
-  RETURN_IF_ERROR(ExpectOnePath(parsed, "weights file PATH"));
-  ASSIGN_OR_RETURN(model::TensorIndex index,
-                   model::ReadTensorIndex(fs::path(parsed.positional[0])));
-  if (parsed.Has("--json")) {
-    json tensors = json::array();
+absl::StatusOr<std::string> Inspect(const ParsedArgs& args, bool json) {
+  ASSIGN_OR_RETURN(fs::path path, OnePath(args, "a weights file PATH"));
+  ASSIGN_OR_RETURN(model::TensorIndex index, model::ReadTensorIndex(path));
+  if (json) {
+    nlohmann::json tensors = nlohmann::json::array();
     for (const model::TensorInfo& tensor : index.tensors) {
       tensors.push_back({{"name", tensor.name},
                          {"dtype", tensor.dtype},
@@ -292,10 +181,10 @@ absl::StatusOr<std::string> Inspect(const ParsedArgs& parsed) {
                          {"offset", tensor.offset},
                          {"byte_size", tensor.byte_size}});
     }
-    const json result = {{"format", FormatName(index.format)},
-                         {"tensors", std::move(tensors)},
-                         {"scalars", index.scalars},
-                         {"findings", index.findings}};
+    const nlohmann::json result = {{"format", FormatName(index.format)},
+                                   {"tensors", std::move(tensors)},
+                                   {"scalars", index.scalars},
+                                   {"findings", index.findings}};
     return result.dump(2) + "\n";
   }
   // Column widths from the data, so the table lines up.
@@ -336,35 +225,44 @@ absl::StatusOr<std::string> Inspect(const ParsedArgs& parsed) {
 
 }  // namespace
 
-int RunProbeCommand(const std::vector<std::string>& args, std::ostream& out,
-                    std::ostream& err) {
-  return Run("probe",
-             "mm probe PATH [--set FIELD=VALUE]... [--hash ALGO] "
-             "[--allow-unknown] [--json]",
-             args,
-             {{"--set", true, true},
-              {"--hash", true, false},
-              {"--allow-unknown", false, false},
-              {"--json", false, false}},
-             out, err, Probe);
-}
-
-int RunHashCommand(const std::vector<std::string>& args, std::ostream& out,
-                   std::ostream& err) {
-  return Run("hash", "mm hash PATH [--algo ALGO]", args,
-             {{"--algo", true, false}}, out, err, Hash);
-}
-
-int RunScanCommand(const std::vector<std::string>& args, std::ostream& out,
-                   std::ostream& err) {
-  return Run("scan", "mm scan DIR [--json]", args, {{"--json", false, false}},
-             out, err, Scan);
-}
-
-int RunInspectCommand(const std::vector<std::string>& args, std::ostream& out,
-                      std::ostream& err) {
-  return Run("inspect", "mm inspect PATH [--json]", args,
-             {{"--json", false, false}}, out, err, Inspect);
+CommandGroup LocalCommands() {
+  CommandGroup group;
+  group.summary = {{"mm probe|hash|scan|inspect ...",
+                    "local file commands (no service needed)"}};
+  group.commands = {
+      {.words = {"probe"},
+       .flags = {ValueFlag("set"), ValueFlag("hash"),
+                 BoolFlag("allow-unknown")},
+       .usage = "usage: mm probe PATH [--set FIELD=VALUE]... [--hash ALGO] "
+                "[--allow-unknown] [--json]\n",
+       .run =
+           [](const CommandContext& context) {
+             return WriteResult(Probe(context.args, context.io.json),
+                                context.io);
+           }},
+      {.words = {"hash"},
+       .flags = {ValueFlag("algo")},
+       .usage = "usage: mm hash PATH [--algo ALGO]\n",
+       .run =
+           [](const CommandContext& context) {
+             return WriteResult(Hash(context.args), context.io);
+           }},
+      {.words = {"scan"},
+       .usage = "usage: mm scan DIR [--json]\n",
+       .run =
+           [](const CommandContext& context) {
+             return WriteResult(Scan(context.args, context.io.json),
+                                context.io);
+           }},
+      {.words = {"inspect"},
+       .usage = "usage: mm inspect PATH [--json]\n",
+       .run =
+           [](const CommandContext& context) {
+             return WriteResult(Inspect(context.args, context.io.json),
+                                context.io);
+           }},
+  };
+  return group;
 }
 
 }  // namespace mm::cli

@@ -13,6 +13,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "cli/installer_commands.h"
 #include "cli/model_import.h"
 #include "cli/output.h"
 #include "common/grpc_status.h"
@@ -44,39 +45,11 @@ constexpr OrderName kOrders[] = {
     {"path", v1::MODEL_ORDER_PATH},
 };
 
-std::unique_ptr<grpc::ClientContext> UnaryContext(const ModelsCommandIo& io) {
-  auto context = std::make_unique<grpc::ClientContext>();
-  context->set_deadline(absl::ToChronoTime(absl::Now() + io.timeout));
-  return context;
-}
+using RecordsStub = v1::ModelRecords::StubInterface;
 
-// The one positional argument after `mm models VERB`.
-absl::StatusOr<std::string> SingleArgument(const ParsedArgs& args,
-                                           const char* what) {
-  if (args.words.size() < 3) {
-    return UsageError(
-        absl::StrCat("mm models ", args.words[1], " needs ", what));
-  }
-  if (args.words.size() > 3) {
-    return UsageError(absl::StrCat("mm models ", args.words[1], " takes one ",
-                                   what, ", got also '", args.words[3], "'"));
-  }
-  return args.words[2];
-}
-
-absl::Status NoArguments(const ParsedArgs& args) {
-  if (args.words.size() > 2) {
-    return UsageError(absl::StrCat("mm models ", args.words[1],
-                                   " takes no arguments, got '", args.words[2],
-                                   "'"));
-  }
-  return absl::OkStatus();
-}
-
-absl::Status RunList(const ParsedArgs& args,
-                     v1::ModelRecords::StubInterface& stub,
-                     const ModelsCommandIo& io) {
-  RETURN_IF_ERROR(NoArguments(args));
+absl::Status RunList(const ParsedArgs& args, RecordsStub& stub,
+                     const CommandIo& io) {
+  RETURN_IF_ERROR(NoArguments(args, 2));
   ASSIGN_OR_RETURN(v1::ListModelsRequest request, BuildListRequest(args));
   ASSIGN_OR_RETURN(std::optional<int64_t> limit, ListLimit(args));
   std::vector<v1::Model> models;
@@ -104,10 +77,9 @@ absl::Status RunList(const ParsedArgs& args,
   return absl::OkStatus();
 }
 
-absl::Status RunGet(const ParsedArgs& args,
-                    v1::ModelRecords::StubInterface& stub,
-                    const ModelsCommandIo& io) {
-  ASSIGN_OR_RETURN(std::string key, SingleArgument(args, "a model KEY"));
+absl::Status RunGet(const ParsedArgs& args, RecordsStub& stub,
+                    const CommandIo& io) {
+  ASSIGN_OR_RETURN(std::string key, SingleArgument(args, 2, "a model KEY"));
   v1::GetModelRequest request;
   request.set_key(key);
   v1::Model model;
@@ -138,11 +110,10 @@ absl::StatusOr<std::string> ReadInput(const std::string& file,
                      std::istreambuf_iterator<char>());
 }
 
-absl::Status RunAdd(const ParsedArgs& args,
-                    v1::ModelRecords::StubInterface& stub,
-                    const ModelsCommandIo& io) {
+absl::Status RunAdd(const ParsedArgs& args, RecordsStub& stub,
+                    const CommandIo& io) {
   ASSIGN_OR_RETURN(std::string file,
-                   SingleArgument(args, "a FILE.json (or - for stdin)"));
+                   SingleArgument(args, 2, "a FILE.json (or - for stdin)"));
   ASSIGN_OR_RETURN(std::string text, ReadInput(file, io.in));
   ASSIGN_OR_RETURN(
       v1::CreateModelRequest request,
@@ -156,9 +127,8 @@ absl::Status RunAdd(const ParsedArgs& args,
   return absl::OkStatus();
 }
 
-absl::Status RunUpdate(const ParsedArgs& args,
-                       v1::ModelRecords::StubInterface& stub,
-                       const ModelsCommandIo& io) {
+absl::Status RunUpdate(const ParsedArgs& args, RecordsStub& stub,
+                       const CommandIo& io) {
   ASSIGN_OR_RETURN(v1::UpdateModelRequest request, BuildUpdateRequest(args));
   v1::Model model;
   auto context = UnaryContext(io);
@@ -168,10 +138,9 @@ absl::Status RunUpdate(const ParsedArgs& args,
   return absl::OkStatus();
 }
 
-absl::Status RunRemove(const ParsedArgs& args,
-                       v1::ModelRecords::StubInterface& stub,
-                       const ModelsCommandIo& io) {
-  ASSIGN_OR_RETURN(std::string key, SingleArgument(args, "a model KEY"));
+absl::Status RunRemove(const ParsedArgs& args, RecordsStub& stub,
+                       const CommandIo& io) {
+  ASSIGN_OR_RETURN(std::string key, SingleArgument(args, 2, "a model KEY"));
   v1::DeleteModelRequest request;
   request.set_key(key);
   request.set_etag(args.Get("etag"));
@@ -189,10 +158,9 @@ absl::Status RunRemove(const ParsedArgs& args,
   return absl::OkStatus();
 }
 
-absl::Status RunWatch(const ParsedArgs& args,
-                      v1::ModelRecords::StubInterface& stub,
-                      const ModelsCommandIo& io) {
-  RETURN_IF_ERROR(NoArguments(args));
+absl::Status RunWatch(const ParsedArgs& args, RecordsStub& stub,
+                      const CommandIo& io) {
+  RETURN_IF_ERROR(NoArguments(args, 2));
   v1::WatchModelsRequest request;
   if (args.Has("since")) {
     int64_t since = 0;
@@ -228,18 +196,17 @@ std::string EntryLabel(const std::string& entry, const std::string& name) {
 // and skipped; an unreachable server stops the import (the rest would fail
 // the same way), and a rerun is safe: each create's request_id is derived
 // from the record's key.
-absl::Status RunImport(const ParsedArgs& args,
-                       v1::ModelRecords::StubInterface& stub,
-                       const ModelsCommandIo& io) {
+absl::Status RunImport(const ParsedArgs& args, RecordsStub& stub,
+                       const CommandIo& io) {
   ASSIGN_OR_RETURN(
       std::string file,
-      SingleArgument(args,
+      SingleArgument(args, 2,
                      "a FILE (a v3 models.yaml or an InvokeAI database)"));
   ImportOptions options;
   options.models_dir = args.Get("models-dir");
   options.target_models_dir = args.Has("target-models-dir")
                                   ? fs::path(args.Get("target-models-dir"))
-                                  : io.target_models_dir;
+                                  : io.models_dir;
   options.hash_files = !args.Has("no-hash");
   ASSIGN_OR_RETURN(ImportPlan plan, PlanImport(file, options));
   const bool dry_run = args.Has("dry-run");
@@ -336,6 +303,32 @@ absl::Status RunImport(const ParsedArgs& args,
   return absl::OkStatus();
 }
 
+// Every records command, in the order `mm models` lists them.
+const std::vector<StubCommand<RecordsStub>>& RecordsCommandTable() {
+  static const auto* const kTable = new std::vector<StubCommand<RecordsStub>>{
+      {{"models", "list"},
+       {ValueFlag("name"), ValueFlag("base"), ValueFlag("type"),
+        ValueFlag("format"), ValueFlag("tag"), ValueFlag("order-by"),
+        BoolFlag("desc"), ValueFlag("limit")},
+       RunList},
+      {{"models", "get"}, {}, RunGet},
+      {{"models", "add"}, {ValueFlag("request-id")}, RunAdd},
+      {{"models", "update"},
+       {ValueFlag("set"), BoolFlag("allow-class-change"), ValueFlag("etag")},
+       RunUpdate},
+      {{"models", "rm"},
+       {ValueFlag("etag"), BoolFlag("delete-files"),
+        BoolFlag("unconditionally")},
+       RunRemove},
+      {{"models", "import"},
+       {BoolFlag("dry-run"), ValueFlag("models-dir"),
+        ValueFlag("target-models-dir"), BoolFlag("no-hash")},
+       RunImport},
+      {{"models", "watch"}, {ValueFlag("since")}, RunWatch},
+  };
+  return *kTable;
+}
+
 }  // namespace
 
 absl::StatusOr<v1::ModelOrder> ParseModelOrder(const std::string& name) {
@@ -404,7 +397,7 @@ absl::StatusOr<v1::ListModelsRequest> BuildListRequest(const ParsedArgs& args) {
 
 absl::StatusOr<v1::UpdateModelRequest> BuildUpdateRequest(
     const ParsedArgs& args) {
-  ASSIGN_OR_RETURN(std::string key, SingleArgument(args, "a model KEY"));
+  ASSIGN_OR_RETURN(std::string key, SingleArgument(args, 2, "a model KEY"));
   std::vector<std::string> assignments = args.GetAll("set");
   if (assignments.empty()) {
     return UsageError("mm models update needs at least one --set FIELD=VALUE");
@@ -439,27 +432,31 @@ absl::StatusOr<v1::CreateModelRequest> BuildCreateRequest(
   return request;
 }
 
-absl::Status RunModelsCommand(const ParsedArgs& args,
-                              v1::ModelRecords::StubInterface& stub,
-                              const ModelsCommandIo& io) {
-  if (args.words.size() < 2) {
-    return UsageError(
-        "mm models needs a command: list, get, add, update, "
-        "rm, import or watch");
+absl::Status RunModelsCommand(const ParsedArgs& args, RecordsStub& stub,
+                              const CommandIo& io) {
+  return RunStubCommand(RecordsCommandTable(), args, stub, io);
+}
+
+CommandGroup ModelsCommands() {
+  CommandGroup group;
+  group.usage = ModelsUsage();
+  group.summary = {{"mm models ...", "the model records (`mm models --help`)"}};
+  group.commands =
+      ServiceCommands<v1::ModelRecords>("records", RecordsCommandTable());
+  // Removing files as well goes through the installer, which owns the
+  // models folder; the record alone is the records service's.
+  for (Command& command : group.commands) {
+    if (command.words != std::vector<std::string>{"models", "rm"}) continue;
+    command.run = [records = std::move(command.run)](
+                      const CommandContext& context) -> absl::Status {
+      if (context.args.Has("delete-files") ||
+          context.args.Has("unconditionally")) {
+        return RemoveModelThroughInstaller(context);
+      }
+      return records(context);
+    };
   }
-  const std::string& verb = args.words[1];
-  if (verb == "list") return RunList(args, stub, io);
-  if (verb == "get") return RunGet(args, stub, io);
-  if (verb == "add") return RunAdd(args, stub, io);
-  if (verb == "update") return RunUpdate(args, stub, io);
-  if (verb == "rm") return RunRemove(args, stub, io);
-  if (verb == "watch") return RunWatch(args, stub, io);
-  if (verb == "import") {
-    return RunImport(args, stub, io);
-  }
-  return UsageError(absl::StrCat("unknown command 'mm models ", verb,
-                                 "'; use list, get, add, update, rm, import "
-                                 "or watch"));
+  return group;
 }
 
 std::string ModelsUsage() {
@@ -473,7 +470,10 @@ std::string ModelsUsage() {
   mm models update KEY --set FIELD=VALUE... [--allow-class-change]
                    [--etag ETAG] [--json]
       VALUE is JSON when it parses (30, true, null, ["a","b"]), else text
-  mm models rm KEY [--etag ETAG]
+  mm models rm KEY [--etag ETAG] | [--delete-files | --unconditionally]
+      Without a flag only the record goes (the records service); with
+      --delete-files its files inside the models folder go too, with
+      --unconditionally its files wherever they are (through the installer).
   mm models import FILE [--dry-run] [--models-dir DIR]
                    [--target-models-dir DIR] [--no-hash] [--json]
       FILE: a v3 models.yaml (InvokeAI 3) or an InvokeAI database

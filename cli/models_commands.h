@@ -3,8 +3,9 @@
 // they can be tested without a server.
 //
 //   auto stub = modelmanager::v1::ModelRecords::NewStub(channel);
-//   ModelsCommandIo io{&std::cin, &std::cout, /*json=*/false,
-//                      absl::Seconds(30)};
+//   CommandIo io;
+//   io.in = &std::cin;
+//   io.out = &std::cout;
 //   absl::Status status = RunModelsCommand(args, *stub, io);
 //
 // Thread-safety: reentrant; the stub may be shared (gRPC stubs are
@@ -14,16 +15,14 @@
 
 #include <cstdint>
 #include <filesystem>
-#include <istream>
 #include <optional>
-#include <ostream>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/time/time.h"
 #include "cli/cli.h"
+#include "cli/command.h"
 #include "modelmanager/v1/records.grpc.pb.h"
 #include "nlohmann/json.hpp"
 
@@ -61,24 +60,16 @@ absl::StatusOr<modelmanager::v1::CreateModelRequest> BuildCreateRequest(
     const std::string& json_text, const std::string& source,
     const std::string& request_id);
 
-struct ModelsCommandIo {
-  // Read by `mm models add -`.
-  std::istream* in = nullptr;
-  std::ostream* out = nullptr;
-  bool json = false;
-  // Deadline of each unary rpc; watch has none.
-  absl::Duration timeout = absl::Seconds(30);
-  // `mm models import`: the models folder of the system imported into, when
-  // --target-models-dir is not given (cli.cc: <state dir>/models). Empty:
-  // every imported path is stored absolute.
-  std::filesystem::path target_models_dir;
-};
-
 // Runs `mm models ...` (args.words[0] == "models") against `stub`. Errors
 // from the server come back with their gRPC code (NOT_FOUND, ...).
+// `mm models import` stores paths inside --target-models-dir, else
+// io.models_dir, relative to it.
 absl::Status RunModelsCommand(
     const ParsedArgs& args, modelmanager::v1::ModelRecords::StubInterface& stub,
-    const ModelsCommandIo& io);
+    const CommandIo& io);
+
+// The commands for RunCli (command.h), on the "records" service.
+CommandGroup ModelsCommands();
 
 // Usage text of `mm models`.
 std::string ModelsUsage();

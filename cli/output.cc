@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
+#include "google/protobuf/util/json_util.h"
 #include "proto/record_json.h"
 
 namespace mm::cli {
@@ -108,6 +109,22 @@ void TextTable::Print(std::ostream& out) const {
 std::string JsonText(const nlohmann::json& value, int indent) {
   return value.dump(indent, ' ', /*ensure_ascii=*/false,
                     nlohmann::json::error_handler_t::replace);
+}
+
+absl::StatusOr<nlohmann::json> ProtoJson(
+    const google::protobuf::Message& message) {
+  google::protobuf::util::JsonPrintOptions options;
+  options.preserve_proto_field_names = true;
+  options.always_print_primitive_fields = true;
+  std::string text;
+  auto status =
+      google::protobuf::util::MessageToJsonString(message, &text, options);
+  if (!status.ok()) {
+    return absl::InternalError(absl::StrCat("cannot print ",
+                                            message.GetTypeName(),
+                                            " as JSON: ", status.ToString()));
+  }
+  return nlohmann::json::parse(text);
 }
 
 nlohmann::json ModelJson(const Model& model) {

@@ -16,6 +16,8 @@
 #include <utility>
 #include <vector>
 
+#include "absl/status/statusor.h"
+#include "google/protobuf/message.h"
 #include "google/protobuf/timestamp.pb.h"
 #include "modelmanager/v1/records.pb.h"
 #include "nlohmann/json.hpp"
@@ -47,6 +49,12 @@ class TextTable {
 // replaced (U+FFFD) rather than failing the print. `indent` < 0 prints one
 // line.
 std::string JsonText(const nlohmann::json& value, int indent = 2);
+
+// A protobuf message as JSON: proto field names, and every field, defaults
+// included (scripts read `"bytes": 0` and `"done": false` rather than
+// missing keys). INTERNAL only if protobuf cannot print the message.
+absl::StatusOr<nlohmann::json> ProtoJson(
+    const google::protobuf::Message& message);
 
 // A record as JSON: exactly the reference's config dict (ModelToConfigJson),
 // no output-only fields.

@@ -263,6 +263,25 @@ class Supervisor {
       argv.push_back(
           absl::StrCat("sqlite:", layout_.Database("downloader").string()));
     }
+    if (child.info.name == "installer") {
+      for (const char* service : {"records", "downloader"}) {
+        argv.push_back(absl::StrCat("--", service));
+        argv.push_back(absl::StrCat("unix:", layout_.Socket(service).string()));
+      }
+      argv.push_back("--models-dir");
+      argv.push_back(layout_.ModelsDir().string());
+      argv.push_back("--db");
+      argv.push_back(
+          absl::StrCat("sqlite:", layout_.Database("installer").string()));
+      if (!options_.hf_endpoint.empty()) {
+        argv.push_back("--hf-endpoint");
+        argv.push_back(options_.hf_endpoint);
+      }
+    }
+    if (options_.allow_private_urls &&
+        (child.info.name == "downloader" || child.info.name == "installer")) {
+      argv.push_back("--allow-private-urls");
+    }
     return argv;
   }
 

@@ -123,6 +123,11 @@ struct SupervisorOptions {
   // Daemonize: the call returns once everything is SERVING (or failed),
   // leaving the supervisor running in the background.
   bool detach = false;
+  // Passed to the installer (--hf-endpoint; empty: its default), and to
+  // the downloader and the installer (--allow-private-urls: URLs on
+  // loopback and private addresses, e.g. a hub mirror or a test server).
+  std::string hf_endpoint;
+  bool allow_private_urls = false;
 };
 
 // `mm up`. In the foreground, returns after a signal stopped everything

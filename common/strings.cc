@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 
 namespace mm {
@@ -139,6 +140,18 @@ std::string SafeForMessage(std::string_view text, size_t max_bytes) {
     if (out.size() + 3 <= max_bytes) cut = out.size();
   }
   return out;
+}
+
+std::optional<std::string> NormalizeSha256Hex(std::string_view text) {
+  if (text.size() != kSha256HexDigits) return std::nullopt;
+  std::string digest(text);
+  for (char& c : digest) {
+    if (!absl::ascii_isxdigit(static_cast<unsigned char>(c))) {
+      return std::nullopt;
+    }
+    c = absl::ascii_tolower(static_cast<unsigned char>(c));
+  }
+  return digest;
 }
 
 std::string QuotedForMessage(std::string_view text, size_t max_bytes) {

@@ -17,6 +17,7 @@
 #define MM_COMMON_STRINGS_H_
 
 #include <cstddef>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -62,6 +63,15 @@ size_t Utf8SequenceLength(std::string_view text);
 
 // Whether `text` is well-formed UTF-8 throughout.
 bool IsValidUtf8(std::string_view text);
+
+// The number of hexadecimal digits in a SHA-256 digest.
+inline constexpr size_t kSha256HexDigits = 64;
+
+// `text` as a SHA-256 digest in lowercase hex, or nullopt unless it is
+// exactly 64 hexadecimal digits (either case; no prefix, no whitespace).
+// Every place that takes a digest from a user or a remote listing checks it
+// here, so one spelling is stored and compared.
+std::optional<std::string> NormalizeSha256Hex(std::string_view text);
 
 }  // namespace mm
 

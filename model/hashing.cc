@@ -401,6 +401,23 @@ absl::StatusOr<std::string> HashFileHex(const std::filesystem::path& path,
   return absl::InvalidArgumentError("unknown hash algorithm");
 }
 
+// options.known_hex's answer for `path` when it has one (a regular file
+// must still be there: a known digest does not stand in for a missing file),
+// else HashFileHex.
+absl::StatusOr<std::string> KnownOrHashFileHex(
+    const std::filesystem::path& path, const HashOptions& options) {
+  if (options.known_hex) {
+    if (std::optional<std::string> known = options.known_hex(path)) {
+      struct stat st;
+      if (::stat(path.c_str(), &st) != 0) {
+        return ErrnoStatus(errno, "cannot hash model file", path);
+      }
+      return *std::move(known);
+    }
+  }
+  return HashFileHex(path, options);
+}
+
 struct AlgorithmName {
   HashAlgorithm algorithm;
   std::string_view name;
@@ -488,7 +505,7 @@ bool IsHashedWeightsFileName(const std::filesystem::path& name) {
 absl::StatusOr<std::string> HashFile(const std::filesystem::path& path,
                                      const HashOptions& options) {
   RETURN_IF_ERROR(CheckOptions(options));
-  ASSIGN_OR_RETURN(std::string hex, HashFileHex(path, options));
+  ASSIGN_OR_RETURN(std::string hex, KnownOrHashFileHex(path, options));
   return absl::StrCat(AsAbsl(HashAlgorithmPrefix(options.algorithm)), ":", hex);
 }
 
@@ -521,7 +538,8 @@ absl::StatusOr<std::string> HashPath(const std::filesystem::path& path,
 
   Blake3Hasher composite;
   for (const std::filesystem::path& relative : files) {
-    ASSIGN_OR_RETURN(std::string hex, HashFileHex(path / relative, options));
+    ASSIGN_OR_RETURN(std::string hex,
+                     KnownOrHashFileHex(path / relative, options));
     composite.Update(hex);
   }
   return absl::StrCat(AsAbsl(HashAlgorithmPrefix(options.algorithm)), ":",

@@ -19,7 +19,9 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -68,6 +70,12 @@ struct HashOptions {
   // the process: set false where files may be shrunk in place while they
   // are hashed (a truncation during reads is reported as ABORTED instead).
   bool use_mmap = true;
+  // Digests already known (lowercase hex under `algorithm`, e.g. SHA-256s
+  // the downloader verified against the hub's): given a file's path as
+  // HashFile/HashPath see it, the hex, or nullopt to read the file. Unset
+  // (the default) reads every file.
+  std::function<std::optional<std::string>(const std::filesystem::path&)>
+      known_hex;
 };
 
 // "<prefix>:<hex>" of the file's contents. NOT_FOUND when it does not exist,

@@ -134,11 +134,10 @@ absl::StatusOr<std::unique_ptr<JobTable>> JobTable::Open(const std::string& url,
                                                          JobTableSpec spec,
                                                          Clock* clock) {
   if (spec.prefix.empty() || spec.channel.empty() ||
-      spec.claimable_states.empty() || spec.claimed_state.empty() ||
-      spec.terminal_states.empty()) {
+      spec.claimable_states.empty() || spec.terminal_states.empty()) {
     return absl::InvalidArgumentError(
-        "a job table needs a prefix, a channel, claimable, claimed and "
-        "terminal states");
+        "a job table needs a prefix, a channel, claimable and terminal "
+        "states");
   }
   sql::Options options;
   // Workers, rpc handlers and the LISTEN thread at once.
@@ -357,7 +356,7 @@ absl::StatusOr<std::optional<JobRow>> JobTable::ClaimNext(
             params));
     if (result.rows.empty()) return absl::OkStatus();
     ASSIGN_OR_RETURN(JobRow row, RowFromResult(result.rows[0]));
-    row.state = spec_.claimed_state;
+    if (!spec_.claimed_state.empty()) row.state = spec_.claimed_state;
     row.lease_owner = replica_id_;
     row.lease_expires_ms = now + absl::ToInt64Milliseconds(lease);
     if (on_claim) on_claim(row);
@@ -395,9 +394,14 @@ absl::Status JobTable::ReleaseLease(const std::string& id) {
 absl::Status JobTable::ExpireAllLeases() {
   ASSIGN_OR_RETURN(
       sql::Result ignored,
-      db_->Execute(absl::StrCat("UPDATE ", jobs_,
-                                " SET lease_expires = 0 WHERE state = ?"),
-                   {spec_.claimed_state}));
+      spec_.claimed_state.empty()
+          ? db_->Execute(absl::StrCat("UPDATE ", jobs_,
+                                      " SET lease_expires = 0 WHERE "
+                                      "lease_owner <> ''"),
+                         {})
+          : db_->Execute(absl::StrCat("UPDATE ", jobs_,
+                                      " SET lease_expires = 0 WHERE state = ?"),
+                         {spec_.claimed_state}));
   // Forgetting the other replicas also frees the jobs whose token was in
   // their memory (ClaimNext skips only live owners).
   ASSIGN_OR_RETURN(

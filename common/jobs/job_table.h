@@ -75,7 +75,9 @@ struct JobTableSpec {
   std::string noun;
   // States ClaimNext hands out (when unleased or the lease expired).
   std::vector<std::string> claimable_states;
-  // The state a claimed job is in while a worker holds its lease.
+  // The state a claimed job is in while a worker holds its lease; empty
+  // keeps the state the job had (a kind whose jobs record their own step,
+  // like install jobs).
   std::string claimed_state;
   // States Prune may delete.
   std::vector<std::string> terminal_states;

@@ -5,10 +5,14 @@
 #include <algorithm>
 #include <map>
 #include <optional>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "cli/command.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
@@ -330,6 +334,114 @@ TEST(RunCliTest, UpWithoutRecordsExecutableIsNotFound) {
   EXPECT_EQ(result.code, kExitFailure);
   EXPECT_THAT(result.err, HasSubstr("mm: NOT_FOUND: mm-records not found"));
   EXPECT_THAT(result.err, HasSubstr("MM_BIN_DIR"));
+}
+
+TEST(ReportStatusTest, OneLinePerFailureAndTheExitCodes) {
+  std::ostringstream err;
+  EXPECT_EQ(ReportStatus(absl::OkStatus(), "hint", err), kExitOk);
+  EXPECT_EQ(err.str(), "");
+  EXPECT_EQ(ReportStatus(absl::NotFoundError("no model 'x'\nat line 2\r\n"),
+                         "hint", err),
+            kExitFailure);
+  EXPECT_EQ(err.str(), "mm: NOT_FOUND: no model 'x' at line 2 \n");
+  err.str("");
+  EXPECT_EQ(ReportStatus(UsageError("mm x needs a KEY"),
+                         "run `mm x --help` for usage", err),
+            kExitUsage);
+  EXPECT_EQ(err.str(), "mm: mm x needs a KEY\nrun `mm x --help` for usage\n");
+}
+
+TEST(CommandTableTest, TheRegistryIsConsistent) {
+  EXPECT_OK(ValidateCommandGroups(CommandGroups()));
+  // Every service command names a known service.
+  std::set<std::string> services;
+  for (const CommandGroup& group : CommandGroups()) {
+    for (const Command& command : group.commands) {
+      if (!command.service.empty()) services.insert(command.service);
+    }
+  }
+  EXPECT_THAT(services, ElementsAre("downloader", "installer", "records"));
+}
+
+absl::Status Nothing(const CommandContext&) { return absl::OkStatus(); }
+
+TEST(CommandTableTest, ValidationNamesTheProblem) {
+  auto group = [](std::vector<Command> commands) {
+    CommandGroup result;
+    result.commands = std::move(commands);
+    return std::vector<CommandGroup>{result};
+  };
+  EXPECT_THAT(ValidateCommandGroups(group({{.words = {"a"}, .run = Nothing},
+                                           {.words = {"a"}, .run = Nothing}})),
+              StatusIs(absl::StatusCode::kInternal,
+                       "command 'mm a' is declared twice"));
+  EXPECT_THAT(
+      ValidateCommandGroups(
+          group({{.words = {"a"}, .flags = {ValueFlag("x")}, .run = Nothing},
+                 {.words = {"b"}, .flags = {BoolFlag("x")}, .run = Nothing}})),
+      StatusIs(absl::StatusCode::kInternal,
+               "--x takes a value in one command and not in another (mm b)"));
+  EXPECT_THAT(
+      ValidateCommandGroups(group(
+          {{.words = {"a"}, .flags = {BoolFlag("json")}, .run = Nothing}})),
+      StatusIs(absl::StatusCode::kInternal,
+               "mm a declares the global flag --json"));
+  EXPECT_THAT(ValidateCommandGroups(
+                  group({{.words = {"a"}, .service = "nope", .run = Nothing}})),
+              StatusIs(absl::StatusCode::kInternal,
+                       "mm a calls unknown service 'nope'"));
+  EXPECT_THAT(ValidateCommandGroups(group({{.words = {"a"}}})),
+              StatusIs(absl::StatusCode::kInternal,
+                       "command 'a' has no words or no run"));
+}
+
+TEST(MatchCommandWordsTest, LongestMatchElseAUsageErrorListingTheVerbs) {
+  const std::vector<std::vector<std::string>> known = {
+      {"jobs", "list"}, {"jobs", "get"}, {"jobs", "rm"}, {"up"}};
+  EXPECT_EQ(MatchCommandWords(known, {"jobs", "get", "ID"}).value(), 1u);
+  EXPECT_EQ(MatchCommandWords(known, {"up"}).value(), 3u);
+  absl::StatusOr<size_t> none = MatchCommandWords(known, {"jobs"});
+  EXPECT_THAT(none, StatusIs(absl::StatusCode::kInvalidArgument,
+                             "mm jobs needs a command: list, get or rm"));
+  EXPECT_TRUE(IsUsageError(none.status()));
+  EXPECT_THAT(MatchCommandWords(known, {"jobs", "frob"}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "unknown command 'mm jobs frob'; use list, get or rm"));
+  EXPECT_THAT(
+      MatchCommandWords(known, {"frob"}),
+      StatusIs(absl::StatusCode::kInvalidArgument, "unknown command 'frob'"));
+}
+
+TEST(ConnectToServiceTest, EveryKnownServiceResolvesTheSameWay) {
+  for (const ServiceInfo& service : KnownServices()) {
+    ASSERT_OK_AND_ASSIGN(ParsedArgs args, ParseArgs({"status"}));
+    ASSERT_OK_AND_ASSIGN(GlobalOptions options,
+                         ResolveGlobalOptions(args, FakeEnv({})));
+    std::string variable =
+        absl::StrCat("MM_", absl::AsciiStrToUpper(service.name), "_ADDR");
+    EXPECT_THAT(ConnectToService(options, service.name, options.client),
+                StatusIs(absl::StatusCode::kFailedPrecondition,
+                         HasSubstr(absl::StrCat("; or pass --", service.name,
+                                                " ADDR or set ", variable))));
+    ASSERT_OK_AND_ASSIGN(
+        options, ResolveGlobalOptions(args, FakeEnv({{variable, "h:1"}})));
+    EXPECT_OK(ConnectToService(options, service.name, options.client));
+    EXPECT_THAT(ExplainUnavailable(absl::UnavailableError("down"), options,
+                                   service.name),
+                StatusIs(absl::StatusCode::kUnavailable,
+                         absl::StrCat("down; is the ", service.name,
+                                      " service running at h:1?")));
+  }
+}
+
+TEST(RunCliTest, HelpOfALocalCommandIsItsOwnUsage) {
+  RunResult result = RunMm({"hash", "--help"});
+  EXPECT_EQ(result.code, kExitOk);
+  EXPECT_EQ(result.out, "usage: mm hash PATH [--algo ALGO]\n");
+  RunResult top = RunMm({"up", "--help"});
+  EXPECT_EQ(top.code, kExitOk);
+  EXPECT_THAT(top.out, HasSubstr("mm downloads ..."));
+  EXPECT_THAT(top.out, HasSubstr("mm probe|hash|scan|inspect ..."));
 }
 
 }  // namespace

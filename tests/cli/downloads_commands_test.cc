@@ -1,10 +1,8 @@
 #include "cli/downloads_commands.h"
 
-#include <deque>
 #include <map>
 #include <memory>
 #include <optional>
-#include <set>
 #include <sstream>
 #include <string>
 #include <utility>
@@ -14,13 +12,13 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "common/mutex.h"
 #include "common/server.h"
 #include "gmock/gmock.h"
 #include "grpcpp/server.h"
 #include "grpcpp/server_builder.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/testing/fake_downloader_service.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
 
@@ -28,6 +26,8 @@ namespace mm::cli {
 namespace {
 
 namespace v1 = modelmanager::v1;
+using ::mm::testing::FakeDownloaderService;
+using ::mm::testing::FakeWatchSession;
 using ::mm::testing::StatusIs;
 using ::mm::testing::TempDir;
 using ::mm::testing::WriteFile;
@@ -44,29 +44,11 @@ ParsedArgs Args(const std::vector<std::string>& args) {
   return parsed.value_or(ParsedArgs{});
 }
 
+// The fake's jobs: FakeDownloadJob describes what each state carries.
 v1::DownloadJob Job(const std::string& id, v1::DownloadState state,
                     int64_t revision = 1, int64_t bytes = 0,
                     int64_t total = 0) {
-  v1::DownloadJob job;
-  job.set_id(id);
-  job.set_state(state);
-  job.set_done(state == v1::DOWNLOAD_STATE_SUCCEEDED ||
-               state == v1::DOWNLOAD_STATE_FAILED ||
-               state == v1::DOWNLOAD_STATE_CANCELLED);
-  job.set_source(absl::StrCat("https://example.com/", id, ".safetensors"));
-  job.set_revision(revision);
-  job.set_bytes(bytes);
-  job.set_total_bytes(total);
-  job.set_priority(10);
-  if (state == v1::DOWNLOAD_STATE_SUCCEEDED) {
-    job.set_final_path(absl::StrCat("/models/", id, ".safetensors"));
-  }
-  if (state == v1::DOWNLOAD_STATE_FAILED) {
-    job.mutable_error()->set_code("NOT_FOUND");
-    job.mutable_error()->set_type("HTTPError(NOT FOUND)");
-    job.mutable_error()->set_message("404 from example.com");
-  }
-  return job;
+  return ::mm::testing::FakeDownloadJob(id, state, revision, bytes, total);
 }
 
 v1::DownloadJob Running(const std::string& id, int64_t revision, int64_t bytes,
@@ -77,252 +59,6 @@ v1::DownloadJob Running(const std::string& id, int64_t revision, int64_t bytes,
   return job;
 }
 
-// One WatchDownload call's worth of script: the messages to send, then how
-// the stream ends.
-struct WatchSession {
-  std::vector<v1::DownloadJob> messages;
-  grpc::Status end = grpc::Status::OK;
-};
-
-// An in-memory downloader: canned jobs, scripted watch streams, and a
-// record of every request to check what the commands sent.
-class FakeDownloader final : public v1::Downloader::Service {
- public:
-  // The server's own page cap, to make the client page.
-  int max_page_size = 2;
-
-  void AddJob(const v1::DownloadJob& job) {
-    MutexLock lock(&mu_);
-    jobs_.push_back(job);
-  }
-  void ScriptWatch(const std::string& id, WatchSession session) {
-    MutexLock lock(&mu_);
-    watch_scripts_[id].push_back(std::move(session));
-  }
-  // Makes the watch of `id` wait (up to 10 s) until a watch of `other` has
-  // begun before it sends anything; WatchesOverlapped says whether it did.
-  void WatchWaitsFor(const std::string& id, const std::string& other) {
-    MutexLock lock(&mu_);
-    watch_waits_for_[id] = other;
-  }
-
-  grpc::Status CreateDownload(grpc::ServerContext*,
-                              const v1::CreateDownloadRequest* request,
-                              v1::DownloadJob* response) override {
-    MutexLock lock(&mu_);
-    create_requests_.push_back(*request);
-    *response = Job("new1", request->has_start() && !request->start()
-                                ? v1::DOWNLOAD_STATE_WAITING
-                                : v1::DOWNLOAD_STATE_QUEUED);
-    response->set_source(request->url());
-    response->set_destination(request->dest_dir());
-    response->set_has_access_token(!request->access_token().empty());
-    return grpc::Status::OK;
-  }
-
-  grpc::Status GetDownload(grpc::ServerContext*,
-                           const v1::GetDownloadRequest* request,
-                           v1::DownloadJob* response) override {
-    MutexLock lock(&mu_);
-    return Find(request->id(), response);
-  }
-
-  grpc::Status ListDownloads(grpc::ServerContext*,
-                             const v1::ListDownloadsRequest* request,
-                             v1::ListDownloadsResponse* response) override {
-    MutexLock lock(&mu_);
-    list_requests_.push_back(*request);
-    std::set<int> states(request->states().begin(), request->states().end());
-    std::vector<const v1::DownloadJob*> matching;
-    for (const v1::DownloadJob& job : jobs_) {
-      if (states.empty() || states.count(job.state()) > 0) {
-        matching.push_back(&job);
-      }
-    }
-    size_t start = 0;
-    if (!request->page_token().empty() &&
-        !absl::SimpleAtoi(request->page_token(), &start)) {
-      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "bad token");
-    }
-    int size = request->page_size() == 0 ? 100 : request->page_size();
-    size = std::min(size, max_page_size);
-    size_t end = std::min(matching.size(), start + size);
-    for (size_t i = start; i < end; ++i) *response->add_jobs() = *matching[i];
-    if (end < matching.size()) {
-      response->set_next_page_token(absl::StrCat(end));
-    }
-    return grpc::Status::OK;
-  }
-
-  grpc::Status StartDownload(grpc::ServerContext*,
-                             const v1::DownloadJobRequest* request,
-                             v1::DownloadJob* response) override {
-    return Act("start", request->id(), v1::DOWNLOAD_STATE_QUEUED, response);
-  }
-  grpc::Status PauseDownload(grpc::ServerContext*,
-                             const v1::DownloadJobRequest* request,
-                             v1::DownloadJob* response) override {
-    return Act("pause", request->id(), v1::DOWNLOAD_STATE_PAUSED, response);
-  }
-  grpc::Status ResumeDownload(grpc::ServerContext*,
-                              const v1::ResumeDownloadRequest* request,
-                              v1::DownloadJob* response) override {
-    {
-      MutexLock lock(&mu_);
-      resume_tokens_.push_back(request->access_token());
-    }
-    return Act("resume", request->id(), v1::DOWNLOAD_STATE_QUEUED, response);
-  }
-  grpc::Status CancelDownload(grpc::ServerContext*,
-                              const v1::DownloadJobRequest* request,
-                              v1::DownloadJob* response) override {
-    return Act("cancel", request->id(), v1::DOWNLOAD_STATE_CANCELLED, response);
-  }
-
-  grpc::Status BulkDownloadAction(
-      grpc::ServerContext*, const v1::BulkDownloadActionRequest* request,
-      v1::BulkDownloadActionResponse* response) override {
-    MutexLock lock(&mu_);
-    bulk_actions_.push_back(request->action());
-    for (const v1::DownloadJob& job : jobs_) {
-      if (job.state() == v1::DOWNLOAD_STATE_RUNNING) {
-        v1::DownloadJob* changed = response->add_jobs();
-        *changed = job;
-        changed->set_state(v1::DOWNLOAD_STATE_PAUSED);
-      }
-    }
-    return grpc::Status::OK;
-  }
-
-  grpc::Status PruneDownloads(grpc::ServerContext*,
-                              const v1::PruneDownloadsRequest* request,
-                              v1::PruneDownloadsResponse* response) override {
-    MutexLock lock(&mu_);
-    prune_requests_.push_back(*request);
-    response->set_pruned(3);
-    return grpc::Status::OK;
-  }
-
-  grpc::Status WaitDownload(grpc::ServerContext* context,
-                            const v1::DownloadJobRequest* request,
-                            v1::DownloadJob* response) override {
-    MutexLock lock(&mu_);
-    wait_deadlines_.push_back(context->deadline());
-    return Find(request->id(), response);
-  }
-
-  grpc::Status WatchDownload(
-      grpc::ServerContext*, const v1::WatchDownloadRequest* request,
-      grpc::ServerWriter<v1::DownloadJob>* writer) override {
-    WatchSession session;
-    {
-      MutexLock lock(&mu_);
-      watch_requests_.push_back(*request);
-      watch_started_.insert(request->id());
-      auto script = watch_scripts_.find(request->id());
-      if (script == watch_scripts_.end() || script->second.empty()) {
-        return grpc::Status(grpc::StatusCode::NOT_FOUND,
-                            absl::StrCat("no download '", request->id(), "'"));
-      }
-      session = std::move(script->second.front());
-      script->second.pop_front();
-      auto other = watch_waits_for_.find(request->id());
-      if (other != watch_waits_for_.end()) {
-        const std::string& wanted = other->second;
-        if (mu_.AwaitWithTimeout(
-                [&] { return watch_started_.count(wanted) > 0; },
-                absl::Seconds(10))) {
-          ++overlapped_;
-        }
-      }
-    }
-    for (const v1::DownloadJob& job : session.messages) writer->Write(job);
-    return session.end;
-  }
-
-  std::vector<v1::CreateDownloadRequest> create_requests() {
-    MutexLock lock(&mu_);
-    return create_requests_;
-  }
-  std::vector<v1::ListDownloadsRequest> list_requests() {
-    MutexLock lock(&mu_);
-    return list_requests_;
-  }
-  std::vector<std::string> actions() {
-    MutexLock lock(&mu_);
-    return actions_;
-  }
-  std::vector<std::string> resume_tokens() {
-    MutexLock lock(&mu_);
-    return resume_tokens_;
-  }
-  std::vector<v1::BulkDownloadActionRequest::Action> bulk_actions() {
-    MutexLock lock(&mu_);
-    return bulk_actions_;
-  }
-  std::vector<v1::PruneDownloadsRequest> prune_requests() {
-    MutexLock lock(&mu_);
-    return prune_requests_;
-  }
-  std::vector<std::chrono::system_clock::time_point> wait_deadlines() {
-    MutexLock lock(&mu_);
-    return wait_deadlines_;
-  }
-  std::vector<v1::WatchDownloadRequest> watch_requests() {
-    MutexLock lock(&mu_);
-    return watch_requests_;
-  }
-  int WatchesOverlapped() {
-    MutexLock lock(&mu_);
-    return overlapped_;
-  }
-
- private:
-  grpc::Status Find(const std::string& id, v1::DownloadJob* response)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    for (const v1::DownloadJob& job : jobs_) {
-      if (job.id() == id) {
-        *response = job;
-        return grpc::Status::OK;
-      }
-    }
-    return grpc::Status(grpc::StatusCode::NOT_FOUND,
-                        absl::StrCat("no download '", id, "'"));
-  }
-
-  grpc::Status Act(const std::string& verb, const std::string& id,
-                   v1::DownloadState next, v1::DownloadJob* response) {
-    MutexLock lock(&mu_);
-    actions_.push_back(absl::StrCat(verb, " ", id));
-    grpc::Status found = Find(id, response);
-    if (!found.ok()) return found;
-    if (response->done()) {
-      return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
-                          absl::StrCat("download '", id, "' already finished"));
-    }
-    response->set_state(next);
-    return grpc::Status::OK;
-  }
-
-  Mutex mu_;
-  std::vector<v1::DownloadJob> jobs_ ABSL_GUARDED_BY(mu_);
-  std::map<std::string, std::deque<WatchSession>> watch_scripts_
-      ABSL_GUARDED_BY(mu_);
-  std::map<std::string, std::string> watch_waits_for_ ABSL_GUARDED_BY(mu_);
-  std::set<std::string> watch_started_ ABSL_GUARDED_BY(mu_);
-  int overlapped_ ABSL_GUARDED_BY(mu_) = 0;
-  std::vector<v1::CreateDownloadRequest> create_requests_ ABSL_GUARDED_BY(mu_);
-  std::vector<v1::ListDownloadsRequest> list_requests_ ABSL_GUARDED_BY(mu_);
-  std::vector<std::string> actions_ ABSL_GUARDED_BY(mu_);
-  std::vector<std::string> resume_tokens_ ABSL_GUARDED_BY(mu_);
-  std::vector<v1::BulkDownloadActionRequest::Action> bulk_actions_
-      ABSL_GUARDED_BY(mu_);
-  std::vector<v1::PruneDownloadsRequest> prune_requests_ ABSL_GUARDED_BY(mu_);
-  std::vector<std::chrono::system_clock::time_point> wait_deadlines_
-      ABSL_GUARDED_BY(mu_);
-  std::vector<v1::WatchDownloadRequest> watch_requests_ ABSL_GUARDED_BY(mu_);
-};
-
 std::vector<std::string> Lines(const std::string& text) {
   return absl::StrSplit(text, '\n', absl::SkipEmpty());
 }
@@ -330,6 +66,7 @@ std::vector<std::string> Lines(const std::string& text) {
 class DownloadsCommandTest : public ::testing::Test {
  protected:
   void SetUp() override {
+    fake_.set_max_page_size(2);
     grpc::ServerBuilder builder;
     builder.RegisterService(&fake_);
     server_ = builder.BuildAndStart();
@@ -344,7 +81,7 @@ class DownloadsCommandTest : public ::testing::Test {
   absl::Status Run(const std::vector<std::string>& args, bool json = false,
                    bool terminal = false) {
     out_.str("");
-    DownloadsCommandIo io;
+    CommandIo io;
     io.out = &out_;
     io.json = json;
     io.terminal = terminal;
@@ -358,324 +95,11 @@ class DownloadsCommandTest : public ::testing::Test {
   std::string TokenFile() const { return (temp_.path() / "token").string(); }
 
   TempDir temp_;
-  FakeDownloader fake_;
+  FakeDownloaderService fake_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<v1::Downloader::Stub> stub_;
   std::ostringstream out_;
 };
-
-TEST(DownloadStateTest, NamesRoundTrip) {
-  EXPECT_EQ(DownloadStateName(v1::DOWNLOAD_STATE_RUNNING), "running");
-  EXPECT_EQ(DownloadStateName(v1::DOWNLOAD_STATE_CANCELLED), "cancelled");
-  for (const char* name : {"waiting", "queued", "running", "paused",
-                           "succeeded", "failed", "cancelled"}) {
-    ASSERT_OK_AND_ASSIGN(v1::DownloadState state, ParseDownloadState(name));
-    EXPECT_EQ(DownloadStateName(state), name);
-  }
-  EXPECT_EQ(ParseDownloadState("FAILED").value(), v1::DOWNLOAD_STATE_FAILED);
-  absl::StatusOr<v1::DownloadState> bad = ParseDownloadState("done");
-  EXPECT_THAT(bad, StatusIs(absl::StatusCode::kInvalidArgument,
-                            HasSubstr("--state 'done' is not one of waiting, "
-                                      "queued, running")));
-  EXPECT_TRUE(IsUsageError(bad.status()));
-  EXPECT_THAT(ParseDownloadState("unspecified"),
-              StatusIs(absl::StatusCode::kInvalidArgument));
-}
-
-TEST(BuildCreateDownloadRequestTest, MapsEveryFlag) {
-  TempDir temp;
-  WriteFile(temp.path() / "token", "  tok  \n");
-  std::string sha(64, 'A');
-  ASSERT_OK_AND_ASSIGN(
-      v1::CreateDownloadRequest request,
-      BuildCreateDownloadRequest(
-          Args({"download", "https://h/m.safetensors", "--dest", "models/sd",
-                "--name", "m.safetensors", "--priority", "3", "--sha256", sha,
-                "--size", "1234", "--token-file",
-                (temp.path() / "token").string(), "--keep-partial",
-                "--no-start", "--request-id", "r1"}),
-          "/work/dir"));
-  EXPECT_EQ(request.url(), "https://h/m.safetensors");
-  EXPECT_EQ(request.dest_dir(), "/work/dir/models/sd");
-  EXPECT_EQ(request.output_path(), "");
-  EXPECT_EQ(request.file_name(), "m.safetensors");
-  ASSERT_TRUE(request.has_priority());
-  EXPECT_EQ(request.priority(), 3);
-  EXPECT_EQ(request.expected_sha256(), std::string(64, 'a'));
-  EXPECT_EQ(request.expected_size(), 1234);
-  // Only trailing whitespace is trimmed (ReadTokenFile).
-  EXPECT_EQ(request.access_token(), "  tok");
-  EXPECT_TRUE(request.keep_partial_on_error());
-  ASSERT_TRUE(request.has_start());
-  EXPECT_FALSE(request.start());
-  EXPECT_EQ(request.request_id(), "r1");
-}
-
-TEST(BuildCreateDownloadRequestTest, DefaultsLeaveTheServerToChoose) {
-  ASSERT_OK_AND_ASSIGN(
-      v1::CreateDownloadRequest request,
-      BuildCreateDownloadRequest(Args({"download", "https://h/m"}), "/w"));
-  EXPECT_EQ(request.dest_dir(), "");
-  EXPECT_EQ(request.output_path(), "");
-  EXPECT_FALSE(request.has_priority());
-  EXPECT_FALSE(request.has_start());
-  EXPECT_EQ(request.access_token(), "");
-  EXPECT_FALSE(request.keep_partial_on_error());
-  EXPECT_EQ(request.expected_sha256(), "");
-}
-
-TEST(BuildCreateDownloadRequestTest, OutputIsMadeAbsoluteAndAbsoluteKept) {
-  ASSERT_OK_AND_ASSIGN(
-      v1::CreateDownloadRequest relative,
-      BuildCreateDownloadRequest(
-          Args({"download", "https://h/m", "--output", "../x/./m.bin"}),
-          "/work/dir"));
-  EXPECT_EQ(relative.output_path(), "/work/x/m.bin");
-  ASSERT_OK_AND_ASSIGN(
-      v1::CreateDownloadRequest absolute,
-      BuildCreateDownloadRequest(
-          Args({"download", "https://h/m", "--dest", "/srv/models"}),
-          "/work/dir"));
-  EXPECT_EQ(absolute.dest_dir(), "/srv/models");
-}
-
-TEST(BuildCreateDownloadRequestTest, BadValuesAreUsageErrors) {
-  auto build = [](std::vector<std::string> extra) {
-    std::vector<std::string> args = {"download", "https://h/m"};
-    args.insert(args.end(), extra.begin(), extra.end());
-    return BuildCreateDownloadRequest(Args(args), "/w");
-  };
-  struct Case {
-    std::vector<std::string> extra;
-    std::string message;
-  };
-  const Case cases[] = {
-      {{"--sha256", "abc"}, "--sha256 must be 64 hexadecimal characters"},
-      {{"--sha256", std::string(63, 'a') + "g"},
-       "--sha256 must be 64 hexadecimal characters"},
-      {{"--priority", "high"}, "--priority must be a whole number"},
-      {{"--priority", "99999999999"}, "--priority must be a whole number"},
-      {{"--size", "-1"}, "--size must be the expected size in bytes"},
-      {{"--size", "1GB"}, "--size must be the expected size in bytes"},
-      {{"--dest", "a", "--output", "b"}, "give one"},
-      {{"--output", "b", "--name", "n"}, "--name sets the file name"},
-      {{"extra-url"}, "mm download takes one URL, got also 'extra-url'"},
-  };
-  for (const Case& c : cases) {
-    absl::StatusOr<v1::CreateDownloadRequest> request = build(c.extra);
-    EXPECT_THAT(request, StatusIs(absl::StatusCode::kInvalidArgument,
-                                  HasSubstr(c.message)))
-        << c.extra[0];
-    EXPECT_TRUE(IsUsageError(request.status())) << c.extra[0];
-  }
-  EXPECT_THAT(BuildCreateDownloadRequest(Args({"download"}), "/w"),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("mm download needs a URL or --files LIST")));
-}
-
-TEST(BuildCreateDownloadRequestTest, UnreadableTokenFileIsNotFound) {
-  absl::StatusOr<v1::CreateDownloadRequest> request =
-      BuildCreateDownloadRequest(
-          Args({"download", "https://h/m", "--token-file", "/nonexistent/t"}),
-          "/w");
-  EXPECT_THAT(request, StatusIs(absl::StatusCode::kNotFound,
-                                HasSubstr("/nonexistent/t")));
-  EXPECT_FALSE(IsUsageError(request.status()));
-}
-
-TEST(BuildCreateDownloadRequestTest, FilesListIsOneMultiFileJob) {
-  TempDir temp;
-  std::string sha(64, 'B');
-  WriteFile(temp.path() / "list",
-            absl::StrCat("# model and its config\n"
-                         "\n"
-                         "https://h/unet.bin\tunet/model.bin\t1024\t",
-                         sha,
-                         "\r\n"
-                         "   https://h/a.json    cfg/a.json   0  \n"
-                         "  # an indented comment\n"
-                         "https://h/b.txt b.txt"));
-  ASSERT_OK_AND_ASSIGN(
-      v1::CreateDownloadRequest request,
-      BuildCreateDownloadRequest(
-          Args({"download", "--files", (temp.path() / "list").string(),
-                "--dest", "models/x", "--priority", "2", "--request-id", "r2"}),
-          "/work/dir"));
-  EXPECT_EQ(request.url(), "");
-  EXPECT_EQ(request.dest_dir(), "/work/dir/models/x");
-  EXPECT_EQ(request.priority(), 2);
-  EXPECT_EQ(request.request_id(), "r2");
-  EXPECT_EQ(request.expected_size(), 0);
-  EXPECT_EQ(request.expected_sha256(), "");
-  ASSERT_EQ(request.files_size(), 3);
-  EXPECT_EQ(request.files(0).url(), "https://h/unet.bin");
-  EXPECT_EQ(request.files(0).relative_path(), "unet/model.bin");
-  EXPECT_EQ(request.files(0).size(), 1024);
-  EXPECT_EQ(request.files(0).sha256(), std::string(64, 'b'));
-  EXPECT_EQ(request.files(1).url(), "https://h/a.json");
-  EXPECT_EQ(request.files(1).relative_path(), "cfg/a.json");
-  EXPECT_EQ(request.files(1).size(), 0);
-  EXPECT_EQ(request.files(1).sha256(), "");
-  EXPECT_EQ(request.files(2).url(), "https://h/b.txt");
-  EXPECT_EQ(request.files(2).relative_path(), "b.txt");
-
-  // Without --dest the server's first download root is the directory.
-  ASSERT_OK_AND_ASSIGN(
-      v1::CreateDownloadRequest no_dest,
-      BuildCreateDownloadRequest(
-          Args({"download", "--files", (temp.path() / "list").string()}),
-          "/work/dir"));
-  EXPECT_EQ(no_dest.dest_dir(), "");
-  EXPECT_EQ(no_dest.files_size(), 3);
-}
-
-TEST(BuildCreateDownloadRequestTest, FilesListExcludesSingleFileArguments) {
-  TempDir temp;
-  std::string list = (temp.path() / "list").string();
-  WriteFile(list, "https://h/a a\n");
-  struct Case {
-    std::vector<std::string> args;
-    std::string message;
-  };
-  const Case cases[] = {
-      {{"download", "https://h/m", "--files", list},
-       "takes a URL or --files LIST, not both (got URL 'https://h/m')"},
-      {{"download", "--files", list, "--output", "o"},
-       "--output is for a single URL"},
-      {{"download", "--files", list, "--name", "n"},
-       "--name is for a single URL"},
-      {{"download", "--files", list, "--sha256", std::string(64, 'a')},
-       "--sha256 is for a single URL"},
-      {{"download", "--files", list, "--size", "5"},
-       "--size is for a single URL"},
-  };
-  for (const Case& c : cases) {
-    absl::StatusOr<v1::CreateDownloadRequest> request =
-        BuildCreateDownloadRequest(Args(c.args), "/w");
-    EXPECT_THAT(request, StatusIs(absl::StatusCode::kInvalidArgument,
-                                  HasSubstr(c.message)))
-        << c.message;
-    EXPECT_TRUE(IsUsageError(request.status())) << c.message;
-  }
-}
-
-TEST(BuildCreateDownloadRequestTest, BadFilesLinesNameTheirLineNumber) {
-  TempDir temp;
-  std::string list = (temp.path() / "list").string();
-  struct Case {
-    std::string text;
-    std::string message;
-  };
-  const Case cases[] = {
-      {"# header\nhttps://h/a\n", "line 2: no relative path after the URL"},
-      {"https://h/a a\n\nhttps://h/b b 12kB\n",
-       "line 3: size '12kB' is not a number of bytes >= 0"},
-      {"https://h/a a -1\n", "line 1: size '-1' is not a number"},
-      {"https://h/a a 1 abc\n",
-       "line 1: SHA-256 'abc' is not 64 hexadecimal characters"},
-      {absl::StrCat("https://h/a a 1 ", std::string(64, 'a'), " extra\n"),
-       "line 1: unexpected 'extra' after the SHA-256"},
-      {"# nothing\n\n   \n", "lists no files"},
-  };
-  for (const Case& c : cases) {
-    WriteFile(list, c.text);
-    absl::StatusOr<v1::CreateDownloadRequest> request =
-        BuildCreateDownloadRequest(Args({"download", "--files", list}), "/w");
-    EXPECT_THAT(request, StatusIs(absl::StatusCode::kInvalidArgument,
-                                  HasSubstr(c.message)))
-        << c.text;
-    EXPECT_THAT(request,
-                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(list)))
-        << c.text;
-    EXPECT_TRUE(IsUsageError(request.status())) << c.text;
-  }
-  absl::StatusOr<v1::CreateDownloadRequest> missing =
-      BuildCreateDownloadRequest(
-          Args({"download", "--files", "/nonexistent/list"}), "/w");
-  EXPECT_THAT(missing, StatusIs(absl::StatusCode::kNotFound,
-                                HasSubstr("/nonexistent/list")));
-  EXPECT_FALSE(IsUsageError(missing.status()));
-}
-
-TEST(BuildListDownloadsRequestTest, StatesRepeatOrComma) {
-  ASSERT_OK_AND_ASSIGN(
-      v1::ListDownloadsRequest request,
-      BuildListDownloadsRequest(Args({"downloads", "list", "--state",
-                                      "running,paused", "--state", "failed"})));
-  EXPECT_THAT(request.states(),
-              ElementsAre(v1::DOWNLOAD_STATE_RUNNING, v1::DOWNLOAD_STATE_PAUSED,
-                          v1::DOWNLOAD_STATE_FAILED));
-  EXPECT_THAT(BuildListDownloadsRequest(
-                  Args({"downloads", "list", "--state", "sleeping"})),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("--state 'sleeping'")));
-}
-
-TEST(BuildPruneRequestTest, BeforeIsRfc3339) {
-  ASSERT_OK_AND_ASSIGN(v1::PruneDownloadsRequest all,
-                       BuildPruneRequest(Args({"downloads", "prune"})));
-  EXPECT_FALSE(all.has_ended_before());
-  ASSERT_OK_AND_ASSIGN(
-      v1::PruneDownloadsRequest before,
-      BuildPruneRequest(Args(
-          {"downloads", "prune", "--before", "2026-01-02T03:04:05.5+01:00"})));
-  EXPECT_EQ(before.ended_before().seconds(), 1767319445);
-  EXPECT_EQ(before.ended_before().nanos(), 500000000);
-  EXPECT_THAT(
-      BuildPruneRequest(Args({"downloads", "prune", "--before", "yesterday"})),
-      StatusIs(absl::StatusCode::kInvalidArgument,
-               HasSubstr("--before must be an RFC 3339 time")));
-}
-
-TEST(JobOutcomeTest, FailedCarriesTheJobsCode) {
-  EXPECT_OK(JobOutcome(Job("a", v1::DOWNLOAD_STATE_SUCCEEDED)));
-  EXPECT_OK(JobOutcome(Job("a", v1::DOWNLOAD_STATE_RUNNING)));
-  EXPECT_THAT(JobOutcome(Job("a", v1::DOWNLOAD_STATE_FAILED)),
-              StatusIs(absl::StatusCode::kNotFound,
-                       "download a failed: HTTPError(NOT FOUND): 404 from "
-                       "example.com"));
-  v1::DownloadJob odd = Job("b", v1::DOWNLOAD_STATE_FAILED);
-  odd.mutable_error()->set_code("SOMETHING_NEW");
-  EXPECT_THAT(JobOutcome(odd), StatusIs(absl::StatusCode::kUnknown));
-  EXPECT_THAT(
-      JobOutcome(Job("c", v1::DOWNLOAD_STATE_CANCELLED)),
-      StatusIs(absl::StatusCode::kCancelled, "download c was cancelled"));
-  v1::DownloadJob paused = Job("d", v1::DOWNLOAD_STATE_PAUSED);
-  paused.set_status_message("needs its access token again");
-  EXPECT_THAT(JobOutcome(paused),
-              StatusIs(absl::StatusCode::kFailedPrecondition,
-                       HasSubstr("paused: needs its access token again; "
-                                 "continue it with `mm downloads resume d`")));
-}
-
-TEST(JobLinesTest, StateLines) {
-  EXPECT_EQ(JobStateLine(Job("a", v1::DOWNLOAD_STATE_RUNNING)), "a running");
-  EXPECT_EQ(JobStateLine(Job("a", v1::DOWNLOAD_STATE_SUCCEEDED)),
-            "a succeeded /models/a.safetensors");
-  EXPECT_EQ(JobStateLine(Job("a", v1::DOWNLOAD_STATE_FAILED)),
-            "a failed HTTPError(NOT FOUND): 404 from example.com");
-}
-
-TEST(JobLinesTest, ProgressLineWithKnownTotal) {
-  v1::DownloadJob job =
-      Running("0123456789abcdef", 3, 512 * 1024 * 1024, 1024 * 1024 * 1024);
-  std::string line = JobProgressLine(job);
-  EXPECT_THAT(line, HasSubstr("01234567 running ["));
-  EXPECT_THAT(line, Not(HasSubstr("89abcdef")));
-  EXPECT_THAT(line, HasSubstr("############------------] 50%"));
-  EXPECT_THAT(line, HasSubstr("512.0 MiB/1.0 GiB 1.0 MiB/s ETA 8m32s"));
-  EXPECT_THAT(line, Not(HasSubstr("parts")));
-  for (bool done : {true, false, false}) {
-    v1::PartProgress* part = job.add_parts();
-    part->set_done(done);
-  }
-  EXPECT_THAT(JobProgressLine(job), HasSubstr("parts 1/3"));
-}
-
-TEST(JobLinesTest, UnknownTotalShowsBytesAndRateOnly) {
-  std::string line = JobProgressLine(Running("a", 1, 2048, 0));
-  EXPECT_EQ(line, "a running 2.0 KiB 1.0 MiB/s");
-}
 
 TEST_F(DownloadsCommandTest, DownloadSendsTokenButNeverPrintsIt) {
   for (bool json : {false, true}) {
@@ -904,126 +328,6 @@ TEST_F(DownloadsCommandTest, Prune) {
   EXPECT_FALSE(requests[1].has_ended_before());
 }
 
-TEST_F(DownloadsCommandTest, WatchPrintsOneLinePerStateChange) {
-  WatchSession session;
-  session.messages = {Job("w", v1::DOWNLOAD_STATE_QUEUED, 1)};
-  for (int i = 1; i <= 5; ++i) {
-    session.messages.push_back(Running("w", 1 + i, i * 10, 100));
-  }
-  v1::DownloadJob paused = Job("w", v1::DOWNLOAD_STATE_PAUSED, 7, 50, 100);
-  paused.set_status_message("paused by a person");
-  session.messages.push_back(paused);
-  session.messages.push_back(Running("w", 8, 60, 100));
-  session.messages.push_back(
-      Job("w", v1::DOWNLOAD_STATE_SUCCEEDED, 9, 100, 100));
-  fake_.ScriptWatch("w", session);
-  EXPECT_OK(Run({"downloads", "watch", "w"}));
-  EXPECT_THAT(
-      Lines(out_.str()),
-      ElementsAre("w queued", "w running", "w paused paused by a person",
-                  "w running", "w succeeded /models/w.safetensors"));
-  EXPECT_THAT(out_.str(), Not(HasSubstr("\x1b[")));
-}
-
-TEST_F(DownloadsCommandTest, WatchJsonPrintsOneObjectPerStateChange) {
-  fake_.ScriptWatch("w", {{Running("w", 1, 1, 10), Running("w", 2, 2, 10),
-                           Job("w", v1::DOWNLOAD_STATE_SUCCEEDED, 3)}});
-  EXPECT_OK(Run({"downloads", "watch", "w"}, /*json=*/true));
-  std::vector<std::string> lines = Lines(out_.str());
-  ASSERT_EQ(lines.size(), 2u);
-  EXPECT_EQ(nlohmann::json::parse(lines[0])["state"], "DOWNLOAD_STATE_RUNNING");
-  EXPECT_EQ(nlohmann::json::parse(lines[1])["done"], true);
-}
-
-TEST_F(DownloadsCommandTest, WatchOnATerminalRedrawsABar) {
-  fake_.ScriptWatch("w", {{Running("w", 1, 25, 100), Running("w", 2, 50, 100),
-                           Job("w", v1::DOWNLOAD_STATE_SUCCEEDED, 3)}});
-  EXPECT_OK(Run({"downloads", "watch", "w"}, /*json=*/false,
-                /*terminal=*/true));
-  std::string text = out_.str();
-  EXPECT_THAT(text, HasSubstr("\r\x1b[2Kw running [######------------------] "
-                              "25% 25 B/100 B 1.0 MiB/s ETA 0s\n"));
-  // Each redraw moves back up over the one-line block.
-  EXPECT_THAT(text, HasSubstr("\x1b[1A\r\x1b[2Kw running [############"));
-  EXPECT_THAT(text, HasSubstr("50%"));
-  EXPECT_THAT(text, HasSubstr("\x1b[1A\r\x1b[2Kw succeeded "
-                              "/models/w.safetensors\n"));
-}
-
-TEST_F(DownloadsCommandTest, WatchesSeveralJobsConcurrently) {
-  fake_.ScriptWatch("a", {{Running("a", 1, 1, 10),
-                           Job("a", v1::DOWNLOAD_STATE_SUCCEEDED, 2)}});
-  fake_.ScriptWatch(
-      "b", {{Running("b", 1, 1, 10), Job("b", v1::DOWNLOAD_STATE_FAILED, 2)}});
-  // Each stream holds back until the other has begun: one after the other
-  // would stall the first for the whole wait.
-  fake_.WatchWaitsFor("a", "b");
-  fake_.WatchWaitsFor("b", "a");
-  EXPECT_THAT(
-      Run({"downloads", "watch", "a", "b"}),
-      StatusIs(absl::StatusCode::kNotFound, HasSubstr("download b failed")));
-  EXPECT_EQ(fake_.WatchesOverlapped(), 2);
-  std::vector<std::string> lines = Lines(out_.str());
-  EXPECT_THAT(lines,
-              ::testing::UnorderedElementsAre(
-                  "a running", "a succeeded /models/a.safetensors", "b running",
-                  "b failed HTTPError(NOT FOUND): 404 from "
-                  "example.com"));
-}
-
-TEST_F(DownloadsCommandTest, WatchOnATerminalDrawsOneLinePerJob) {
-  fake_.ScriptWatch("a", {{Running("a", 1, 1, 10),
-                           Job("a", v1::DOWNLOAD_STATE_SUCCEEDED, 2)}});
-  fake_.ScriptWatch("b", {{Running("b", 1, 1, 10),
-                           Job("b", v1::DOWNLOAD_STATE_SUCCEEDED, 2)}});
-  EXPECT_OK(Run({"downloads", "watch", "a", "b"}, /*json=*/false,
-                /*terminal=*/true));
-  std::string text = out_.str();
-  EXPECT_THAT(text, HasSubstr("\x1b[2A"));
-  // The last redraw shows both final lines, in the order given.
-  EXPECT_TRUE(absl::EndsWith(text,
-                             "\x1b[2A\r\x1b[2Ka succeeded /models/a.safetensors"
-                             "\n\r\x1b[2Kb succeeded /models/b.safetensors\n"))
-      << text;
-}
-
-TEST_F(DownloadsCommandTest, WatchReconnectsFromTheLastRevision) {
-  fake_.ScriptWatch(
-      "r", {{Job("r", v1::DOWNLOAD_STATE_QUEUED, 1), Running("r", 2, 10, 100)},
-            grpc::Status(grpc::StatusCode::UNAVAILABLE, "server restarting")});
-  // A stream that ends cleanly before `done` is just as broken.
-  fake_.ScriptWatch("r", {{Running("r", 3, 50, 100)}, grpc::Status::OK});
-  fake_.ScriptWatch("r", {{Running("r", 4, 90, 100),
-                           Job("r", v1::DOWNLOAD_STATE_SUCCEEDED, 5)}});
-  EXPECT_OK(Run({"downloads", "watch", "r"}));
-  std::vector<v1::WatchDownloadRequest> requests = fake_.watch_requests();
-  ASSERT_EQ(requests.size(), 3u);
-  EXPECT_EQ(requests[0].since_revision(), 0);
-  EXPECT_EQ(requests[1].since_revision(), 2);
-  EXPECT_EQ(requests[2].since_revision(), 3);
-  EXPECT_THAT(Lines(out_.str()),
-              ElementsAre("r queued", "r running",
-                          "r succeeded /models/r.safetensors"));
-}
-
-TEST_F(DownloadsCommandTest, WatchGivesUpAfterTheAttempts) {
-  for (int i = 0; i < 4; ++i) {
-    fake_.ScriptWatch(
-        "r", {{}, grpc::Status(grpc::StatusCode::UNAVAILABLE, "down")});
-  }
-  EXPECT_THAT(Run({"downloads", "watch", "r"}),
-              StatusIs(absl::StatusCode::kUnavailable,
-                       HasSubstr("lost the watch of download r 4 times in a "
-                                 "row (last: UNAVAILABLE: down)")));
-  EXPECT_EQ(fake_.watch_requests().size(), 4u);
-}
-
-TEST_F(DownloadsCommandTest, WatchOtherErrorsAreNotRetried) {
-  EXPECT_THAT(Run({"downloads", "watch", "ghost"}),
-              StatusIs(absl::StatusCode::kNotFound, "no download 'ghost'"));
-  EXPECT_EQ(fake_.watch_requests().size(), 1u);
-}
-
 TEST_F(DownloadsCommandTest, UnknownVerbIsAUsageError) {
   absl::Status status = Run({"downloads", "frob"});
   EXPECT_THAT(status, StatusIs(absl::StatusCode::kInvalidArgument,
@@ -1041,6 +345,7 @@ TEST_F(DownloadsCommandTest, UnknownVerbIsAUsageError) {
 class DownloadsCliTest : public ::testing::Test {
  protected:
   void SetUp() override {
+    fake_.set_max_page_size(2);
     WriteFile(temp_.path() / "service-token", "svc-token\n");
     WriteFile(temp_.path() / "hf-token", absl::StrCat(kToken, "\n"));
     ServerOptions options;
@@ -1074,7 +379,7 @@ class DownloadsCliTest : public ::testing::Test {
   }
 
   TempDir temp_;
-  FakeDownloader fake_;
+  FakeDownloaderService fake_;
   std::unique_ptr<ServiceHost> host_;
   std::ostringstream out_;
   std::ostringstream err_;

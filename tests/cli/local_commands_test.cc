@@ -1,14 +1,16 @@
-// The local `mm` commands (probe, hash, scan, inspect): output shapes, exit
-// codes and the one-line error contract.
+// The local `mm` commands (probe, hash, scan, inspect) through RunCli:
+// output shapes, exit codes and the one-line error contract.
 #include "cli/local_commands.h"
 
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "cli/cli.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
@@ -55,16 +57,33 @@ struct Result {
   std::string err;
 };
 
-template <typename Command>
-Result Call(Command command, std::vector<std::string> args) {
+// `mm COMMAND ARGS...` in-process.
+Result Call(const std::string& command, std::vector<std::string> args) {
+  args.insert(args.begin(), command);
+  std::istringstream in;
   std::ostringstream out, err;
-  const int code = command(args, out, err);
+  CliIo io{&in, &out, &err,
+           [](const std::string&) -> std::optional<std::string> {
+             return std::nullopt;
+           },
+           "/nonexistent/bin/mm"};
+  const int code = RunCli(args, io);
   return {code, out.str(), err.str()};
+}
+
+// A bad command line: nothing on out, exit 2, `mm: MESSAGE` and the
+// command's usage hint.
+void ExpectUsageError(const Result& result, const std::string& command,
+                      const std::string& message) {
+  EXPECT_EQ(result.code, kExitUsage);
+  EXPECT_EQ(result.out, "");
+  EXPECT_EQ(result.err,
+            "mm: " + message + "\nrun `mm " + command + " --help` for usage\n");
 }
 
 // Exactly one line on err, nothing on out, exit 1.
 void ExpectOneLineError(const Result& result, const std::string& prefix) {
-  EXPECT_EQ(result.code, 1);
+  EXPECT_EQ(result.code, kExitFailure);
   EXPECT_EQ(result.out, "");
   EXPECT_THAT(result.err, StartsWith(prefix));
   ASSERT_FALSE(result.err.empty());
@@ -82,7 +101,7 @@ class LocalCommandsTest : public ::testing::Test {
 
 TEST_F(LocalCommandsTest, ProbePrintsFieldLines) {
   WriteF16Safetensors(P("m.safetensors"), Sd1());
-  Result r = Call(RunProbeCommand, {P("m.safetensors")});
+  Result r = Call("probe", {P("m.safetensors")});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.err, "");
   EXPECT_THAT(r.out, StartsWith("name: m\ntype: main\nformat: checkpoint\n"
@@ -95,9 +114,9 @@ TEST_F(LocalCommandsTest, ProbePrintsFieldLines) {
 
 TEST_F(LocalCommandsTest, ProbeJsonWithOverridesAndHash) {
   WriteF16Safetensors(P("m.safetensors"), Sd1());
-  Result r = Call(RunProbeCommand,
-                  {P("m.safetensors"), "--json", "--set", "name=My model",
-                   "--set=trigger_phrases=[\"a\",\"b\"]", "--hash", "md5"});
+  Result r =
+      Call("probe", {P("m.safetensors"), "--json", "--set", "name=My model",
+                     "--set=trigger_phrases=[\"a\",\"b\"]", "--hash", "md5"});
   ASSERT_EQ(r.code, 0) << r.err;
   const json config = json::parse(r.out);
   EXPECT_EQ(config["name"], "My model");
@@ -108,86 +127,94 @@ TEST_F(LocalCommandsTest, ProbeJsonWithOverridesAndHash) {
 
 TEST_F(LocalCommandsTest, ProbeUnknownNeedsAllowUnknown) {
   WriteFile(P("notes.txt"), "x");
-  ExpectOneLineError(Call(RunProbeCommand, {P("notes.txt")}),
-                     "mm probe: INVALID_ARGUMENT: not a recognised model: ");
-  Result r = Call(RunProbeCommand, {P("notes.txt"), "--allow-unknown"});
+  ExpectOneLineError(Call("probe", {P("notes.txt")}),
+                     "mm: INVALID_ARGUMENT: not a recognised model: ");
+  Result r = Call("probe", {P("notes.txt"), "--allow-unknown"});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_THAT(r.out, HasSubstr("type: unknown\n"));
 }
 
 TEST_F(LocalCommandsTest, ProbeErrors) {
-  ExpectOneLineError(Call(RunProbeCommand, {P("missing.safetensors")}),
-                     "mm probe: NOT_FOUND: ");
-  ExpectOneLineError(Call(RunProbeCommand, {}),
-                     "mm probe: INVALID_ARGUMENT: missing model PATH");
-  ExpectOneLineError(Call(RunProbeCommand, {"a", "b"}),
-                     "mm probe: INVALID_ARGUMENT: expected one model PATH");
-  ExpectOneLineError(Call(RunProbeCommand, {"a", "--bogus"}),
-                     "mm probe: INVALID_ARGUMENT: usage: mm probe PATH");
-  ExpectOneLineError(Call(RunProbeCommand, {"a", "--set", "novalue"}),
-                     "mm probe: INVALID_ARGUMENT: --set 'novalue'");
-  ExpectOneLineError(Call(RunProbeCommand, {"a", "--hash"}),
-                     "mm probe: INVALID_ARGUMENT: usage: ");
+  ExpectOneLineError(Call("probe", {P("missing.safetensors")}),
+                     "mm: NOT_FOUND: ");
+  ExpectUsageError(Call("probe", {}), "probe", "mm probe needs a model PATH");
+  ExpectUsageError(Call("probe", {"a", "b"}), "probe",
+                   "mm probe takes only a model PATH, got also 'b'");
+  ExpectUsageError(Call("probe", {"a", "--bogus"}), "probe",
+                   "unknown flag --bogus");
+  ExpectUsageError(Call("probe", {"a", "--set", "novalue"}), "probe",
+                   "--set 'novalue': expected FIELD=VALUE, e.g. --set "
+                   "base=sdxl");
+  ExpectUsageError(Call("probe", {"a", "--hash"}), "probe",
+                   "flag --hash needs a value");
+  ExpectUsageError(Call("probe", {"a", "--algo", "md5"}), "probe",
+                   "mm probe does not take --algo");
   WriteF16Safetensors(P("m.safetensors"), Sd1());
-  ExpectOneLineError(
-      Call(RunProbeCommand, {P("m.safetensors"), "--hash", "crc32"}),
-      "mm probe: INVALID_ARGUMENT: ");
-  ExpectOneLineError(
-      Call(RunProbeCommand, {P("m.safetensors"), "--set", "type=lora"}),
-      "mm probe: INVALID_ARGUMENT: not a recognised model");
+  ExpectOneLineError(Call("probe", {P("m.safetensors"), "--hash", "crc32"}),
+                     "mm: INVALID_ARGUMENT: ");
+  ExpectOneLineError(Call("probe", {P("m.safetensors"), "--set", "type=lora"}),
+                     "mm: INVALID_ARGUMENT: not a recognised model");
+}
+
+TEST_F(LocalCommandsTest, JsonBeforeTheCommandWordApplies) {
+  WriteFile(P("models/b.safetensors"), "x");
+  std::istringstream in;
+  std::ostringstream out, err;
+  CliIo io{&in, &out, &err, nullptr, "/nonexistent/bin/mm"};
+  ASSERT_EQ(RunCli({"--json", "scan", P("models")}, io), kExitOk) << err.str();
+  EXPECT_EQ(json::parse(out.str()), (json{P("models/b.safetensors")}));
 }
 
 TEST_F(LocalCommandsTest, HelpGoesToOut) {
-  Result r = Call(RunScanCommand, {"--help"});
+  Result r = Call("scan", {"--help"});
   EXPECT_EQ(r.code, 0);
   EXPECT_EQ(r.out, "usage: mm scan DIR [--json]\n");
 }
 
 TEST_F(LocalCommandsTest, Hash) {
   WriteFile(P("f.bin"), "hello");
-  Result r = Call(RunHashCommand, {P("f.bin")});
+  Result r = Call("hash", {P("f.bin")});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_THAT(r.out, MatchesRegex("blake3:[0-9a-f]{64}\n"));
-  Result md5 = Call(RunHashCommand, {P("f.bin"), "--algo", "md5"});
+  Result md5 = Call("hash", {P("f.bin"), "--algo", "md5"});
   ASSERT_EQ(md5.code, 0) << md5.err;
   EXPECT_EQ(md5.out, "md5:5d41402abc4b2a76b9719d911017c592\n");
-  ExpectOneLineError(Call(RunHashCommand, {P("f.bin"), "--algo", "nope"}),
-                     "mm hash: INVALID_ARGUMENT: ");
-  ExpectOneLineError(Call(RunHashCommand, {P("none")}), "mm hash: NOT_FOUND: ");
+  ExpectOneLineError(Call("hash", {P("f.bin"), "--algo", "nope"}),
+                     "mm: INVALID_ARGUMENT: ");
+  ExpectOneLineError(Call("hash", {P("none")}), "mm: NOT_FOUND: ");
 }
 
 TEST_F(LocalCommandsTest, Scan) {
   WriteFile(P("models/b.safetensors"), "x");
   WriteFile(P("models/a/model_index.json"), "{}");
   WriteFile(P("models/readme.txt"), "x");
-  Result r = Call(RunScanCommand, {P("models")});
+  Result r = Call("scan", {P("models")});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.out, P("models/a") + "\n" + P("models/b.safetensors") + "\n");
-  Result j = Call(RunScanCommand, {P("models"), "--json"});
+  Result j = Call("scan", {P("models"), "--json"});
   ASSERT_EQ(j.code, 0) << j.err;
   EXPECT_EQ(json::parse(j.out),
             (json{P("models/a"), P("models/b.safetensors")}));
-  ExpectOneLineError(Call(RunScanCommand, {P("nothing")}),
-                     "mm scan: NOT_FOUND: ");
+  ExpectOneLineError(Call("scan", {P("nothing")}), "mm: NOT_FOUND: ");
 }
 
 TEST_F(LocalCommandsTest, Inspect) {
   WriteF16Safetensors(P("m.safetensors"), Sd1());
-  Result r = Call(RunInspectCommand, {P("m.safetensors")});
+  Result r = Call("inspect", {P("m.safetensors")});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_THAT(r.out, StartsWith("format: safetensors\ntensors: 3\n"));
   EXPECT_THAT(r.out, ContainsRegex("model\\.diffusion_model\\.input_blocks\\."
                                    "0\\.0\\.weight +F16 +\\[320, 4, 3, 3\\] "
                                    "+23040\n"));
-  Result j = Call(RunInspectCommand, {P("m.safetensors"), "--json"});
+  Result j = Call("inspect", {P("m.safetensors"), "--json"});
   ASSERT_EQ(j.code, 0) << j.err;
   const json parsed = json::parse(j.out);
   EXPECT_EQ(parsed["format"], "safetensors");
   ASSERT_EQ(parsed["tensors"].size(), 3u);
   EXPECT_EQ(parsed["tensors"][2]["shape"], (json{320, 768}));
   EXPECT_EQ(parsed["tensors"][2]["byte_size"], 320 * 768 * 2);
-  ExpectOneLineError(Call(RunInspectCommand, {P("none.safetensors")}),
-                     "mm inspect: NOT_FOUND: ");
+  ExpectOneLineError(Call("inspect", {P("none.safetensors")}),
+                     "mm: NOT_FOUND: ");
 }
 
 }  // namespace

@@ -2,7 +2,6 @@
 
 #include <filesystem>
 #include <memory>
-#include <mutex>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -14,6 +13,7 @@
 #include "grpcpp/server_builder.h"
 #include "gtest/gtest.h"
 #include "proto/record_json.h"
+#include "tests/testing/fake_records_service.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
 
@@ -21,6 +21,7 @@ namespace mm::cli {
 namespace {
 
 namespace v1 = modelmanager::v1;
+using ::mm::testing::FakeRecordsService;
 using ::mm::testing::StatusIs;
 using ::mm::testing::TempDir;
 using ::testing::ElementsAre;
@@ -31,128 +32,6 @@ ParsedArgs Args(const std::vector<std::string>& args) {
   EXPECT_TRUE(parsed.ok()) << parsed.status();
   return parsed.value_or(ParsedArgs{});
 }
-
-// An in-memory records service: enough of the contract to drive the
-// commands, and a record of the last requests to check what they sent.
-class FakeRecords final : public v1::ModelRecords::Service {
- public:
-  // The server's own page cap, to make the client page.
-  int max_page_size = 1000;
-
-  void Add(const std::string& key, const std::string& name) {
-    v1::Model model;
-    model.set_key(key);
-    model.set_name(name);
-    model.set_base("sd-1");
-    model.set_type("main");
-    model.set_format("checkpoint");
-    model.set_path(name + ".safetensors");
-    model.set_file_size(1024);
-    model.set_revision(static_cast<int64_t>(models_.size()) + 1);
-    models_.push_back(model);
-  }
-
-  grpc::Status ListModels(grpc::ServerContext*,
-                          const v1::ListModelsRequest* request,
-                          v1::ListModelsResponse* response) override {
-    std::lock_guard<std::mutex> lock(mu_);
-    list_requests.push_back(*request);
-    size_t start = 0;
-    if (!request->page_token().empty() &&
-        !absl::SimpleAtoi(request->page_token(), &start)) {
-      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "bad token");
-    }
-    int size = request->page_size() == 0 ? 100 : request->page_size();
-    size = std::min(size, max_page_size);
-    size_t end = std::min(models_.size(), start + size);
-    for (size_t i = start; i < end; ++i) *response->add_models() = models_[i];
-    if (end < models_.size()) response->set_next_page_token(absl::StrCat(end));
-    return grpc::Status::OK;
-  }
-
-  grpc::Status GetModel(grpc::ServerContext*,
-                        const v1::GetModelRequest* request,
-                        v1::Model* response) override {
-    for (const v1::Model& model : models_) {
-      if (model.key() == request->key()) {
-        *response = model;
-        return grpc::Status::OK;
-      }
-    }
-    return grpc::Status(
-        grpc::StatusCode::NOT_FOUND,
-        absl::StrCat("unknown model key '", request->key(), "'"));
-  }
-
-  grpc::Status CreateModel(grpc::ServerContext*,
-                           const v1::CreateModelRequest* request,
-                           v1::Model* response) override {
-    std::lock_guard<std::mutex> lock(mu_);
-    create_requests.push_back(*request);
-    auto config = nlohmann::json::parse(request->config_json());
-    absl::StatusOr<v1::Model> model = ConfigJsonToModel(config);
-    if (!model.ok()) {
-      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                          std::string(model.status().message()));
-    }
-    if (model->name() == "taken") {
-      return grpc::Status(grpc::StatusCode::ALREADY_EXISTS, "path taken");
-    }
-    if (model->key().empty()) model->set_key("generatedkey");
-    *response = *model;
-    return grpc::Status::OK;
-  }
-
-  grpc::Status UpdateModel(grpc::ServerContext*,
-                           const v1::UpdateModelRequest* request,
-                           v1::Model* response) override {
-    std::lock_guard<std::mutex> lock(mu_);
-    update_requests.push_back(*request);
-    response->set_key(request->key());
-    response->set_name("updated");
-    return grpc::Status::OK;
-  }
-
-  grpc::Status DeleteModel(grpc::ServerContext*,
-                           const v1::DeleteModelRequest* request,
-                           v1::DeleteModelResponse* response) override {
-    std::lock_guard<std::mutex> lock(mu_);
-    delete_requests.push_back(*request);
-    if (request->etag() == "stale") {
-      return grpc::Status(grpc::StatusCode::ABORTED, "etag 'stale' is stale");
-    }
-    response->set_revision(42);
-    return grpc::Status::OK;
-  }
-
-  grpc::Status WatchModels(
-      grpc::ServerContext*, const v1::WatchModelsRequest* request,
-      grpc::ServerWriter<v1::ModelEvent>* writer) override {
-    if (request->since_revision() == 99) {
-      return grpc::Status(grpc::StatusCode::OUT_OF_RANGE,
-                          "revision 99 is older than the history");
-    }
-    v1::ModelEvent bookmark;
-    bookmark.set_type(v1::ModelEvent::BOOKMARK);
-    bookmark.set_revision(request->since_revision() + 1);
-    writer->Write(bookmark);
-    v1::ModelEvent added;
-    added.set_type(v1::ModelEvent::ADDED);
-    added.set_revision(request->since_revision() + 2);
-    *added.mutable_model() = models_.at(0);
-    writer->Write(added);
-    return grpc::Status::OK;
-  }
-
-  std::mutex mu_;
-  std::vector<v1::ListModelsRequest> list_requests;
-  std::vector<v1::CreateModelRequest> create_requests;
-  std::vector<v1::UpdateModelRequest> update_requests;
-  std::vector<v1::DeleteModelRequest> delete_requests;
-
- private:
-  std::vector<v1::Model> models_;
-};
 
 class ModelsCommandTest : public ::testing::Test {
  protected:
@@ -172,7 +51,7 @@ class ModelsCommandTest : public ::testing::Test {
 
   absl::Status Run(const std::vector<std::string>& args, bool json = false) {
     out_.str("");
-    ModelsCommandIo io;
+    CommandIo io;
     io.in = &in_;
     io.out = &out_;
     io.json = json;
@@ -181,7 +60,7 @@ class ModelsCommandTest : public ::testing::Test {
     return RunModelsCommand(parsed, *stub_, io);
   }
 
-  FakeRecords fake_;
+  FakeRecordsService fake_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<v1::ModelRecords::Stub> stub_;
   std::istringstream in_;
@@ -315,22 +194,22 @@ TEST_F(ModelsCommandTest, ListPrintsTable) {
 }
 
 TEST_F(ModelsCommandTest, ListFollowsEveryPage) {
-  fake_.max_page_size = 2;
+  fake_.set_max_page_size(2);
   ASSERT_TRUE(Run({"models", "list", "--json"}, /*json=*/true).ok());
   nlohmann::json list = nlohmann::json::parse(out_.str());
   ASSERT_EQ(list.size(), 3u);
   EXPECT_EQ(list[2]["key"], "k3");
-  ASSERT_EQ(fake_.list_requests.size(), 2u);
-  EXPECT_EQ(fake_.list_requests[0].page_size(), 1000);
-  EXPECT_EQ(fake_.list_requests[1].page_token(), "2");
+  ASSERT_EQ(fake_.list_requests().size(), 2u);
+  EXPECT_EQ(fake_.list_requests()[0].page_size(), 1000);
+  EXPECT_EQ(fake_.list_requests()[1].page_token(), "2");
 }
 
 TEST_F(ModelsCommandTest, ListStopsAtLimit) {
-  fake_.max_page_size = 1;
+  fake_.set_max_page_size(1);
   ASSERT_TRUE(Run({"models", "list", "--limit", "2"}, /*json=*/true).ok());
   EXPECT_EQ(nlohmann::json::parse(out_.str()).size(), 2u);
-  EXPECT_EQ(fake_.list_requests.size(), 2u);
-  EXPECT_EQ(fake_.list_requests[1].page_size(), 1);
+  EXPECT_EQ(fake_.list_requests().size(), 2u);
+  EXPECT_EQ(fake_.list_requests()[1].page_size(), 1);
 }
 
 TEST_F(ModelsCommandTest, GetUnknownKeyIsNotFound) {
@@ -354,10 +233,10 @@ TEST_F(ModelsCommandTest, AddFromFile) {
   ASSERT_TRUE(Run({"models", "add", (temp.path() / "m.json").string(),
                    "--request-id", "r1"})
                   .ok());
-  ASSERT_EQ(fake_.create_requests.size(), 1u);
-  EXPECT_EQ(fake_.create_requests[0].request_id(), "r1");
+  ASSERT_EQ(fake_.create_requests().size(), 1u);
+  EXPECT_EQ(fake_.create_requests()[0].request_id(), "r1");
   EXPECT_EQ(
-      nlohmann::json::parse(fake_.create_requests[0].config_json())["name"],
+      nlohmann::json::parse(fake_.create_requests()[0].config_json())["name"],
       "new");
   EXPECT_THAT(out_.str(), HasSubstr("key:"));
   EXPECT_THAT(out_.str(), HasSubstr("generatedkey"));
@@ -373,7 +252,7 @@ TEST_F(ModelsCommandTest, AddMissingFileIsNotFound) {
   EXPECT_THAT(
       Run({"models", "add", "/nonexistent/m.json"}),
       StatusIs(absl::StatusCode::kNotFound, HasSubstr("/nonexistent/m.json")));
-  EXPECT_TRUE(fake_.create_requests.empty());
+  EXPECT_TRUE(fake_.create_requests().empty());
 }
 
 TEST_F(ModelsCommandTest, AddServerErrorKeepsItsCode) {
@@ -384,9 +263,9 @@ TEST_F(ModelsCommandTest, AddServerErrorKeepsItsCode) {
 
 TEST_F(ModelsCommandTest, UpdateSendsChanges) {
   ASSERT_TRUE(Run({"models", "update", "k1", "--set", "name=Renamed"}).ok());
-  ASSERT_EQ(fake_.update_requests.size(), 1u);
-  EXPECT_EQ(fake_.update_requests[0].changes_json(), R"({"name":"Renamed"})");
-  EXPECT_FALSE(fake_.update_requests[0].allow_class_change());
+  ASSERT_EQ(fake_.update_requests().size(), 1u);
+  EXPECT_EQ(fake_.update_requests()[0].changes_json(), R"({"name":"Renamed"})");
+  EXPECT_FALSE(fake_.update_requests()[0].allow_class_change());
   EXPECT_THAT(out_.str(), HasSubstr("name:"));
 }
 
@@ -401,13 +280,13 @@ TEST_F(ModelsCommandTest, RemovePrintsRevision) {
 TEST_F(ModelsCommandTest, RemoveWithStaleEtagIsAborted) {
   EXPECT_THAT(Run({"models", "rm", "k1", "--etag", "stale"}),
               StatusIs(absl::StatusCode::kAborted, HasSubstr("stale")));
-  EXPECT_EQ(fake_.delete_requests.back().etag(), "stale");
+  EXPECT_EQ(fake_.delete_requests().back().etag(), "stale");
 }
 
 TEST_F(ModelsCommandTest, RemoveTakesOneKey) {
   EXPECT_THAT(Run({"models", "rm", "a", "b"}),
               StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("takes one a model KEY, got also 'b'")));
+                       HasSubstr("takes only a model KEY, got also 'b'")));
 }
 
 TEST_F(ModelsCommandTest, WatchPrintsOneLinePerEvent) {
@@ -464,7 +343,7 @@ TEST_F(ModelsCommandTest, ImportReportsSkippedEntriesAndSucceeds) {
                             (temp.path() / "models.yaml").string() +
                             " (legacy-yaml); 1 skipped.\n"
                             "Skipped by reason: file_not_found 1.\n");
-  EXPECT_TRUE(fake_.create_requests.empty());
+  EXPECT_TRUE(fake_.create_requests().empty());
 }
 
 class ModelsImportTest : public ModelsCommandTest {
@@ -494,7 +373,7 @@ class ModelsImportTest : public ModelsCommandTest {
 
   std::vector<std::string> CreatedPaths() {
     std::vector<std::string> paths;
-    for (const v1::CreateModelRequest& request : fake_.create_requests) {
+    for (const v1::CreateModelRequest& request : fake_.create_requests()) {
       paths.push_back(nlohmann::json::parse(request.config_json())["path"]
                           .get<std::string>());
     }
@@ -559,16 +438,16 @@ TEST_F(ModelsImportTest, JsonIsOneObjectWithTheSameReport) {
 
 TEST_F(ModelsImportTest, PathsInsideTheTargetModelsFolderStayRelative) {
   // The default target comes from the caller (cli.cc: <state>/models).
-  ModelsCommandIo io;
+  CommandIo io;
   io.out = &out_;
   io.timeout = absl::Seconds(10);
-  io.target_models_dir = root_ / "models";
+  io.models_dir = root_ / "models";
   ASSERT_OK(RunModelsCommand(
       Args({"models", "import", yaml_.string(), "--no-hash"}), *stub_, io));
   EXPECT_THAT(CreatedPaths(), ElementsAre("sd-1/vae/a.safetensors",
                                           "sd-1/vae/taken.safetensors"));
   // --target-models-dir overrides it.
-  fake_.create_requests.clear();
+  fake_.ClearRequests();
   ASSERT_OK(RunModelsCommand(
       Args({"models", "import", yaml_.string(), "--no-hash",
             "--target-models-dir", (root_ / "models/sd-1").string()}),
@@ -576,13 +455,13 @@ TEST_F(ModelsImportTest, PathsInsideTheTargetModelsFolderStayRelative) {
   EXPECT_THAT(CreatedPaths(),
               ElementsAre("vae/a.safetensors", "vae/taken.safetensors"));
   // --models-dir says where the yaml's relative paths are.
-  fake_.create_requests.clear();
+  fake_.ClearRequests();
   ASSERT_OK(RunModelsCommand(
       Args({"models", "import", yaml_.string(), "--no-hash", "--dry-run",
             "--models-dir", temp_.path().string()}),
       *stub_, io));
   EXPECT_THAT(out_.str(), HasSubstr("Would import 0 of 5 entries"));
-  EXPECT_TRUE(fake_.create_requests.empty());
+  EXPECT_TRUE(fake_.create_requests().empty());
 }
 
 }  // namespace

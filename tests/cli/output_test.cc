@@ -6,7 +6,9 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "modelmanager/v1/downloader.pb.h"
 #include "nlohmann/json.hpp"
+#include "tests/testing/status_matchers.h"
 
 namespace mm::cli {
 namespace {
@@ -168,6 +170,22 @@ TEST(FormatEventTest, JsonLine) {
   EXPECT_EQ(object["type"], "DELETED");
   EXPECT_EQ(object["revision"], 9);
   EXPECT_EQ(object["model"]["key"], "0123456789abcdef0123456789abcdef");
+}
+
+TEST(ProtoJsonTest, ProtoFieldNamesAndEveryDefault) {
+  modelmanager::v1::DownloadJob job;
+  job.set_id("j1");
+  job.set_total_bytes(2048);
+  ASSERT_OK_AND_ASSIGN(nlohmann::json value, ProtoJson(job));
+  EXPECT_EQ(value["id"], "j1");
+  // The proto's own names, not lowerCamelCase; 64-bit numbers as strings
+  // (the protobuf JSON mapping).
+  EXPECT_EQ(value["total_bytes"], "2048");
+  EXPECT_FALSE(value.contains("totalBytes"));
+  // Unset scalars are printed, so scripts need not guess a default.
+  EXPECT_EQ(value["bytes"], "0");
+  EXPECT_EQ(value["done"], false);
+  EXPECT_EQ(value["state"], "DOWNLOAD_STATE_UNSPECIFIED");
 }
 
 }  // namespace

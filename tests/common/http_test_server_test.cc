@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "common/mutex.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/status_matchers.h"
@@ -559,6 +560,99 @@ TEST_F(HttpTestServerTest, SetFileReplacesTheFile) {
   EXPECT_EQ(response.body, "new");
   EXPECT_THAT(response.headers, Contains(Pair("etag", "\"v2\"")));
   EXPECT_THAT(response.headers, Not(Contains(Key("last-modified"))));
+}
+
+TEST_F(HttpTestServerTest, FileExtraHeadersAreSent) {
+  server_->SetFile("/file", {.body = body_,
+                             .headers = {{"X-Repo-Commit", "abc"},
+                                         {"X-Linked-Size", "1000"}}});
+  Response full = Fetch(*server_, "GET", "/file");
+  EXPECT_EQ(full.status, 200);
+  EXPECT_THAT(full.headers, Contains(Pair("x-repo-commit", "abc")));
+  EXPECT_THAT(full.headers, Contains(Pair("x-linked-size", "1000")));
+  // A range of a file with extra headers is still a range.
+  Response part = Fetch(*server_, "GET", "/file", {"Range: bytes=0-9"});
+  EXPECT_EQ(part.status, 206);
+  EXPECT_EQ(part.body, body_.substr(0, 10));
+  EXPECT_THAT(part.headers, Contains(Pair("x-repo-commit", "abc")));
+}
+
+TEST_F(HttpTestServerTest, FileWithOtherStatusIsSentAsItIs) {
+  server_->SetFile("/api", {.body = R"({"error":"Repository not found"})",
+                            .content_type = "application/json",
+                            .status = 404,
+                            .headers = {{"X-Error-Code", "RepoNotFound"}}});
+  // Range is ignored and no body fault applies: this is an API answer.
+  server_->SetBehavior("/api", {.drop_after_bytes = 3, .drop_count = 1});
+  Response response = Fetch(*server_, "GET", "/api", {"Range: bytes=0-3"});
+  EXPECT_EQ(response.status_line, "HTTP/1.1 404 Not Found");
+  EXPECT_EQ(response.body, R"({"error":"Repository not found"})");
+  EXPECT_FALSE(response.truncated);
+  EXPECT_THAT(response.headers, Contains(Pair("x-error-code", "RepoNotFound")));
+  EXPECT_THAT(response.headers,
+              Contains(Pair("content-type", "application/json")));
+  EXPECT_THAT(response.headers, Not(Contains(Key("accept-ranges"))));
+  EXPECT_THAT(response.headers, Not(Contains(Key("content-range"))));
+
+  server_->SetFile("/go", {.body = "Found.",
+                           .status = 302,
+                           .headers = {{"Location", "http://127.0.0.2:1/x"}}});
+  Client client(*server_);
+  ASSERT_TRUE(client.SendRequest("HEAD", "/go"));
+  Response head = client.ReadResponse(/*head_only=*/true);
+  EXPECT_EQ(head.status_line, "HTTP/1.1 302 Found");
+  EXPECT_THAT(head.headers, Contains(Pair("location", "http://127.0.0.2:1/x")));
+  EXPECT_THAT(head.headers, Contains(Pair("content-length", "6")));
+  // The HEAD sent no body: the next answer parses cleanly.
+  ASSERT_TRUE(client.SendRequest("GET", "/go"));
+  EXPECT_EQ(client.ReadResponse().body, "Found.");
+}
+
+TEST_F(HttpTestServerTest, HandlerAnswersBeforeStoredFiles) {
+  std::vector<HttpRequestRecord> seen;  // only the handler's thread writes
+  Mutex seen_mu;
+  server_->SetHandler([&](const HttpRequestRecord& request)
+                          -> std::shared_ptr<const HttpTestFile> {
+    {
+      MutexLock lock(&seen_mu);
+      seen.push_back(request);
+    }
+    if (request.target.rfind("/dynamic/", 0) != 0) return nullptr;
+    return std::make_shared<const HttpTestFile>(HttpTestFile{
+        .body = "dynamic " + request.target,
+        .headers = {{"X-Seen-Auth",
+                     request.headers.count("authorization") ? "yes" : "no"}}});
+  });
+  Response dynamic =
+      Fetch(*server_, "GET", "/dynamic/a?q=1", {"Authorization: Bearer t"});
+  EXPECT_EQ(dynamic.status, 200);
+  EXPECT_EQ(dynamic.body, "dynamic /dynamic/a?q=1");
+  EXPECT_THAT(dynamic.headers, Contains(Pair("x-seen-auth", "yes")));
+  // nullptr falls back to the stored files, and to 404 without one.
+  EXPECT_EQ(Fetch(*server_, "GET", "/file").body, body_);
+  EXPECT_EQ(Fetch(*server_, "GET", "/missing").status, 404);
+  // Handler answers take ranges like stored files.
+  Response part = Fetch(*server_, "GET", "/dynamic/b", {"Range: bytes=8-"});
+  EXPECT_EQ(part.status, 206);
+  EXPECT_EQ(part.body, "/dynamic/b");
+  // Other methods never reach the handler.
+  EXPECT_EQ(Fetch(*server_, "DELETE", "/dynamic/a").status, 405);
+  {
+    MutexLock lock(&seen_mu);
+    ASSERT_EQ(seen.size(), 4u);
+    EXPECT_EQ(seen[0].method, "GET");
+    EXPECT_EQ(seen[0].target, "/dynamic/a?q=1");
+    EXPECT_THAT(seen[0].headers, Contains(Pair("authorization", "Bearer t")));
+    EXPECT_EQ(seen[0].status, 0);
+  }
+  // The path's behaviour still applies on top of the handler.
+  server_->SetBehavior("/dynamic/c", {.fail_statuses = {503}});
+  EXPECT_EQ(Fetch(*server_, "GET", "/dynamic/c").status, 503);
+  EXPECT_EQ(Fetch(*server_, "GET", "/dynamic/c").body, "dynamic /dynamic/c");
+  // Removing the handler leaves the stored files.
+  server_->SetHandler(nullptr);
+  EXPECT_EQ(Fetch(*server_, "GET", "/dynamic/a").status, 404);
+  EXPECT_EQ(server_->RequestsFor("/dynamic/a").size(), 3u);
 }
 
 TEST_F(HttpTestServerTest, OtherMethodsAre405) {

@@ -1,6 +1,7 @@
 #include "common/strings.h"
 
 #include <cstdint>
+#include <optional>
 #include <random>
 #include <string>
 #include <string_view>
@@ -258,6 +259,29 @@ TEST(Utf8Test, ValidatorAgreesWithAnIndependentOne) {
   EXPECT_EQ(Utf8SequenceLength("\xF0\x9F\xA4\x97"), 4u);
   EXPECT_EQ(Utf8SequenceLength("\xF0\x9F\xA4"), 0u);
   EXPECT_EQ(Utf8SequenceLength("\xED\xA0\x80"), 0u);
+}
+
+TEST(NormalizeSha256HexTest, LowercasesSixtyFourHexDigits) {
+  const std::string lower(
+      "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08");
+  EXPECT_EQ(NormalizeSha256Hex(lower), lower);
+  EXPECT_EQ(
+      NormalizeSha256Hex(
+          "9F86D081884C7D659A2FEAA0C55AD015A3BF4F1B2B0B822CD15D6C15B0F00A08"),
+      lower);
+  EXPECT_EQ(NormalizeSha256Hex(std::string(64, 'F')), std::string(64, 'f'));
+}
+
+TEST(NormalizeSha256HexTest, RefusesAnythingElse) {
+  const std::string digest(64, 'a');
+  for (const std::string& bad :
+       {std::string(), std::string(63, 'a'), std::string(65, 'a'),
+        std::string(63, 'a') + "g", " " + std::string(63, 'a'),
+        std::string(63, 'a') + "\n", "sha256:" + digest,
+        "0x" + std::string(62, 'a'), std::string(63, 'a') + '\0',
+        std::string(63, 'a') + "\xC3"}) {
+    EXPECT_EQ(NormalizeSha256Hex(bad), std::nullopt) << bad;
+  }
 }
 
 }  // namespace

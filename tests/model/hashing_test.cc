@@ -22,6 +22,7 @@
 namespace mm::model {
 namespace {
 
+using ::mm::testing::IsOkAndHolds;
 using ::mm::testing::RunUnprivileged;
 using ::mm::testing::StatusIs;
 using ::mm::testing::TempDir;
@@ -29,16 +30,6 @@ using ::mm::testing::WriteFile;
 using ::testing::HasSubstr;
 using ::testing::MatchesRegex;
 using ::testing::StartsWith;
-
-// The status matchers have no value matcher; this one prints the status
-// when it is not OK.
-MATCHER_P(IsOkAndHolds, matcher, "is OK and holds a matching value") {
-  if (!arg.ok()) {
-    *result_listener << "whose status is " << arg.status();
-    return false;
-  }
-  return ::testing::ExplainMatchResult(matcher, *arg, result_listener);
-}
 
 constexpr char kEmptyBlake3[] =
     "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262";
@@ -444,6 +435,40 @@ TEST(HashingTest, Blake3MultiOnAMultiGigabyteSparseFileMatchesB3sum) {
       "blake3:" + RunDigestTool("/usr/bin/b3sum", file);
   EXPECT_THAT(HashFile(file, Options(HashAlgorithm::kBlake3Multi)),
               IsOkAndHolds(expected));
+}
+
+TEST(HashingTest, KnownDigestsAreUsedInsteadOfReadingTheFiles) {
+  TempDir dir;
+  const std::filesystem::path folder = dir.path() / "repo";
+  WriteFile(folder / "unet" / "model.safetensors", "unet bytes");
+  WriteFile(folder / "vae" / "model.safetensors", "vae bytes");
+  HashOptions plain{.algorithm = HashAlgorithm::kSha256};
+  ASSERT_OK_AND_ASSIGN(std::string expected, HashPath(folder, plain));
+
+  // The downloader verified the unet's SHA-256: its bytes are not read, so
+  // replacing them on disk does not change the result.
+  ASSERT_OK_AND_ASSIGN(std::string unet_hash,
+                       HashFile(folder / "unet" / "model.safetensors", plain));
+  const std::string unet_hex = unet_hash.substr(std::string("sha256:").size());
+  WriteFile(folder / "unet" / "model.safetensors", "other bytes");
+  int asked = 0;
+  HashOptions known = plain;
+  known.known_hex =
+      [&](const std::filesystem::path& file) -> std::optional<std::string> {
+    ++asked;
+    if (file == folder / "unet" / "model.safetensors") return unet_hex;
+    return std::nullopt;
+  };
+  EXPECT_THAT(HashPath(folder, known), IsOkAndHolds(expected));
+  EXPECT_EQ(asked, 2);
+
+  // A single file with a known digest.
+  EXPECT_THAT(HashPath(folder / "unet" / "model.safetensors", known),
+              IsOkAndHolds(unet_hash));
+  // A known digest never stands in for a file that is gone.
+  std::filesystem::remove(folder / "unet" / "model.safetensors");
+  EXPECT_THAT(HashPath(folder / "unet" / "model.safetensors", known),
+              StatusIs(absl::StatusCode::kNotFound));
 }
 
 }  // namespace

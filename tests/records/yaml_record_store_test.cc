@@ -26,6 +26,7 @@ namespace mm::records {
 namespace {
 
 namespace fs = std::filesystem;
+using ::mm::testing::IsOkAndHolds;
 using ::mm::testing::ReadFile;
 using ::mm::testing::StatusIs;
 using ::mm::testing::TempDir;
@@ -35,15 +36,6 @@ using ::testing::AllOf;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
-
-// The StatusOr is OK and its value matches `matcher`.
-MATCHER_P(IsOkAndHolds, matcher, "is OK and holds a matching value") {
-  if (!arg.ok()) {
-    *result_listener << "whose status is " << arg.status();
-    return false;
-  }
-  return ::testing::ExplainMatchResult(matcher, *arg, result_listener);
-}
 
 json Config(const std::string& key, const std::string& name,
             const std::string& path) {

@@ -347,6 +347,15 @@ void HttpTestServer::SetBehavior(std::string path, HttpBehavior behavior) {
   faults_[std::move(path)] = PathFaults{.behavior = std::move(behavior)};
 }
 
+void HttpTestServer::SetHandler(HttpTestHandler handler) {
+  std::shared_ptr<const HttpTestHandler> shared;
+  if (handler) {
+    shared = std::make_shared<const HttpTestHandler>(std::move(handler));
+  }
+  MutexLock lock(&mu_);
+  handler_ = std::move(shared);
+}
+
 std::vector<HttpRequestRecord> HttpTestServer::Requests() const {
   MutexLock lock(&mu_);
   return requests_;
@@ -601,17 +610,32 @@ HttpTestServer::ResponsePlan HttpTestServer::Plan(const Request& request,
   };
 
   const std::string path(PathOf(request.target));
+  HttpRequestRecord record{.method = request.method,
+                           .target = request.target,
+                           .headers = request.headers,
+                           .connection_id = connection_id};
+  // The handler runs outside mu_: it may be slow or take its own locks.
+  std::shared_ptr<const HttpTestFile> handled;
+  if (request.method == "GET" || request.method == "HEAD") {
+    std::shared_ptr<const HttpTestHandler> handler;
+    {
+      MutexLock lock(&mu_);
+      handler = handler_;
+    }
+    if (handler) handled = (*handler)(record);
+  }
   MutexLock lock(&mu_);
   *record_index = requests_.size();
-  requests_.push_back(HttpRequestRecord{.method = request.method,
-                                        .target = request.target,
-                                        .headers = request.headers,
-                                        .connection_id = connection_id});
+  requests_.push_back(std::move(record));
   auto faults_it = faults_.find(path);
   PathFaults* faults =
       faults_it == faults_.end() ? nullptr : &faults_it->second;
   const HttpBehavior* behavior = faults ? &faults->behavior : nullptr;
-  auto files_it = files_.find(path);
+  std::shared_ptr<const HttpTestFile> file = handled;
+  if (file == nullptr) {
+    auto files_it = files_.find(path);
+    if (files_it != files_.end()) file = files_it->second;
+  }
   const bool is_get = request.method == "GET";
   bool bearer_missing = false;
   if (behavior && !behavior->require_bearer.empty()) {
@@ -636,10 +660,24 @@ HttpTestServer::ResponsePlan HttpTestServer::Plan(const Request& request,
   } else if (bearer_missing) {
     answer_text(401);
     plan.headers.emplace_back("WWW-Authenticate", "Bearer");
-  } else if (files_it == files_.end()) {
+  } else if (file == nullptr) {
     answer_text(404);
+  } else if (file->status != 200) {
+    // Sent as it is: an API answer, not a file to take ranges of.
+    plan.status = file->status;
+    plan.body = std::shared_ptr<const std::string>(file, &file->body);
+    plan.length = static_cast<int64_t>(file->body.size());
+    plan.headers.emplace_back("Content-Type", file->content_type);
+    if (!file->etag.empty()) plan.headers.emplace_back("ETag", file->etag);
+    if (!file->last_modified.empty()) {
+      plan.headers.emplace_back("Last-Modified", file->last_modified);
+    }
+    if (!file->content_disposition.empty()) {
+      plan.headers.emplace_back("Content-Disposition",
+                                file->content_disposition);
+    }
+    for (const auto& header : file->headers) plan.headers.push_back(header);
   } else {
-    const std::shared_ptr<const HttpTestFile>& file = files_it->second;
     const bool accept_ranges = behavior == nullptr || behavior->accept_ranges;
     const int64_t size = static_cast<int64_t>(file->body.size());
     RangeRequest range;
@@ -683,6 +721,7 @@ HttpTestServer::ResponsePlan HttpTestServer::Plan(const Request& request,
         plan.headers.emplace_back("Content-Disposition",
                                   file->content_disposition);
       }
+      for (const auto& header : file->headers) plan.headers.push_back(header);
       if (behavior != nullptr) {
         if (behavior->omit_content_length) {
           plan.omit_content_length = true;

@@ -21,6 +21,11 @@
 // other than GET and HEAD get 405; a malformed request gets 400 and the
 // connection is closed (it is not recorded).
 //
+// Dynamic answers: a handler set with SetHandler() is asked for the file of
+// every GET or HEAD request before the stored files; it may answer any
+// status with any headers (a fake API such as tests/testing/fake_hf_hub.h),
+// and the behaviour of the path still applies on top of it.
+//
 // Thread-safety: every method may be called from any thread while the
 // server runs; a request uses the file and behaviour current when it
 // arrives.
@@ -29,11 +34,13 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
 #include <string_view>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -50,6 +57,12 @@ struct HttpTestFile {
   std::string last_modified;  // sent as Last-Modified when not empty
   std::string content_type = "application/octet-stream";
   std::string content_disposition;  // raw header value when not empty
+  // 200: served as a file (Range, If-Range, body faults). Anything else: the
+  // status with `body` as it is (no Range, no Accept-Ranges, no body
+  // faults), e.g. a 302 with a Location header or a 404 with a JSON error.
+  int status = 200;
+  // Extra response headers, sent as given after the server's own.
+  std::vector<std::pair<std::string, std::string>> headers;
 };
 
 // Faults applied to one path. Counters ("the next N requests") start from
@@ -113,6 +126,15 @@ struct HttpRequestRecord {
   bool done = false;      // the answer is fully sent, or was abandoned
 };
 
+// Decides the file for a GET or HEAD request (its method, target and
+// headers are set; status is 0): nullptr to fall back to the stored files
+// (404 when there is none). Runs on the connection's thread without the
+// server's lock held, so it may take its own locks, but it must not call
+// the server that runs it (Requests() and the waits would see a half-made
+// record).
+using HttpTestHandler = std::function<std::shared_ptr<const HttpTestFile>(
+    const HttpRequestRecord&)>;
+
 class HttpTestServer {
  public:
   struct Options {
@@ -147,6 +169,9 @@ class HttpTestServer {
   void SetFile(std::string path, HttpTestFile file);
   // Sets the faults for `path` and restarts its counters.
   void SetBehavior(std::string path, HttpBehavior behavior);
+  // Replaces the handler (nullptr removes it). Requests already past the
+  // point of asking keep the answer they got.
+  void SetHandler(HttpTestHandler handler);
 
   // Every request so far, in arrival order.
   std::vector<HttpRequestRecord> Requests() const;
@@ -227,6 +252,9 @@ class HttpTestServer {
   std::map<std::string, std::shared_ptr<const HttpTestFile>> files_
       ABSL_GUARDED_BY(mu_);
   std::map<std::string, PathFaults> faults_ ABSL_GUARDED_BY(mu_);
+  // shared_ptr so that a request can call it outside mu_ while another
+  // thread replaces it.
+  std::shared_ptr<const HttpTestHandler> handler_ ABSL_GUARDED_BY(mu_);
   std::vector<HttpRequestRecord> requests_ ABSL_GUARDED_BY(mu_);
   int connection_count_ ABSL_GUARDED_BY(mu_) = 0;
   int active_connections_ ABSL_GUARDED_BY(mu_) = 0;

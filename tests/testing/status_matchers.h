@@ -26,6 +26,16 @@ const absl::Status& GetStatus(const absl::StatusOr<T>& status_or) {
   return status_or.status();
 }
 
+// A StatusOr that is OK and whose value matches `matcher`; prints the status
+// when it is not OK.
+MATCHER_P(IsOkAndHolds, matcher, "is OK and holds a matching value") {
+  if (!arg.ok()) {
+    *result_listener << "whose status is " << arg.status();
+    return false;
+  }
+  return ::testing::ExplainMatchResult(matcher, *arg, result_listener);
+}
+
 MATCHER_P2(StatusIs, code, message_matcher,
            std::string("has status code ") +
                absl::StatusCodeToString(static_cast<absl::StatusCode>(code))) {

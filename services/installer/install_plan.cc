@@ -1,0 +1,37 @@
+#include "services/installer/install_plan.h"
+
+namespace mm::installer {
+
+int64_t InstallPlan::TotalBytes() const {
+  int64_t total = 0;
+  for (const PlannedFile& file : files) {
+    if (file.size <= 0) return 0;
+    total += file.size;
+  }
+  return total;
+}
+
+modelmanager::v1::InstallPlan PlanToProto(const InstallPlan& plan) {
+  modelmanager::v1::InstallPlan out;
+  out.set_source(plan.source);
+  out.set_source_type(plan.source_type);
+  out.set_repo_id(plan.repo_id);
+  out.set_revision(plan.revision);
+  out.set_commit(plan.commit);
+  out.set_variant(plan.variant);
+  for (const std::string& subfolder : plan.subfolders) {
+    out.add_subfolders(subfolder);
+  }
+  for (const PlannedFile& file : plan.files) {
+    modelmanager::v1::PlannedFile* planned = out.add_files();
+    planned->set_path(file.path);
+    planned->set_url(file.url);
+    planned->set_size(file.size);
+    planned->set_sha256(file.sha256);
+  }
+  out.set_total_bytes(plan.TotalBytes());
+  out.set_local_path(plan.local_path);
+  return out;
+}
+
+}  // namespace mm::installer
