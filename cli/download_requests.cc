@@ -12,6 +12,7 @@
 #include "absl/time/time.h"
 #include "cli/download_format.h"
 #include "common/secret_file.h"
+#include "common/paging.h"
 #include "common/status.h"
 #include "common/strings.h"
 
@@ -21,8 +22,6 @@ namespace {
 namespace fs = std::filesystem;
 namespace v1 = modelmanager::v1;
 
-// Most jobs one ListDownloads page may carry (downloader.proto).
-constexpr int32_t kMaxPageSize = 1000;
 
 // A byte count >= 0, or nullopt.
 std::optional<int64_t> ParseSize(const std::string& text) {

@@ -21,6 +21,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/sql/database.h"
+#include "common/ids.h"
 #include "common/status.h"
 #include "common/strings.h"
 #include "model/config_validation.h"
@@ -48,16 +49,6 @@ absl::Status NotAnImportSource(const fs::path& file, std::string_view why) {
       std::string(why),
       "); pass InvokeAI 3's configs/models.yaml or the "
       "databases/invokeai.db of InvokeAI 4 to 6"));
-}
-
-// 32 random lower-case hex digits, the spec's record key.
-std::string NewKey() {
-  std::random_device random;
-  std::string key;
-  for (int i = 0; i < 4; ++i) {
-    key += absl::StrFormat("%08x", static_cast<uint32_t>(random()));
-  }
-  return key;
 }
 
 // Common fields plus those of the config's family.
@@ -238,7 +229,7 @@ EntryResult LegacyEntryConfig(const std::string& entry_key,
   const bool is_folder = fs::is_directory(on_disk, error);
   if (format.empty()) format = InferLegacyFormat(type, is_folder);
 
-  json config = {{"key", NewKey()},
+  json config = {{"key", NewResourceId()},
                  {"name", name},
                  {"base", base},
                  {"type", type},

@@ -17,6 +17,7 @@
 #include "cli/model_import.h"
 #include "cli/output.h"
 #include "common/grpc_status.h"
+#include "common/paging.h"
 #include "common/status.h"
 #include "grpcpp/client_context.h"
 
@@ -26,8 +27,6 @@ namespace {
 namespace fs = std::filesystem;
 namespace v1 = modelmanager::v1;
 
-// Most records one ListModels page may carry (records.proto).
-constexpr int32_t kMaxPageSize = 1000;
 
 struct OrderName {
   const char* name;

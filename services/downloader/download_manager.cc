@@ -19,13 +19,10 @@ namespace {
 namespace v1 = modelmanager::v1;
 namespace fs = std::filesystem;
 
+// Empty means "no digest"; anything else must be a SHA-256 in hex.
 absl::Status ValidateSha256(const std::string& hex, std::string_view field) {
   if (hex.empty()) return absl::OkStatus();
-  bool ok = hex.size() == 64;
-  for (char c : hex) {
-    if (!absl::ascii_isxdigit(static_cast<unsigned char>(c))) ok = false;
-  }
-  if (!ok) {
+  if (!NormalizeSha256Hex(hex).has_value()) {
     return absl::InvalidArgumentError(
         absl::StrCat(AsAbsl(field), " must be 64 hexadecimal digits"));
   }

@@ -390,14 +390,19 @@ JobRunner::StopReason JobRunner::WindDown() {
   MutexLock lock(&mu_);
   CloseFiles();
   const absl::Time now = clock_->Now();
+  // The state machine (job.h) decides: a job that a request moved on
+  // meanwhile (paused, cancelled) keeps that state, and the final save
+  // (JobStore::SaveProgress) checks the same table against the stored job.
   switch (stop_) {
     case StopReason::kSucceeded:
+      if (!CanTransition(job_.state, JobState::kSucceeded)) break;
       job_.state = JobState::kSucceeded;
       job_.ended = now;
       job_.status_message.clear();
       break;
     case StopReason::kFailed:
       if (!job_.keep_partial) RemovePartialFiles(job_);
+      if (!CanTransition(job_.state, JobState::kFailed)) break;
       job_.state = JobState::kFailed;
       job_.ended = now;
       if (failure_.has_value()) job_.error = failure_;
