@@ -135,20 +135,8 @@ absl::StatusOr<CachedPath> DownloadCache::Download(const ResolvedSource& source,
     return absl::InternalError(absl::StrCat("cannot create ", partial.string(),
                                             ": ", error.message()));
   }
-  v1::CreateDownloadRequest request;
-  request.set_dest_dir(partial.string());
-  request.set_access_token(token);
-  if (source.source_type == "url") {
-    request.set_url(plan.files.front().url);
-  } else {
-    for (const PlannedFile& file : plan.files) {
-      v1::DownloadFile* out = request.add_files();
-      out->set_url(file.url);
-      out->set_relative_path(file.path);
-      out->set_size(file.size);
-      out->set_sha256(file.sha256);
-    }
-  }
+  const v1::CreateDownloadRequest request =
+      DownloadRequestFor(plan, partial.string(), token);
   auto fail = [&](absl::Status status) {
     fs::remove_all(partial, error);
     return status;

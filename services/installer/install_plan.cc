@@ -34,4 +34,24 @@ modelmanager::v1::InstallPlan PlanToProto(const InstallPlan& plan) {
   return out;
 }
 
+modelmanager::v1::CreateDownloadRequest DownloadRequestFor(
+    const InstallPlan& plan, const std::string& dest_dir,
+    const std::string& token) {
+  modelmanager::v1::CreateDownloadRequest request;
+  request.set_dest_dir(dest_dir);
+  request.set_access_token(token);
+  if (plan.source_type == "url") {
+    request.set_url(plan.files.front().url);
+    return request;
+  }
+  for (const PlannedFile& file : plan.files) {
+    modelmanager::v1::DownloadFile* out = request.add_files();
+    out->set_url(file.url);
+    out->set_relative_path(file.path);
+    out->set_size(file.size);
+    out->set_sha256(file.sha256);
+  }
+  return request;
+}
+
 }  // namespace mm::installer

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "modelmanager/v1/downloader.pb.h"
 #include "modelmanager/v1/installer.pb.h"
 
 namespace mm::installer {
@@ -51,6 +52,13 @@ struct InstallPlan {
 };
 
 modelmanager::v1::InstallPlan PlanToProto(const InstallPlan& plan);
+
+// The downloader job that fetches the plan's files into `dest_dir`: the one
+// URL of a URL source (the server names the file), else one multi-file job
+// with each file's size and SHA-256.
+modelmanager::v1::CreateDownloadRequest DownloadRequestFor(
+    const InstallPlan& plan, const std::string& dest_dir,
+    const std::string& token);
 
 }  // namespace mm::installer
 

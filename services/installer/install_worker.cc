@@ -279,22 +279,10 @@ class InstallRun {
   }
 
   v1::CreateDownloadRequest DownloadRequest(const std::string& token) const {
-    v1::CreateDownloadRequest request;
-    request.set_dest_dir(job_.temp_dir);
+    v1::CreateDownloadRequest request =
+        DownloadRequestFor(job_.plan, job_.temp_dir, token);
     // The same id after a restart: the downloader returns the job it made.
     request.set_request_id(absl::StrCat("install:", job_.id));
-    request.set_access_token(token);
-    if (job_.source_type == "url") {
-      request.set_url(job_.plan.files.front().url);
-      return request;
-    }
-    for (const PlannedFile& file : job_.plan.files) {
-      v1::DownloadFile* out = request.add_files();
-      out->set_url(file.url);
-      out->set_relative_path(file.path);
-      out->set_size(file.size);
-      out->set_sha256(file.sha256);
-    }
     return request;
   }
 

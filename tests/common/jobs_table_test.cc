@@ -368,9 +368,35 @@ TEST_P(PostgresJobTableTest, AnotherTablesWriteReachesThisSignal) {
 TEST(JobTableSpecTest, IncompleteSpecIsRefused) {
   FakeClock clock;
   JobTableSpec spec = WidgetSpec();
-  spec.claimed_state.clear();
+  spec.claimable_states.clear();
   EXPECT_THAT(JobTable::Open("sqlite::memory:", "r", spec, &clock),
               StatusIs(absl::StatusCode::kInvalidArgument));
+  spec = WidgetSpec();
+  spec.terminal_states.clear();
+  EXPECT_THAT(JobTable::Open("sqlite::memory:", "r", spec, &clock),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+TEST(JobTableSpecTest, WithoutAClaimedStateAClaimKeepsTheJobsState) {
+  FakeClock clock;
+  JobTableSpec spec = WidgetSpec();
+  spec.claimed_state.clear();
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<JobTable> table,
+                       JobTable::Open("sqlite::memory:", "r", spec, &clock));
+  JobRow row;
+  row.id = "kept";
+  row.state = "ready";
+  ASSERT_OK(table->Create(row).status());
+  ASSERT_OK_AND_ASSIGN(std::optional<JobRow> claimed,
+                       table->ClaimNext(absl::Seconds(30), absl::Seconds(60)));
+  ASSERT_TRUE(claimed.has_value());
+  EXPECT_EQ(claimed->state, "ready");
+  EXPECT_EQ(claimed->lease_owner, "r");
+  // Expiring every lease (an embedded store's restart) frees it again.
+  ASSERT_OK(table->ExpireAllLeases());
+  ASSERT_OK_AND_ASSIGN(claimed,
+                       table->ClaimNext(absl::Seconds(30), absl::Seconds(60)));
+  EXPECT_TRUE(claimed.has_value());
 }
 
 INSTANTIATE_TEST_SUITE_P(Postgres, PostgresJobTableTest,
