@@ -263,6 +263,14 @@ class Supervisor {
       argv.push_back(
           absl::StrCat("sqlite:", layout_.Database("downloader").string()));
     }
+    if (child.info.name == "loader") {
+      argv.insert(
+          argv.end(),
+          {"--records",
+           absl::StrCat("unix:", layout_.Socket("records").string()),
+           "--models-dir", layout_.ModelsDir().string(), "--shm-name-log",
+           (layout_.dir / "loader-shm.list").string()});
+    }
     return argv;
   }
 
