@@ -19,6 +19,7 @@
 #include "absl/strings/str_join.h"
 #include "cli/build_services.h"
 #include "cli/downloads_commands.h"
+#include "cli/loader_commands.h"
 #include "cli/local_commands.h"
 #include "cli/models_commands.h"
 #include "cli/supervisor.h"
@@ -88,6 +89,11 @@ constexpr FlagSpec kFlags[] = {
     {"all", false},
     {"before", true},
     {"files", true},
+    // load, unload (cli/loader_commands.h).
+    {"submodel", true},
+    {"dtype", true},
+    {"tier", true},
+    {"hold", false},
 };
 
 const char* const kGlobalFlags[] = {
@@ -133,6 +139,10 @@ const std::vector<CommandSpec>& Commands() {
       {{"downloads", "resume"}, {"all"}},
       {{"downloads", "cancel"}, {"all"}},
       {{"downloads", "prune"}, {"before"}},
+      {{"load"}, {"submodel", "dtype", "tier", "hold"}},
+      {{"ps"}, {}},
+      {{"unload"}, {"dtype"}},
+      {{"cache"}, {}},
   };
   return *kCommands;
 }
@@ -286,6 +296,25 @@ absl::Status RunDownloads(const ParsedArgs& args, GlobalOptions options,
                             options, "downloader");
 }
 
+absl::Status RunLoader(const ParsedArgs& args, const GlobalOptions& options,
+                       const CliIo& io) {
+  const ServiceAddress& address = options.addresses.at("loader");
+  if (address.from_state_dir && !options.state_dir_error.ok()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(options.state_dir_error.message(),
+                     "; or pass --loader ADDR or set MM_LOADER_ADDR"));
+  }
+  ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> channel,
+                   MakeChannel(address.address, options.client));
+  auto stub = modelmanager::v1::Loader::NewStub(channel);
+  LoaderCommandIo loader_io;
+  loader_io.out = io.out;
+  loader_io.json = options.json;
+  loader_io.timeout = options.timeout;
+  return ExplainUnavailable(RunLoaderCommand(args, *stub, loader_io), options,
+                            "loader");
+}
+
 absl::Status Dispatch(const ParsedArgs& args, const CliIo& io) {
   const CommandSpec* command = FindCommand(args);
   if (command == nullptr) {
@@ -325,6 +354,7 @@ absl::Status Dispatch(const ParsedArgs& args, const CliIo& io) {
   if (verb == "download" || verb == "downloads") {
     return RunDownloads(args, std::move(options), io);
   }
+  if (IsLoaderCommand(verb)) return RunLoader(args, options, io);
   if (args.words.size() > 1) {
     return UsageError(absl::StrCat("mm ", verb, " takes no arguments, got '",
                                    args.words[1], "'"));
@@ -534,7 +564,8 @@ Usage:
   mm models ...            the model records (`mm models --help`)
   mm download URL ...      queue a download (`mm download --help`)
   mm downloads ...         the download jobs (`mm downloads --help`)
-  mm probe|hash|scan|inspect ...   local file commands (no service needed)
+)" + LoaderCommandsUsage() +
+         R"(  mm probe|hash|scan|inspect ...   local file commands (no service needed)
 
 Global flags:
   --home DIR               state directory (default: $MM_HOME, else

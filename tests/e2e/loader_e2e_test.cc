@@ -288,5 +288,58 @@ TEST_F(LoaderE2eTest, RecordsDownIsUnavailableNotAHang) {
                         " cannot be reached"));
 }
 
+TEST_F(LoaderE2eTest, CliLoadPsHoldUnloadCache) {
+  auto mm = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), {MM_BIN, "--loader", loader_address_});
+    absl::StatusOr<testing::CommandResult> result =
+        testing::RunCommand(args, absl::Seconds(60));
+    EXPECT_OK(result.status());
+    return result.ok() ? *result : testing::CommandResult{};
+  };
+  testing::CommandResult load = mm({"load", key_});
+  ASSERT_EQ(load.exit_code, 0) << load.err;
+  EXPECT_THAT(load.out, HasSubstr(absl::StrCat("loaded ", key_,
+                                               " (test vae): 2 tensors, ")));
+  testing::CommandResult ps = mm({"ps"});
+  ASSERT_EQ(ps.exit_code, 0) << ps.err;
+  EXPECT_THAT(ps.out, HasSubstr("KEY"));
+  EXPECT_THAT(ps.out, HasSubstr(key_));
+  EXPECT_THAT(ps.out, HasSubstr("test vae"));
+
+  ASSERT_OK_AND_ASSIGN(auto holder,
+                       Subprocess::Start({MM_BIN, "--loader", loader_address_,
+                                          "load", key_, "--hold"},
+                                         dir_.path() / "hold.out"));
+  ASSERT_OK(AwaitLine(dir_.path() / "hold.out", "holding the lease", *holder)
+                .status());
+  EXPECT_EQ(Leases(), 1);
+  testing::CommandResult refused = mm({"unload", key_});
+  EXPECT_EQ(refused.exit_code, 1);
+  EXPECT_THAT(refused.err,
+              HasSubstr(absl::StrCat("mm: FAILED_PRECONDITION: ", key_,
+                                     " is held by 1 open Load stream(s)")));
+  holder->Signal(SIGINT);
+  ASSERT_OK(holder->Wait(absl::Seconds(10)).status());
+  absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (Leases() != 0) {
+    ASSERT_LT(absl::Now(), deadline);
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  testing::CommandResult cache = mm({"cache"});
+  ASSERT_EQ(cache.exit_code, 0) << cache.err;
+  EXPECT_THAT(cache.out, HasSubstr("hits"));
+  EXPECT_THAT(cache.out, HasSubstr("misses"));
+  testing::CommandResult json = mm({"--json", "cache"});
+  ASSERT_EQ(json.exit_code, 0) << json.err;
+  nlohmann::json stats = nlohmann::json::parse(json.out);
+  EXPECT_EQ(stats["misses"], "1");  // int64 is a string in proto JSON
+  EXPECT_EQ(stats["hits"], "1");
+  testing::CommandResult unload = mm({"unload", key_});
+  ASSERT_EQ(unload.exit_code, 0) << unload.err;
+  EXPECT_THAT(unload.out, HasSubstr(absl::StrCat("unloaded ", key_, ": ")));
+  EXPECT_THAT(mm({"unload", key_}).err,
+              HasSubstr("mm: NOT_FOUND: " + key_ + " is not in the cache"));
+}
+
 }  // namespace
 }  // namespace mm
