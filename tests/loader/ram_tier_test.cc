@@ -191,6 +191,42 @@ TEST(RamTierTest, NameLogRemovesObjectsOfAKilledRun) {
   EXPECT_EQ(removed, 0);
 }
 
+TEST(RamTierTest, GgufTensorsAreLoadedAsRawBlocks) {
+  TempDir dir;
+  fs::path file = dir.path() / "m.gguf";
+  using ::mm::testing::GgmlFixtureType;
+  mm::testing::WriteGguf(
+      file, {.metadata = {{"general.architecture", std::string("llama")}},
+             .tensors = {{.name = "blk.0.attn_q.weight",
+                          .type = static_cast<uint32_t>(GgmlFixtureType::kQ4_0),
+                          .shape = {64, 64}},
+                         {.name = "output_norm.weight",
+                          .type = static_cast<uint32_t>(GgmlFixtureType::kF32),
+                          .shape = {10}}}});
+  ASSERT_OK_AND_ASSIGN(LoadPlan plan, PlanLoad({.path = file}));
+  ASSERT_EQ(plan.tensors.size(), 2u);
+  EXPECT_EQ(plan.tensors[0].dtype, "Q4_0");
+  EXPECT_EQ(plan.tensors[0].byte_size, 64u * 64 / 32 * 18);
+  EXPECT_EQ(plan.tensors[1].dtype, "F32");
+  // The fixture writes zero data: fill each tensor's bytes in the file with
+  // something recognisable.
+  std::string contents = mm::testing::ReadFile(file);
+  uint32_t seed = 5;
+  for (const PlannedTensor& t : plan.tensors) {
+    contents.replace(t.file_offset, t.byte_size,
+                     RandomBytes(t.byte_size, seed++));
+  }
+  mm::testing::WriteFile(file, contents);
+  ASSERT_OK_AND_ASSIGN(std::shared_ptr<const RamModel> model,
+                       LoadIntoShm(plan, {}, {}));
+  for (const PlannedTensor& t : plan.tensors) {
+    EXPECT_EQ(
+        std::string(model->region().data() + t.region_offset, t.byte_size),
+        contents.substr(t.file_offset, t.byte_size))
+        << t.name;
+  }
+}
+
 TEST(ShmNameTest, OnlyOurShape) {
   EXPECT_TRUE(IsLoaderShmName("/mm-0123456789abcdef0123456789abcdef"));
   EXPECT_FALSE(IsLoaderShmName("/mm-0123456789ABCDEF0123456789abcdef"));
