@@ -15,6 +15,7 @@
 #include "services/loader/loader_service.h"
 #include "services/loader/model_loader.h"
 #include "services/loader/record_source.h"
+#include "services/loader/record_watcher.h"
 #include "services/loader/shm_region.h"
 
 namespace {
@@ -111,6 +112,16 @@ int Run(int argc, char** argv) {
        .keep_alive = *keep_alive,
        .read_threads = static_cast<int>(*threads),
        .records = records->get()});
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> watch_channel =
+      mm::MakeChannel(config->GetString("records"), records_options);
+  if (!watch_channel.ok()) {
+    MM_LOG(ERROR) << watch_channel.status();
+    return 1;
+  }
+  // Drops cache entries of deleted records, and of records whose path or
+  // hash changed, as the records service reports them.
+  mm::loader::RecordWatcher watcher(*watch_channel, &loader);
+  watcher.Start();
   mm::loader::LoaderService service(&loader);
   absl::StatusOr<std::unique_ptr<mm::ServiceHost>> host =
       mm::ServiceHost::Start(*options, {&service},
@@ -121,7 +132,10 @@ int Run(int argc, char** argv) {
   }
   MM_LOG(INFO) << "RAM cache budget " << budget << " bytes; removed " << removed
                << " shared-memory object(s) of a previous run";
-  (*host)->AddShutdownHook([&service] { service.Shutdown(); });
+  (*host)->AddShutdownHook([&service, &watcher] {
+    watcher.Stop();
+    service.Shutdown();
+  });
   // Serving does not wait for the records service: a Load while it is down
   // fails with UNAVAILABLE, and cached models stay usable.
   (*host)->SetServing(true);

@@ -196,11 +196,22 @@ absl::StatusOr<uint64_t> ModelCache::Unload(const std::string& cache_key) {
 }
 
 int ModelCache::InvalidateModel(const std::string& model_key) {
+  return InvalidateModelIf(model_key, nullptr);
+}
+
+int ModelCache::InvalidateModelIf(
+    const std::string& model_key,
+    const std::function<bool(const CachedValue&)>& stale) {
   Graveyard graveyard;
   MutexLock lock(&mu_);
   std::vector<std::shared_ptr<Entry>> affected;
   for (const auto& [key, entry] : entries_) {
-    if (entry->spec.model_key == model_key) affected.push_back(entry);
+    if (entry->spec.model_key != model_key) continue;
+    if (stale != nullptr &&
+        (entry->state != Entry::State::kReady || !stale(*entry->value))) {
+      continue;
+    }
+    affected.push_back(entry);
   }
   for (const std::shared_ptr<Entry>& entry : affected) {
     if (entry->state == Entry::State::kReady && entry->leases == 0 &&

@@ -147,6 +147,12 @@ class ModelCache {
   // loads afresh. Returns the entries affected.
   int InvalidateModel(const std::string& model_key);
 
+  // Like InvalidateModel, but only the loaded entries of `model_key` for
+  // which `stale(value)` is true (run under the cache's lock: keep it
+  // cheap). Entries still loading are left alone.
+  int InvalidateModelIf(const std::string& model_key,
+                        const std::function<bool(const CachedValue&)>& stale);
+
   // Drops unleased entries idle for keep_alive or longer; returns how many.
   // No-op when keep_alive is zero. The service calls it periodically.
   int ExpireIdle();

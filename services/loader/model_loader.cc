@@ -178,6 +178,24 @@ absl::StatusOr<ModelLoader::Loaded> ModelLoader::Load(
   return loaded;
 }
 
+int ModelLoader::OnRecordChanged(const v1::Model& record, bool deleted) {
+  int affected =
+      deleted
+          ? cache_.InvalidateModel(record.key())
+          : cache_.InvalidateModelIf(
+                record.key(), [&record](const CachedValue& value) {
+                  return !SameFiles(
+                      static_cast<const LoadedEntry&>(value).record(), record);
+                });
+  if (affected > 0) {
+    MM_LOG(INFO) << "record " << record.key()
+                 << (deleted ? " deleted" : " changed its path or hash")
+                 << ": dropped " << affected
+                 << " cache entr(ies) (leased ones when released)";
+  }
+  return affected;
+}
+
 absl::StatusOr<uint64_t> ModelLoader::Unload(const v1::UnloadRequest& request) {
   if (request.key().empty()) {
     return absl::InvalidArgumentError("key: required");

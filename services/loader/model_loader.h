@@ -70,6 +70,12 @@ class ModelLoader {
   absl::StatusOr<uint64_t> Unload(
       const modelmanager::v1::UnloadRequest& request);
   modelmanager::v1::CacheStats GetCacheStats() const;
+  // A record changed (`deleted` false: `record` is its new state) or was
+  // deleted: drops the cache entries it makes stale (all of them on
+  // delete; those loaded from another path or hash on change). Leased
+  // entries go when their last lease ends. Returns the entries affected.
+  int OnRecordChanged(const modelmanager::v1::Model& record, bool deleted);
+
   // Keep-alive: drops idle unleased entries; the service calls it
   // periodically.
   int ExpireIdle() { return cache_.ExpireIdle(); }

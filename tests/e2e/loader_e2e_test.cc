@@ -288,6 +288,41 @@ TEST_F(LoaderE2eTest, RecordsDownIsUnavailableNotAHang) {
                         " cannot be reached"));
 }
 
+TEST_F(LoaderE2eTest, DeletedRecordDropsItsEntryOnceReleased) {
+  ASSERT_OK_AND_ASSIGN(auto holder, StartHolder("holder"));
+  ASSERT_OK_AND_ASSIGN(std::string line, AwaitLine(dir_.path() / "holder.out",
+                                                   "handle /mm-", *holder));
+  std::string shm_name = line.substr(std::string("handle ").size());
+  shm_names_.push_back(shm_name);
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + kCallTimeout));
+  v1::DeleteModelRequest request;
+  request.set_key(key_);
+  v1::DeleteModelResponse response;
+  grpc::Status status =
+      records_stub_->DeleteModel(&context, request, &response);
+  ASSERT_TRUE(status.ok()) << GrpcStatusLine(status);
+  // Still held: the entry (and its object) stay until the holder goes.
+  ASSERT_OK(AwaitLine(dir_.path() / "loader.log", "record " + key_ + " deleted",
+                      *loader_)
+                .status());
+  EXPECT_EQ(Leases(), 1);
+  EXPECT_TRUE(std::filesystem::exists("/dev/shm" + shm_name));
+  holder->Signal(SIGKILL);
+  ASSERT_OK(holder->Wait(absl::Seconds(10)).status());
+  absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (std::filesystem::exists("/dev/shm" + shm_name)) {
+    ASSERT_LT(absl::Now(), deadline) << "the deleted record's entry stayed";
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  grpc::ClientContext stats_context;
+  stats_context.set_deadline(absl::ToChronoTime(absl::Now() + kCallTimeout));
+  v1::CacheStats stats;
+  ASSERT_TRUE(loader_stub_->GetCacheStats(&stats_context, {}, &stats).ok());
+  EXPECT_EQ(stats.models_size(), 0);
+  EXPECT_EQ(stats.ram_used_bytes(), 0);
+}
+
 TEST_F(LoaderE2eTest, CliLoadPsHoldUnloadCache) {
   auto mm = [&](std::vector<std::string> args) {
     args.insert(args.begin(), {MM_BIN, "--loader", loader_address_});

@@ -324,6 +324,24 @@ TEST_F(LoaderServiceTest, ChangedRecordIsLoadedAfresh) {
   EXPECT_EQ(new_load->handle.config().hash(), "blake3:v2");
 }
 
+TEST_F(LoaderServiceTest, RecordChangeDropsOnlyEntriesOfOtherFiles) {
+  Start(1 << 20);
+  AddModel("k1", Tensors(10, 1));
+  {
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<HeldLoad> load, Load("k1"));
+    load->context->TryCancel();
+    load->reader->Finish();
+  }
+  AwaitLeases("k1", 0);
+  ASSERT_OK_AND_ASSIGN(v1::Model record, records_.Get("k1"));
+  record.set_name("renamed");
+  EXPECT_EQ(loader_->OnRecordChanged(record, /*deleted=*/false), 0);
+  EXPECT_EQ(Stats().models_size(), 1);
+  record.set_hash("blake3:other");
+  EXPECT_EQ(loader_->OnRecordChanged(record, /*deleted=*/false), 1);
+  EXPECT_EQ(Stats().models_size(), 0);
+}
+
 TEST_F(LoaderServiceTest, PreloadWarmsWithoutALease) {
   Start(1 << 20);
   AddModel("k1", Tensors(10, 1));

@@ -273,6 +273,25 @@ TEST_F(ModelCacheTest, InvalidatedLeasedEntryGoesWhenItsLastLeaseEnds) {
   EXPECT_EQ(destroyed_.load(), 2);
 }
 
+TEST_F(ModelCacheTest, InvalidateModelIfDropsOnlyStaleEntries) {
+  ModelCache cache({.budget_bytes = 100, .clock = &clock_});
+  ModelCache::EntrySpec a = Spec("m", 10);
+  ModelCache::EntrySpec b = Spec("m:vae", 10);
+  b.model_key = "m";
+  ASSERT_OK_AND_ASSIGN(ModelCache::Lease la, cache.Acquire(a, Fill()));
+  ASSERT_OK(cache.Acquire(b, Fill()).status());
+  const CachedValue* stale_value = la.value().get();
+  la.Release();
+  EXPECT_EQ(
+      cache.InvalidateModelIf(
+          "m", [&](const CachedValue& value) { return &value == stale_value; }),
+      1);
+  EXPECT_THAT(Keys(cache), ElementsAre("m:vae"));
+  EXPECT_EQ(
+      cache.InvalidateModelIf("other", [](const CachedValue&) { return true; }),
+      0);
+}
+
 TEST_F(ModelCacheTest, KeepAliveDropsIdleUnleasedEntries) {
   ModelCache cache(
       {.budget_bytes = 100, .keep_alive = absl::Minutes(5), .clock = &clock_});
