@@ -33,6 +33,7 @@
 namespace mm {
 namespace {
 
+namespace fs = std::filesystem;
 namespace v1 = ::modelmanager::v1;
 using ::mm::testing::FixtureByteSize;
 using ::mm::testing::FixtureTensor;
@@ -322,6 +323,28 @@ TEST_F(LoaderE2eTest, DeletedRecordDropsItsEntryOnceReleased) {
   EXPECT_EQ(stats.models_size(), 0);
   EXPECT_EQ(stats.ram_used_bytes(), 0);
 }
+
+#ifdef MM_PYTHON_EXAMPLE
+TEST_F(LoaderE2eTest, PythonExampleMapsTheSameBytes) {
+  fs::path dump = dir_.path() / "python.dump";
+  ASSERT_OK_AND_ASSIGN(
+      testing::CommandResult result,
+      testing::RunCommand({"/usr/bin/python3", MM_PYTHON_EXAMPLE, "--loader",
+                           loader_address_, key_, "--dump", dump.string()},
+                          absl::Seconds(60),
+                          {{"PYTHONPATH", MM_PYTHON_STUBS_DIR}}));
+  ASSERT_EQ(result.exit_code, 0) << result.out << result.err;
+  EXPECT_THAT(result.out, HasSubstr(absl::StrCat(key_, ": 2 tensors in /mm-")));
+  EXPECT_THAT(result.out, HasSubstr("decoder.weight F32 [64, 1000]"));
+  EXPECT_EQ(ReadAll(dump), tensors_[0].data + tensors_[1].data);
+  // The script's stream ended with it: no lease is left.
+  absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (Leases() != 0) {
+    ASSERT_LT(absl::Now(), deadline);
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+}
+#endif
 
 TEST_F(LoaderE2eTest, CliLoadPsHoldUnloadCache) {
   auto mm = [&](std::vector<std::string> args) {
