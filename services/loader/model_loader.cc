@@ -71,6 +71,11 @@ bool SameFiles(const v1::Model& a, const v1::Model& b) {
 ModelLoader::ModelLoader(const Options& options)
     : options_(options),
       clock_(options.clock != nullptr ? options.clock : RealClock()),
+      // The default registry is built from the static family table, which
+      // registers each (type, format) once: it cannot fail.
+      default_registry_(DefaultLoaderRegistry().value()),
+      registry_(options.registry != nullptr ? options.registry
+                                            : &default_registry_),
       cache_({.budget_bytes = options.ram_budget_bytes,
               .keep_alive = options.keep_alive,
               .clock = clock_}) {}
@@ -87,6 +92,9 @@ absl::StatusOr<ModelLoader::Loaded> ModelLoader::Load(
   }
   RETURN_IF_ERROR(CheckDtype(request.dtype()));
   ASSIGN_OR_RETURN(v1::Model record, options_.records->Get(request.key()));
+  // One loader kind today; the lookup still refuses what it cannot load.
+  RETURN_IF_ERROR(
+      registry_->Find(record.base(), record.type(), record.format()).status());
   std::filesystem::path path = record.path();
   if (path.is_relative()) path = options_.models_dir / path;
   const std::string what = request.submodel().empty()

@@ -25,6 +25,7 @@
 #include "absl/time/time.h"
 #include "common/clock.h"
 #include "modelmanager/v1/loader.pb.h"
+#include "services/loader/loader_registry.h"
 #include "services/loader/model_cache.h"
 #include "services/loader/record_source.h"
 #include "services/loader/shm_region.h"
@@ -49,6 +50,9 @@ class ModelLoader {
     int read_threads = 4;
     // Records. Required; must outlive the loader.
     RecordSource* records = nullptr;
+    // Which families can be loaded; null: DefaultLoaderRegistry(). Must
+    // outlive the loader.
+    const LoaderRegistry* registry = nullptr;
     // Defaults to RealClock().
     Clock* clock = nullptr;
   };
@@ -84,6 +88,8 @@ class ModelLoader {
  private:
   const Options options_;
   Clock* const clock_;
+  LoaderRegistry default_registry_;
+  const LoaderRegistry* registry_;
   ModelCache cache_;
 };
 

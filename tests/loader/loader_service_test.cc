@@ -254,10 +254,22 @@ TEST_F(LoaderServiceTest, ErrorsEndTheStreamWithTheirCode) {
   v1::Model record;
   record.set_key("gone");
   record.set_path("gone.safetensors");
+  record.set_type("vae");
+  record.set_format("checkpoint");
+  record.set_base("sd-1");
   records_.Put(record);
   EXPECT_THAT(Load("gone"),
               StatusIs(absl::StatusCode::kNotFound,
                        HasSubstr("model gone: model not found on disk: ")));
+  record.set_key("onnx");
+  record.set_type("main");
+  record.set_format("onnx");
+  record.set_base("sdxl");
+  records_.Put(record);
+  EXPECT_THAT(Load("onnx"),
+              StatusIs(absl::StatusCode::kUnimplemented,
+                       HasSubstr("no loader for base 'sdxl', type 'main', "
+                                 "format 'onnx'")));
   records_.SetDown(absl::UnavailableError("records down"));
   EXPECT_THAT(Load("gone"),
               StatusIs(absl::StatusCode::kUnavailable, "records down"));
