@@ -12,6 +12,7 @@
 #include "common/logging.h"
 #include "common/server.h"
 #include "services/loader/byte_size.h"
+#include "services/loader/device.h"
 #include "services/loader/loader_service.h"
 #include "services/loader/model_loader.h"
 #include "services/loader/record_source.h"
@@ -40,6 +41,9 @@ int Run(int argc, char** argv) {
   specs.push_back({"ram-cache", "",
                    "RAM tier budget (e.g. 16GiB); default: half of RAM minus "
                    "2 GiB, between 4 and 32 GiB"});
+  specs.push_back(
+      {"vram-cache", "", "VRAM tier budget; default: free VRAM minus 3 GiB"});
+  specs.push_back({"device", "0", "CUDA device ordinal of the VRAM tier"});
   specs.push_back({"shm-group", "",
                    "Group allowed to map loaded models read-only (mode 0640); "
                    "default: owner only (0600)"});
@@ -87,6 +91,32 @@ int Run(int argc, char** argv) {
     }
     group = entry->gr_gid;
   }
+  // The VRAM tier, when this build and this node have a CUDA device.
+  absl::StatusOr<int64_t> ordinal = config->GetInt("device");
+  if (!ordinal.ok() || *ordinal < 0) return Fail("--device: a CUDA ordinal");
+  absl::StatusOr<std::unique_ptr<mm::loader::Device>> device =
+      mm::loader::OpenCudaDevice(static_cast<int>(*ordinal));
+  uint64_t vram_budget = 0;
+  if (device.ok()) {
+    if (!config->GetString("vram-cache").empty()) {
+      absl::StatusOr<uint64_t> parsed =
+          mm::loader::ParseByteSize(config->GetString("vram-cache"));
+      if (!parsed.ok()) {
+        return Fail(absl::StrCat("--vram-cache: ", parsed.status().message()));
+      }
+      vram_budget = *parsed;
+    } else {
+      constexpr uint64_t kReserve = 3ull << 30;
+      absl::StatusOr<uint64_t> free_bytes = (*device)->FreeBytes();
+      vram_budget = free_bytes.ok() && *free_bytes > kReserve
+                        ? *free_bytes - kReserve
+                        : 0;
+    }
+    MM_LOG(INFO) << "VRAM tier on CUDA device " << *ordinal << ", budget "
+                 << vram_budget << " bytes";
+  } else {
+    MM_LOG(INFO) << "no VRAM tier: " << device.status().message();
+  }
   int removed = 0;
   absl::StatusOr<std::unique_ptr<mm::loader::ShmNameLog>> name_log =
       mm::loader::ShmNameLog::Open(config->GetString("shm-name-log"), &removed);
@@ -111,7 +141,10 @@ int Run(int argc, char** argv) {
        .shm_name_log = name_log->get(),
        .keep_alive = *keep_alive,
        .read_threads = static_cast<int>(*threads),
-       .records = records->get()});
+       .records = records->get(),
+       .device = device.ok() ? device->get() : nullptr,
+       .vram_unavailable = device.ok() ? absl::OkStatus() : device.status(),
+       .vram_budget_bytes = vram_budget});
   absl::StatusOr<std::shared_ptr<grpc::Channel>> watch_channel =
       mm::MakeChannel(config->GetString("records"), records_options);
   if (!watch_channel.ok()) {

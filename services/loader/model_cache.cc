@@ -1,6 +1,7 @@
 #include "services/loader/model_cache.h"
 
 #include <algorithm>
+#include <tuple>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -124,12 +125,21 @@ absl::StatusOr<ModelCache::Lease> ModelCache::Acquire(const EntrySpec& spec,
             "budget is ",
             budget, " bytes, of which ", locked,
             " bytes are held by open Load streams or loads in progress; "
-            "end those streams or raise the budget (--ram-cache)"));
+            "end those streams or raise the budget (",
+            options_.budget_flag, ")"));
       }
-      std::sort(evictable.begin(), evictable.end(),
-                [](const auto& a, const auto& b) {
-                  return a->last_use < b->last_use;
-                });
+      if (options_.eviction == Options::Eviction::kSmallestFirst) {
+        std::sort(evictable.begin(), evictable.end(),
+                  [](const auto& a, const auto& b) {
+                    return std::tie(a->spec.bytes, a->last_use) <
+                           std::tie(b->spec.bytes, b->last_use);
+                  });
+      } else {
+        std::sort(evictable.begin(), evictable.end(),
+                  [](const auto& a, const auto& b) {
+                    return a->last_use < b->last_use;
+                  });
+      }
       for (const std::shared_ptr<Entry>& victim : evictable) {
         if (used_bytes_ + spec.bytes <= budget) break;
         RemoveLocked(victim, graveyard);

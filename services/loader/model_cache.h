@@ -61,6 +61,12 @@ class ModelCache {
     absl::Duration keep_alive = absl::ZeroDuration();
     // Time source for last use and keep-alive; defaults to RealClock().
     Clock* clock = nullptr;
+    // Which unleased entries go first when room is needed: the least
+    // recently used (RAM tier), or the smallest (VRAM tier, spec §9).
+    enum class Eviction { kLeastRecentlyUsed, kSmallestFirst };
+    Eviction eviction = Eviction::kLeastRecentlyUsed;
+    // The flag that sets the budget, for RESOURCE_EXHAUSTED messages.
+    std::string budget_flag = "--ram-cache";
   };
 
   // What is known about an entry before it is loaded.

@@ -2,6 +2,7 @@
 
 #include <sys/random.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <utility>
 
@@ -31,6 +32,40 @@ class LoadedEntry : public CachedValue {
   std::shared_ptr<const RamModel> ram_;
   v1::Model record_;
 };
+
+// What a VRAM cache entry holds: the device allocation, and the layout and
+// record it was filled with (not the RAM region: the RAM tier may evict that
+// independently).
+class VramEntry : public CachedValue {
+ public:
+  VramEntry(std::unique_ptr<DeviceBuffer> buffer, LoadPlan plan,
+            v1::Model record)
+      : buffer_(std::move(buffer)),
+        plan_(std::move(plan)),
+        record_(std::move(record)) {}
+  const DeviceBuffer& buffer() const { return *buffer_; }
+  const LoadPlan& plan() const { return plan_; }
+  const v1::Model& record() const { return record_; }
+
+ private:
+  std::unique_ptr<DeviceBuffer> buffer_;
+  LoadPlan plan_;
+  v1::Model record_;
+};
+
+void AddLayout(const LoadPlan& plan, v1::ModelHandle& handle) {
+  for (const PlannedTensor& t : plan.tensors) {
+    v1::TensorHandle* out = handle.add_tensors();
+    out->set_name(t.name);
+    out->set_dtype(t.dtype);
+    for (int64_t d : t.shape) out->add_shape(d);
+    out->set_offset(static_cast<int64_t>(t.region_offset));
+    out->set_byte_size(static_cast<int64_t>(t.byte_size));
+  }
+  for (const auto& [name, contents] : plan.side_files) {
+    (*handle.mutable_files())[name] = contents;
+  }
+}
 
 std::string RandomLeaseId() {
   unsigned char bytes[16] = {};
@@ -78,17 +113,29 @@ ModelLoader::ModelLoader(const Options& options)
                                             : &default_registry_),
       cache_({.budget_bytes = options.ram_budget_bytes,
               .keep_alive = options.keep_alive,
-              .clock = clock_}) {}
+              .clock = clock_}),
+      vram_cache_({.budget_bytes = options.vram_budget_bytes,
+                   .keep_alive = options.keep_alive,
+                   .clock = clock_,
+                   .eviction = ModelCache::Options::Eviction::kSmallestFirst,
+                   .budget_flag = "--vram-cache"}) {}
 
 absl::StatusOr<ModelLoader::Loaded> ModelLoader::Load(
     const v1::LoadRequest& request, const ProgressCallback& progress) {
   if (request.key().empty()) {
     return absl::InvalidArgumentError("key: required");
   }
-  if (request.tier() == v1::TIER_VRAM) {
+  if (request.tier() == v1::TIER_VRAM && options_.device == nullptr) {
+    if (!options_.vram_unavailable.ok()) return options_.vram_unavailable;
     return absl::FailedPreconditionError(
         "tier: this loader has no VRAM tier (built without CUDA, or no CUDA "
         "device on this node); load into TIER_RAM");
+  }
+  if (request.tier() == v1::TIER_VRAM &&
+      request.device() != options_.device->ordinal()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("device: this loader serves CUDA device ",
+                     options_.device->ordinal(), ", not ", request.device()));
   }
   RETURN_IF_ERROR(CheckDtype(request.dtype()));
   ASSIGN_OR_RETURN(v1::Model record, options_.records->Get(request.key()));
@@ -165,24 +212,51 @@ absl::StatusOr<ModelLoader::Loaded> ModelLoader::Load(
   handle.set_lease_id(RandomLeaseId());
   handle.set_key(request.key());
   handle.set_submodel(request.submodel());
-  *handle.mutable_config() = entry->record();
-  handle.set_tier(v1::TIER_RAM);
-  handle.set_shm_name(entry->ram().region().name());
-  handle.set_total_bytes(static_cast<int64_t>(entry->ram().region().size()));
   handle.set_cache_key(cache_key);
   handle.set_dtype(request.dtype());
-  for (const PlannedTensor& t : entry->ram().plan().tensors) {
-    v1::TensorHandle* out = handle.add_tensors();
-    out->set_name(t.name);
-    out->set_dtype(t.dtype);
-    for (int64_t d : t.shape) out->add_shape(d);
-    out->set_offset(static_cast<int64_t>(t.region_offset));
-    out->set_byte_size(static_cast<int64_t>(t.byte_size));
+  if (request.tier() != v1::TIER_VRAM) {
+    *handle.mutable_config() = entry->record();
+    handle.set_tier(v1::TIER_RAM);
+    handle.set_shm_name(entry->ram().region().name());
+    handle.set_total_bytes(static_cast<int64_t>(entry->ram().region().size()));
+    AddLayout(entry->ram().plan(), handle);
+    loaded.lease = std::move(lease);
+    return loaded;
   }
-  for (const auto& [name, contents] : entry->ram().plan().side_files) {
-    (*handle.mutable_files())[name] = contents;
+  // VRAM: a device copy of the RAM entry (held by `lease` while copying).
+  const uint64_t bytes = entry->ram().region().size();
+  ModelCache::EntrySpec vram_spec = spec;
+  vram_spec.bytes = bytes;
+  auto vram_fill = [&]() -> absl::StatusOr<std::shared_ptr<const CachedValue>> {
+    if (progress) {
+      v1::LoadProgress p;
+      p.set_phase("copying_to_device");
+      p.set_total_bytes(static_cast<int64_t>(bytes));
+      progress(p);
+    }
+    ASSIGN_OR_RETURN(std::unique_ptr<DeviceBuffer> buffer,
+                     options_.device->Allocate(bytes));
+    RETURN_IF_ERROR(options_.device->CopyFromHost(
+        *buffer, entry->ram().region().data(), bytes));
+    return std::make_shared<const VramEntry>(
+        std::move(buffer), entry->ram().plan(), entry->record());
+  };
+  ASSIGN_OR_RETURN(ModelCache::Lease vram_lease,
+                   vram_cache_.Acquire(vram_spec, vram_fill));
+  auto* vram = static_cast<const VramEntry*>(vram_lease.value().get());
+  if (!SameFiles(vram->record(), entry->record())) {
+    vram_lease.Release();
+    vram_cache_.InvalidateModel(request.key());
+    ASSIGN_OR_RETURN(vram_lease, vram_cache_.Acquire(vram_spec, vram_fill));
+    vram = static_cast<const VramEntry*>(vram_lease.value().get());
   }
-  loaded.lease = std::move(lease);
+  *handle.mutable_config() = vram->record();
+  handle.set_tier(v1::TIER_VRAM);
+  handle.set_cuda_ipc_handle(vram->buffer().ipc_handle());
+  handle.set_device(options_.device->ordinal());
+  handle.set_total_bytes(static_cast<int64_t>(vram->buffer().size()));
+  AddLayout(vram->plan(), handle);
+  loaded.lease = std::move(vram_lease);
   return loaded;
 }
 
@@ -208,8 +282,16 @@ absl::StatusOr<uint64_t> ModelLoader::Unload(const v1::UnloadRequest& request) {
   if (request.key().empty()) {
     return absl::InvalidArgumentError("key: required");
   }
-  return cache_.Unload(
-      CacheKey(request.key(), request.submodel(), request.dtype()));
+  const std::string cache_key =
+      CacheKey(request.key(), request.submodel(), request.dtype());
+  // One name for both tiers: the VRAM copy goes first when there is one.
+  absl::StatusOr<uint64_t> vram = vram_cache_.Unload(cache_key);
+  if (vram.ok() || !absl::IsNotFound(vram.status())) {
+    if (!vram.ok()) return vram.status();
+    absl::StatusOr<uint64_t> ram = cache_.Unload(cache_key);
+    return *vram + (ram.ok() ? *ram : 0);
+  }
+  return cache_.Unload(cache_key);
 }
 
 v1::CacheStats ModelLoader::GetCacheStats() const {
@@ -222,10 +304,22 @@ v1::CacheStats ModelLoader::GetCacheStats() const {
   out.set_ram_used_bytes(static_cast<int64_t>(stats.used_bytes));
   out.set_high_watermark_bytes(
       static_cast<int64_t>(stats.high_watermark_bytes));
-  for (const ModelCache::EntryStats& e : stats.entries) {
+  ModelCache::Stats vram = vram_cache_.GetStats();
+  out.set_hits(out.hits() + vram.hits);
+  out.set_misses(out.misses() + vram.misses);
+  out.set_evictions(out.evictions() + vram.evictions);
+  out.set_vram_budget_bytes(static_cast<int64_t>(vram.budget_bytes));
+  out.set_vram_used_bytes(static_cast<int64_t>(vram.used_bytes));
+  std::vector<std::pair<v1::Tier, ModelCache::EntryStats>> all;
+  for (auto& e : vram.entries) all.push_back({v1::TIER_VRAM, std::move(e)});
+  for (auto& e : stats.entries) all.push_back({v1::TIER_RAM, std::move(e)});
+  std::stable_sort(all.begin(), all.end(), [](const auto& a, const auto& b) {
+    return a.second.last_use > b.second.last_use;
+  });
+  for (const auto& [tier, e] : all) {
     v1::CachedModel* m = out.add_models();
     m->set_cache_key(e.spec.cache_key);
-    m->set_tier(v1::TIER_RAM);
+    m->set_tier(tier);
     m->set_bytes(static_cast<int64_t>(e.spec.bytes));
     m->set_leases(e.leases);
     m->set_key(e.spec.model_key);

@@ -25,6 +25,7 @@
 #include "absl/time/time.h"
 #include "common/clock.h"
 #include "modelmanager/v1/loader.pb.h"
+#include "services/loader/device.h"
 #include "services/loader/loader_registry.h"
 #include "services/loader/model_cache.h"
 #include "services/loader/record_source.h"
@@ -53,6 +54,13 @@ class ModelLoader {
     // Which families can be loaded; null: DefaultLoaderRegistry(). Must
     // outlive the loader.
     const LoaderRegistry* registry = nullptr;
+    // The VRAM tier's device, or null (no VRAM tier: TIER_VRAM fails with
+    // `vram_unavailable`, or a generic FAILED_PRECONDITION). Must outlive
+    // the loader.
+    Device* device = nullptr;
+    absl::Status vram_unavailable;
+    // VRAM tier budget in bytes (> 0 when `device` is set).
+    uint64_t vram_budget_bytes = 0;
     // Defaults to RealClock().
     Clock* clock = nullptr;
   };
@@ -82,7 +90,7 @@ class ModelLoader {
 
   // Keep-alive: drops idle unleased entries; the service calls it
   // periodically.
-  int ExpireIdle() { return cache_.ExpireIdle(); }
+  int ExpireIdle() { return cache_.ExpireIdle() + vram_cache_.ExpireIdle(); }
   absl::Duration keep_alive() const { return options_.keep_alive; }
 
  private:
@@ -91,6 +99,9 @@ class ModelLoader {
   LoaderRegistry default_registry_;
   const LoaderRegistry* registry_;
   ModelCache cache_;
+  // Entries copied to the device, filled from cache_'s; unleased ones are
+  // moved out smallest first.
+  ModelCache vram_cache_;
 };
 
 }  // namespace mm::loader
