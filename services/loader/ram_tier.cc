@@ -10,7 +10,8 @@ absl::StatusOr<std::shared_ptr<const RamModel>> LoadIntoShm(
   shm_options.bytes = plan.total_bytes;
   ASSIGN_OR_RETURN(std::unique_ptr<ShmRegion> region,
                    ShmRegion::Create(shm_options));
-  RETURN_IF_ERROR(ReadIntoRegion(plan, region->data(), read_options));
+  RETURN_IF_ERROR(
+      ReadIntoRegion(plan, region->data(), read_options, region->fd()));
   return std::make_shared<const RamModel>(std::move(region), std::move(plan));
 }
 

@@ -1,6 +1,7 @@
 #include "services/loader/region_reader.h"
 
 #include <fcntl.h>
+#include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -64,7 +65,7 @@ class OpenFiles {
 }  // namespace
 
 absl::Status ReadIntoRegion(const LoadPlan& plan, char* destination,
-                            const ReadOptions& options) {
+                            const ReadOptions& options, int destination_fd) {
   OpenFiles files;
   if (absl::Status s = files.Open(plan); !s.ok()) return s;
   std::vector<Chunk> chunks;
@@ -81,18 +82,46 @@ absl::Status ReadIntoRegion(const LoadPlan& plan, char* destination,
   absl::Status first_error;
   uint64_t read_total = 0;
   auto work = [&] {
+    // A descriptor of our own on the destination: sendfile writes at the
+    // descriptor's offset, which threads must not share.
+    int out = -1;
+    if (destination_fd >= 0) {
+      out = ::open(absl::StrCat("/proc/self/fd/", destination_fd).c_str(),
+                   O_WRONLY | O_CLOEXEC);
+    }
     for (;;) {
-      if (failed.load(std::memory_order_relaxed)) return;
+      if (failed.load(std::memory_order_relaxed)) break;
       size_t i = next.fetch_add(1, std::memory_order_relaxed);
-      if (i >= chunks.size()) return;
+      if (i >= chunks.size()) break;
       const Chunk& c = chunks[i];
       uint64_t done = 0;
       absl::Status error;
+      if (out >= 0 &&
+          ::lseek(out, static_cast<off_t>(c.region_offset), SEEK_SET) < 0) {
+        ::close(out);
+        out = -1;
+      }
       while (done < c.bytes) {
-        ssize_t n =
-            ::pread(files.fd(c.file), destination + c.region_offset + done,
-                    c.bytes - done, static_cast<off_t>(c.file_offset + done));
+        ssize_t n;
+        if (out >= 0) {
+          off_t in_offset = static_cast<off_t>(c.file_offset + done);
+          n = ::sendfile(out, files.fd(c.file), &in_offset, c.bytes - done);
+          if (n < 0 && (errno == EINVAL || errno == ENOSYS) && done == 0) {
+            // This pair of files does not do sendfile: pread from now on.
+            ::close(out);
+            out = -1;
+            continue;
+          }
+        } else {
+          n = ::pread(files.fd(c.file), destination + c.region_offset + done,
+                      c.bytes - done, static_cast<off_t>(c.file_offset + done));
+        }
         if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && (errno == ENOSPC || errno == EFBIG)) {
+          error = absl::ResourceExhaustedError(
+              "/dev/shm is full; enlarge it or lower --ram-cache");
+          break;
+        }
         if (n < 0) {
           error = absl::InternalError(absl::StrCat("read ",
                                                    plan.files[c.file].string(),
@@ -100,11 +129,11 @@ absl::Status ReadIntoRegion(const LoadPlan& plan, char* destination,
           break;
         }
         if (n == 0) {
-          error = absl::DataLossError(
-              absl::StrCat(plan.files[c.file].string(), " ends at byte ",
-                           c.file_offset + done,
-                           ", before the tensor data its header "
-                           "describes; the file is truncated"));
+          error = absl::DataLossError(absl::StrCat(
+              plan.files[c.file].string(), " ends at byte ",
+              c.file_offset + done,
+              ", before the tensor data its header describes; the file is "
+              "truncated"));
           break;
         }
         done += static_cast<uint64_t>(n);
@@ -113,11 +142,12 @@ absl::Status ReadIntoRegion(const LoadPlan& plan, char* destination,
       if (!error.ok()) {
         if (first_error.ok()) first_error = error;
         failed.store(true, std::memory_order_relaxed);
-        return;
+        break;
       }
       read_total += c.bytes;
       if (options.progress) options.progress(read_total, plan.data_bytes);
     }
+    if (out >= 0) ::close(out);
   };
   int threads = std::max(
       1, std::min<int>(options.threads, static_cast<int>(chunks.size())));

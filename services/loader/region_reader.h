@@ -28,11 +28,17 @@ struct ReadOptions {
 
 // Fills `destination` (plan.total_bytes long) with every tensor at its
 // region_offset; the padding between tensors is left as it is (zero in a
-// fresh shm object). NOT_FOUND when a file vanished; DATA_LOSS when a file
-// is shorter than its header said or changed size since it was planned;
-// INTERNAL for other read errors.
+// fresh shm object). With `destination_fd` (the same object's descriptor,
+// e.g. a shm object) the bytes go file to object inside the kernel
+// (sendfile, one descriptor per thread): no user-space copy, and on tmpfs
+// no zero-fill of pages that are about to be overwritten; without it (or
+// where sendfile refuses), pread into the mapping. NOT_FOUND when a file
+// vanished; DATA_LOSS when a file is shorter than its header said or
+// changed size since it was planned; RESOURCE_EXHAUSTED when the object's
+// filesystem is full; INTERNAL for other read errors.
 absl::Status ReadIntoRegion(const LoadPlan& plan, char* destination,
-                            const ReadOptions& options);
+                            const ReadOptions& options,
+                            int destination_fd = -1);
 
 }  // namespace mm::loader
 

@@ -165,13 +165,13 @@ absl::StatusOr<std::unique_ptr<ShmRegion>> ShmRegion::Create(
   void* data =
       ::mmap(nullptr, options.bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   if (data == MAP_FAILED) return fail(Errno("mmap " + name, errno));
-  ::close(fd);
-  return std::unique_ptr<ShmRegion>(
-      new ShmRegion(std::move(name), static_cast<char*>(data), options.bytes));
+  return std::unique_ptr<ShmRegion>(new ShmRegion(
+      std::move(name), fd, static_cast<char*>(data), options.bytes));
 }
 
 ShmRegion::~ShmRegion() {
   ::munmap(data_, size_);
+  ::close(fd_);
   ::shm_unlink(name_.c_str());
 }
 

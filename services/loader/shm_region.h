@@ -84,13 +84,17 @@ class ShmRegion {
   // "/mm-<32 hex>", for shm_open.
   const std::string& name() const { return name_; }
   char* data() const { return data_; }
+  // The object's descriptor (read-write), for filling it with write-side
+  // system calls (region_reader.h).
+  int fd() const { return fd_; }
   uint64_t size() const { return size_; }
 
  private:
-  ShmRegion(std::string name, char* data, uint64_t size)
-      : name_(std::move(name)), data_(data), size_(size) {}
+  ShmRegion(std::string name, int fd, char* data, uint64_t size)
+      : name_(std::move(name)), fd_(fd), data_(data), size_(size) {}
 
   std::string name_;
+  int fd_;
   char* data_;
   uint64_t size_;
 };

@@ -117,6 +117,21 @@ TEST(RamTierTest, ClientSeesEveryTensorsBytesAtAlignedOffsets) {
   EXPECT_EQ(std::string(client.data, 64), first_bytes);
 }
 
+TEST(RegionReaderTest, WithoutADescriptorPreadFillsTheBuffer) {
+  TempDir dir;
+  std::vector<FixtureTensor> tensors = Tensors();
+  WriteSafetensors(dir.path() / "m.safetensors", tensors);
+  ASSERT_OK_AND_ASSIGN(LoadPlan plan,
+                       PlanLoad({.path = dir.path() / "m.safetensors"}));
+  std::string buffer(plan.total_bytes, '\0');
+  ASSERT_OK(
+      ReadIntoRegion(plan, buffer.data(), {.threads = 3, .chunk_bytes = 4096}));
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const PlannedTensor& t = plan.tensors[i];
+    EXPECT_EQ(buffer.substr(t.region_offset, t.byte_size), tensors[i].data);
+  }
+}
+
 TEST(RamTierTest, GroupMakesTheObjectGroupReadable) {
   TempDir dir;
   WriteSafetensors(dir.path() / "m.safetensors", Tensors());
