@@ -13,6 +13,7 @@
 #include "common/status.h"
 #include "model/tensor_index.h"
 #include "model/weights_file.h"
+#include "model/zip_archive.h"
 #include "nlohmann/json.hpp"
 
 namespace mm::loader {
@@ -59,6 +60,18 @@ std::string VariantLabel(absl::string_view base) {
                                         : std::string(base.substr(dot + 1));
 }
 
+// Row-major with no gaps (what torch.save writes for an ordinary tensor).
+bool IsContiguous(const std::vector<int64_t>& shape,
+                  const std::vector<int64_t>& strides) {
+  if (strides.size() != shape.size()) return strides.empty() && shape.empty();
+  int64_t expected = 1;
+  for (size_t i = shape.size(); i-- > 0;) {
+    if (shape[i] != 1 && strides[i] != expected) return false;
+    expected *= shape[i];
+  }
+  return true;
+}
+
 bool IsShardName(absl::string_view base) {
   // "name-00001-of-00003" (HF's shard naming).
   size_t of = base.rfind("-of-");
@@ -75,10 +88,32 @@ absl::Status AddFile(const fs::path& path, LoadPlan& plan,
                      model::TensorIndex* index_out = nullptr) {
   ASSIGN_OR_RETURN(model::TensorIndex index, model::ReadTensorIndex(path));
   if (index.format == model::WeightsFormat::kTorchZip) {
-    return absl::UnimplementedError(absl::StrCat(
-        path.string(),
-        ": PyTorch checkpoints are not loaded by this version of the loader; "
-        "convert the model to safetensors"));
+    // model/'s data-only unpickler found each tensor's storage entry and
+    // byte offset in it; make that an absolute file offset.
+    ASSIGN_OR_RETURN(std::unique_ptr<model::ZipArchive> zip,
+                     model::ZipArchive::Open(path));
+    for (model::TensorInfo& info : index.tensors) {
+      const model::ZipEntry* entry = zip->Find(info.storage);
+      if (entry == nullptr) {
+        return absl::DataLossError(absl::StrCat(
+            path.string(), ": tensor '", info.name, "' names storage ",
+            info.storage, ", which the archive lacks"));
+      }
+      if (entry->method != 0) {
+        return absl::UnimplementedError(absl::StrCat(
+            path.string(), ": storage ", info.storage,
+            " is compressed; re-save the checkpoint uncompressed or as "
+            "safetensors"));
+      }
+      if (!IsContiguous(info.shape, info.strides)) {
+        return absl::UnimplementedError(absl::StrCat(
+            path.string(), ": tensor '", info.name,
+            "' is a strided view of its storage, which is not loaded yet; "
+            "save it contiguous (tensor.contiguous()) or as safetensors"));
+      }
+      ASSIGN_OR_RETURN(uint64_t data, zip->DataOffset(*entry));
+      info.offset += data;
+    }
   }
   std::error_code error;
   uint64_t size = fs::file_size(path, error);

@@ -242,6 +242,26 @@ TEST(RamTierTest, GgufTensorsAreLoadedAsRawBlocks) {
   }
 }
 
+TEST(RamTierTest, PytorchZipCheckpointTensorsAreLoaded) {
+  TempDir dir;
+  fs::path file = dir.path() / "m.ckpt";
+  std::vector<FixtureTensor> tensors = Tensors();
+  mm::testing::WriteTorchCheckpoint(file, tensors,
+                                    {.wrap_in_state_dict = true});
+  ASSERT_OK_AND_ASSIGN(LoadPlan plan, PlanLoad({.path = file}));
+  ASSERT_EQ(plan.tensors.size(), tensors.size());
+  ASSERT_OK_AND_ASSIGN(std::shared_ptr<const RamModel> model,
+                       LoadIntoShm(plan, {}, {}));
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const PlannedTensor& t = model->plan().tensors[i];
+    EXPECT_EQ(t.name, tensors[i].name);
+    EXPECT_EQ(
+        std::string(model->region().data() + t.region_offset, t.byte_size),
+        tensors[i].data)
+        << t.name;
+  }
+}
+
 TEST(ShmNameTest, OnlyOurShape) {
   EXPECT_TRUE(IsLoaderShmName("/mm-0123456789abcdef0123456789abcdef"));
   EXPECT_FALSE(IsLoaderShmName("/mm-0123456789ABCDEF0123456789abcdef"));
