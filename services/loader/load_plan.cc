@@ -10,6 +10,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/status.h"
 #include "model/tensor_index.h"
 #include "model/weights_file.h"
@@ -87,6 +88,15 @@ absl::Status AddFile(const fs::path& path, LoadPlan& plan,
                      absl::flat_hash_map<std::string, size_t>& seen,
                      model::TensorIndex* index_out = nullptr) {
   ASSIGN_OR_RETURN(model::TensorIndex index, model::ReadTensorIndex(path));
+  if (index.tensors.empty()) {
+    // E.g. a pickle whose only content was calls the unpickler refused:
+    // there is nothing to load, and nothing was run.
+    return absl::InvalidArgumentError(absl::StrCat(
+        path.string(), ": no tensors to load",
+        index.findings.empty()
+            ? std::string()
+            : absl::StrCat(" (", absl::StrJoin(index.findings, "; "), ")")));
+  }
   if (index.format == model::WeightsFormat::kTorchZip) {
     // model/'s data-only unpickler found each tensor's storage entry and
     // byte offset in it; make that an absolute file offset.

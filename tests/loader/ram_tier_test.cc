@@ -26,6 +26,7 @@ using ::mm::testing::FixtureTensor;
 using ::mm::testing::StatusIs;
 using ::mm::testing::TempDir;
 using ::mm::testing::WriteSafetensors;
+using ::testing::AllOf;
 using ::testing::HasSubstr;
 
 std::string RandomBytes(size_t n, uint32_t seed) {
@@ -260,6 +261,27 @@ TEST(RamTierTest, PytorchZipCheckpointTensorsAreLoaded) {
         tensors[i].data)
         << t.name;
   }
+}
+
+TEST(RamTierTest, HostilePickleLoadsNothingAndRunsNothing) {
+  TempDir dir;
+  const fs::path pwned = dir.path() / "pwned";
+  // {"hack": os.system("touch <dir>/pwned")}
+  mm::testing::PickleWriter p;
+  p.Proto(2).EmptyDict().Mark();
+  p.Unicode("hack").Global("os", "system");
+  p.Mark().Unicode("touch " + pwned.string()).Tuple().Reduce();
+  p.SetItems().Stop();
+  fs::path file = dir.path() / "evil.ckpt";
+  mm::testing::WriteFile(
+      file,
+      mm::testing::ZipBytes({{.name = "archive/data.pkl", .data = p.bytes()},
+                             {.name = "archive/version", .data = "3\n"}}));
+  EXPECT_THAT(PlanLoad({.path = file}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(HasSubstr("evil.ckpt: no tensors to load ("),
+                             HasSubstr("refused global os.system"))));
+  EXPECT_FALSE(fs::exists(pwned));
 }
 
 TEST(ShmNameTest, OnlyOurShape) {
