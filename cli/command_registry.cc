@@ -4,6 +4,7 @@
 #include "cli/command.h"
 #include "cli/downloads_commands.h"
 #include "cli/installer_commands.h"
+#include "cli/loader_commands.h"
 #include "cli/local_commands.h"
 #include "cli/models_commands.h"
 #include "cli/system_commands.h"

@@ -282,6 +282,14 @@ class Supervisor {
         (child.info.name == "downloader" || child.info.name == "installer")) {
       argv.push_back("--allow-private-urls");
     }
+    if (child.info.name == "loader") {
+      argv.insert(
+          argv.end(),
+          {"--records",
+           absl::StrCat("unix:", layout_.Socket("records").string()),
+           "--models-dir", layout_.ModelsDir().string(), "--shm-name-log",
+           (layout_.dir / "loader-shm.list").string()});
+    }
     return argv;
   }
 

@@ -1,8 +1,8 @@
 // `mm up`, `mm down`, `mm status`: run the whole system on one machine.
 //
 // `mm up` starts every service this build makes (cli/build_services.h:
-// mm-records and mm-downloader today; mm-installer and mm-loader once they
-// exist, and it says in one line why one is not started), each in its own
+// mm-records, mm-downloader and mm-loader today; mm-installer once it
+// exists, and it says in one line why one is not started), each in its own
 // process group on a unix socket in the state directory with SQLite files
 // beside it, waits until each reports SERVING, and supervises them: a child
 // that dies is restarted with exponential backoff; SIGINT/SIGTERM stop them
@@ -13,6 +13,8 @@
 //   records.sock, downloader.sock, ...   service sockets
 //   records.db, downloader.db, ...       SQLite databases
 //   models/                              the models volume
+//   loader-shm.list                      mm-loader's shared-memory names
+//                                        (removed at its next start)
 //   logs/<service>.log, logs/mm-up.log   service and (detached) supervisor
 //                                        output, appended
 //   mm-up.pid                            the supervisor's pid (locked)

@@ -13,6 +13,7 @@ packages=(
   libcurl4-openssl-dev libboost-dev
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   libclang-rt-14-dev ccache linux-perf b3sum coreutils openssl python3 procps util-linux
+  python3-grpcio python3-numpy
 )
 
 missing=()

@@ -229,9 +229,10 @@ TEST(RunUpTest, ServiceThisBuildMakesButThatIsMissingIsAnError) {
 }
 
 TEST(KnownServicesTest, EveryServiceIsEitherBuiltOrSaysWhyNot) {
-  // This build makes records and downloader (the test tree links both).
+  // This build makes records, downloader and loader.
   EXPECT_EQ(FindService("records")->missing_reason, "");
   EXPECT_EQ(FindService("downloader")->missing_reason, "");
+  EXPECT_EQ(FindService("loader")->missing_reason, "");
   for (const ServiceInfo& service : KnownServices()) {
     EXPECT_TRUE(service.missing_reason.empty() ||
                 service.missing_reason.size() > 10)
