@@ -118,6 +118,7 @@ stop_stack() {
 }
 
 cleanup() {
+  stop_pid "$sampler_pid"
   stop_stack
   stop_pid "$nginx_pid"
   # Outputs only; the data is kept for the next run.
@@ -238,6 +239,54 @@ start_stack() {
 
 vm_hwm_kib() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }
 
+# Samples RssAnon and RssFile of $1 every 50 ms; writes the peak of each
+# (KiB, "anon file") to $2. VmHWM counts file pages the process has mapped
+# (its hash reads files through mmap) as resident too; the split says how
+# much is the process's own memory and how much page cache mapped in.
+sampler_pid=""
+sample_rss() {
+  local pid=$1 out=$2 anon_peak=0 file_peak=0 anon file
+  while read -r anon file < <(awk '/^RssAnon:/ { a = $2 } /^RssFile:/ { f = $2 }
+      END { if (a != "") print a, f }' "/proc/$pid/status" 2>/dev/null) &&
+    [[ -n $anon ]]; do
+    ((anon > anon_peak)) && anon_peak=$anon
+    ((file > file_peak)) && file_peak=$file
+    echo "$anon_peak $file_peak" >"$out.tmp" && mv "$out.tmp" "$out"
+    sleep 0.05
+  done
+}
+start_sampler() {
+  echo "0 0" >"$2"
+  sample_rss "$1" "$2" &
+  sampler_pid=$!
+}
+stop_sampler() {
+  stop_pid "$sampler_pid"
+  sampler_pid=""
+}
+
+# The phases of a finished install job (`mm --json install --wait`'s
+# output in $1), from its events' times, in seconds: "download
+# identify+place+register" (the download from download_started to
+# downloads_complete; the rest from started to complete).
+phases() {
+  python3 - "$1" <<'PY'
+import datetime, json, sys
+text = open(sys.argv[1]).read()
+job = json.loads(text[text.index("{"):])
+def when(event):
+    stamp = event["time"]
+    if isinstance(stamp, str):
+        return datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+    return int(stamp.get("seconds", 0)) + int(stamp.get("nanos", 0)) / 1e9
+times = {}
+for event in job.get("events", []):
+    times.setdefault(event["type"], when(event))
+print("%.2f %.2f" % (times["downloads_complete"] - times["download_started"],
+                    times["complete"] - times["started"]))
+PY
+}
+
 # --- timing -----------------------------------------------------------------
 
 # Runs "$@" and sets `wall` (seconds); a failing command ends the benchmark
@@ -285,21 +334,30 @@ print(len(kinds), *kinds)')
 peer_a() {
   fresh
   : >"$work/aria2.list"
-  local f
+  local f fetch
   for f in "${repo_files[@]}"; do
     printf '%s\n  out=%s\n' "$hub_url/$repo/resolve/$commit/$f" "$f" >>"$work/aria2.list"
   done
-  # shellcheck disable=SC2016  # expanded by the inner shell
-  timed bash -c 'aria2c -j4 -q --file-allocation=falloc -i "$1" -d "$2" &&
-    cd "$2" && b3sum -- "${@:3}" >"$2.b3"' _ "$work/aria2.list" "$peer_out" \
-    "${repo_files[@]}"
+  # Timed apart, so the report can say which half takes the time; the
+  # pair's wall is the sum (nothing runs between the two).
+  timed aria2c -j4 -q --file-allocation=falloc -i "$work/aria2.list" -d "$peer_out"
+  fetch=$wall
+  timed env -C "$peer_out" b3sum -- "${repo_files[@]}"
+  peer_parts_a+=("$fetch $wall")
+  wall=$(awk -v a="$fetch" -v b="$wall" 'BEGIN { printf "%.3f", a + b }')
   diff -rq "$files_root" "$peer_out" >&2 || die "aria2c's files differ"
 }
 ours_a() {
   start_stack
   fresh
-  timed "${mm_cli[@]}" install "$repo" --wait
+  start_sampler "$installer_pid" "$work/rss-a"
+  timed "${mm_cli[@]}" --json install "$repo" --wait
+  stop_sampler
+  cp "$work/command.log" "$work/job-a.json"
   hwm_runs+=("$(vm_hwm_kib "$installer_pid")")
+  read -r anon file <"$work/rss-a"
+  anon_runs+=("$anon") file_runs+=("$file")
+  phases_a+=("$(phases "$work/job-a.json")")
   check_installed "main/diffusers/sdxl" "case a"
   [[ -z $(find "$models" -maxdepth 1 -name 'tmpinstall_*') ]] ||
     die "case a left a tmpinstall_ folder"
@@ -327,6 +385,10 @@ ours_b() {
 
 rows=()
 hwm_runs=()
+anon_runs=()
+file_runs=()
+phases_a=()
+peer_parts_a=()
 # One case: name, bytes, peer label, our label, target ratio, and two
 # functions that each do one run and set `wall`.
 run_case() {
@@ -385,12 +447,25 @@ echo "| case | peer | peer s min / median | ours | ours s min / median | ours/pe
 echo "|---|---|---:|---|---:|---:|---|"
 printf '%s\n' "${rows[@]}"
 echo
-read -r hwm_min hwm_med < <(printf '%s\n' "${hwm_runs[@]}" | stats)
+# KiB lists on stdin -> "min / median / max" in MiB.
+mib_stats() {
+  sort -g | awk '{ v[NR] = $1 / 1024 } END {
+    printf "%.1f / %.1f / %.1f MiB", v[1], (v[int((NR + 1) / 2)] + v[int(NR / 2) + 1]) / 2, v[NR] }'
+}
 hwm_max=$(printf '%s\n' "${hwm_runs[@]}" | sort -g | tail -n1)
-printf '| mm-installer VmHWM over one install of case a | %.1f MiB min, %.1f MiB median, %.1f MiB max | target < 64 MB: %s |\n' \
-  "$(awk -v k="$hwm_min" 'BEGIN { print k / 1024 }')" \
-  "$(awk -v k="$hwm_med" 'BEGIN { print k / 1024 }')" \
-  "$(awk -v k="$hwm_max" 'BEGIN { print k / 1024 }')" \
+echo "| mm-installer memory over one install of case a | min / median / max of $runs runs |"
+echo "|---|---:|"
+echo "| VmHWM (peak resident, file pages mapped in included) | $(printf '%s\n' "${hwm_runs[@]}" | mib_stats) |"
+echo "| peak RssAnon, sampled every 50 ms (its own memory) | $(printf '%s\n' "${anon_runs[@]}" | mib_stats) |"
+echo "| peak RssFile, sampled every 50 ms (mapped files) | $(printf '%s\n' "${file_runs[@]}" | mib_stats) |"
+printf '| target < 64 MB on VmHWM | %s |\n' \
   "$(awk -v k="$hwm_max" 'BEGIN { print (k * 1024 < 64e6 ? "met" : "**missed**") }')"
+echo
+echo "Where the time goes in case a, per run (s):"
+for ((i = 0; i < runs; i++)); do
+  read -r fetch hash <<<"${peer_parts_a[i]}"
+  read -r download rest <<<"${phases_a[i]}"
+  echo "  run $((i + 1)): peer aria2c $fetch + b3sum $hash; ours download $download (download_started..downloads_complete) + probe/hash/place/register $rest (started..complete)"
+done
 echo
 echo "uptime after: $(uptime); took $((SECONDS - began)) s"
