@@ -21,7 +21,8 @@
 #      2048) on the file system of the models folder. Ours: `mm install
 #      FILE --wait` (probe, blake3 hash, rename into models/<key>/, record).
 #      Peer: `b3sum FILE`; b1 the same against `b3sum --num-threads 1`
-#      (ours hashes on one thread: --hash-algo's default, blake3_single).
+#      (ours hashes on one thread: --hash-algo's default, blake3_single);
+#      b2 against `mm hash FILE` (the same hash, without the install).
 #   c. mm-installer's peak resident memory (VmHWM) over each run of a.
 # Every run of ours starts a fresh records + downloader + installer (empty
 # databases, empty models folder), so the hash is never a duplicate and
@@ -226,6 +227,11 @@ start_stack() {
     --db "sqlite:$stack/downloads.db" --download-root "$models" \
     --allow-private-urls --log-level warning >"$stack/downloader.log" 2>&1 &
   downloader_pid=$!
+  # The installer starts once both serve: started together, its first
+  # call found a socket not yet there and waited out gRPC's reconnect
+  # backoff (about 1 s), which is start-up, not install, time.
+  await "${mm_cli[@]}" downloads list
+  await "${mm_cli[@]}" models list
   "$installer_bin" --listen "unix:$stack/installer.sock" \
     --db "sqlite:$stack/installs.db" --records "unix:$stack/records.sock" \
     --downloader "unix:$stack/downloader.sock" --models-dir "$models" \
@@ -233,8 +239,6 @@ start_stack() {
     >"$stack/installer.log" 2>&1 &
   installer_pid=$!
   await "${mm_cli[@]}" installs list
-  await "${mm_cli[@]}" downloads list
-  await "${mm_cli[@]}" models list
 }
 
 vm_hwm_kib() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }
@@ -372,18 +376,39 @@ peer_b1() {
   fresh
   timed b3sum --num-threads 1 -- "$checkpoint"
 }
+# b2: against our own hash of the file (the same library call the
+# installer makes), so the difference is what the install adds to hashing.
+peer_b2() {
+  fresh
+  timed "$mm" hash "$checkpoint"
+}
 ours_b() {
   start_stack
   # The source is consumed (moved): a copy on the models' file system.
   rm -f "$stack/checkpoint.safetensors"
   cp "$checkpoint" "$stack/checkpoint.safetensors"
   fresh
-  timed "${mm_cli[@]}" install "$stack/checkpoint.safetensors" --wait
+  timed "${mm_cli[@]}" --json install "$stack/checkpoint.safetensors" --wait
+  job_b+=("$wall/$(job_span "$work/command.log")")
   check_installed "main/checkpoint/sd-1" "case b"
   [[ ! -e $stack/checkpoint.safetensors ]] || die "case b left its source"
 }
 
+# The seconds from a finished job's "started" event to its "complete"
+# (`mm --json install --wait`'s output in $1).
+job_span() {
+  python3 - "$1" <<'PY'
+import datetime, json, sys
+text = open(sys.argv[1]).read()
+job = json.loads(text[text.index("{"):])
+times = {e["type"]: datetime.datetime.fromisoformat(
+    e["time"].replace("Z", "+00:00")).timestamp() for e in job["events"]}
+print("%.2f" % (times["complete"] - times["started"]))
+PY
+}
+
 rows=()
+job_b=()
 hwm_runs=()
 anon_runs=()
 file_runs=()
@@ -441,6 +466,8 @@ run_case "b. local file, $((checkpoint_bytes >> 20)) MiB" "$checkpoint_bytes" \
   'b3sum FILE' 'mm install FILE --wait' 1.05 peer_b ours_b
 run_case "b1. local file, $((checkpoint_bytes >> 20)) MiB" "$checkpoint_bytes" \
   'b3sum --num-threads 1 FILE' 'mm install FILE --wait' 1.05 peer_b1 ours_b
+run_case "b2. local file, $((checkpoint_bytes >> 20)) MiB" "$checkpoint_bytes" \
+  'mm hash FILE' 'mm install FILE --wait' 1.05 peer_b2 ours_b
 
 echo
 echo "| case | peer | peer s min / median | ours | ours s min / median | ours/peer median (min/min) | target |"
@@ -467,5 +494,11 @@ for ((i = 0; i < runs; i++)); do
   read -r download rest <<<"${phases_a[i]}"
   echo "  run $((i + 1)): peer aria2c $fetch + b3sum $hash; ours download $download (download_started..downloads_complete) + probe/hash/place/register $rest (started..complete)"
 done
+echo
+echo "Case b, ours, per run (b, b1, b2 in turn): wall s / job started..complete s:"
+for ((i = 0; i < ${#job_b[@]}; i++)); do
+  printf '  %s' "${job_b[i]}"
+done
+echo
 echo
 echo "uptime after: $(uptime); took $((SECONDS - began)) s"
