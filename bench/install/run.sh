@@ -23,7 +23,8 @@
 #      Peer: `b3sum FILE`; b1 the same against `b3sum --num-threads 1`
 #      (ours hashes on one thread: --hash-algo's default, blake3_single);
 #      b2 against `mm hash FILE` (the same hash, without the install).
-#   c. mm-installer's peak resident memory (VmHWM) over each run of a.
+#   c. mm-installer's peak resident memory (VmHWM) over each run of a,
+#      with RssAnon and RssFile sampled (and VmHWM over each run of b).
 # Every run of ours starts a fresh records + downloader + installer (empty
 # databases, empty models folder), so the hash is never a duplicate and
 # VmHWM covers one install; the start is not timed. Before each run the
@@ -390,6 +391,7 @@ ours_b() {
   fresh
   timed "${mm_cli[@]}" --json install "$stack/checkpoint.safetensors" --wait
   job_b+=("$wall/$(job_span "$work/command.log")")
+  hwm_b_runs+=("$(vm_hwm_kib "$installer_pid")")
   check_installed "main/checkpoint/sd-1" "case b"
   [[ ! -e $stack/checkpoint.safetensors ]] || die "case b left its source"
 }
@@ -409,6 +411,7 @@ PY
 
 rows=()
 job_b=()
+hwm_b_runs=()
 hwm_runs=()
 anon_runs=()
 file_runs=()
@@ -485,6 +488,7 @@ echo "|---|---:|"
 echo "| VmHWM (peak resident, file pages mapped in included) | $(printf '%s\n' "${hwm_runs[@]}" | mib_stats) |"
 echo "| peak RssAnon, sampled every 50 ms (its own memory) | $(printf '%s\n' "${anon_runs[@]}" | mib_stats) |"
 echo "| peak RssFile, sampled every 50 ms (mapped files) | $(printf '%s\n' "${file_runs[@]}" | mib_stats) |"
+echo "| (case b, for comparison: VmHWM over one local install) | $(printf '%s\n' "${hwm_b_runs[@]}" | mib_stats) |"
 printf '| target < 64 MB on VmHWM | %s |\n' \
   "$(awk -v k="$hwm_max" 'BEGIN { print (k * 1024 < 64e6 ? "met" : "**missed**") }')"
 echo
