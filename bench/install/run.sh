@@ -33,7 +33,7 @@
 # read from memory by both sides. Both sides use their default settings
 # (the downloader fdatasyncs each file before its rename).
 #
-# Installs nginx, aria2, b3sum, curl and time with apt-get when missing.
+# Installs nginx, aria2, b3sum and curl with apt-get when missing.
 # Not part of scripts/test.sh.
 set -euo pipefail
 
@@ -80,7 +80,6 @@ command -v nginx >/dev/null || missing+=(nginx)
 command -v aria2c >/dev/null || missing+=(aria2)
 command -v b3sum >/dev/null || missing+=(b3sum)
 command -v curl >/dev/null || missing+=(curl)
-[[ -x /usr/bin/time ]] || missing+=(time)
 command -v python3 >/dev/null || missing+=(python3)
 if ((${#missing[@]})); then
   echo "installing ${missing[*]}..." >&2
