@@ -44,6 +44,12 @@ constexpr uint64_t kMultiMinBytes = uint64_t{8} << 20;
 // SIMD batches stay full, at most 64 MiB so threads finish together.
 constexpr uint64_t kMinTaskBytes = uint64_t{1} << 20;
 constexpr uint64_t kMaxTaskBytes = uint64_t{64} << 20;
+// A mapped file is hashed this much at a time (by each thread), each
+// window's pages released from the resident set once hashed, so hashing
+// keeps the process's resident memory near threads x 16 MiB whatever the
+// file's size (the installer's target is under 64 MB); small enough for
+// that, large enough that the madvise calls cost nothing measurable.
+constexpr uint64_t kMapWindowBytes = uint64_t{16} << 20;
 
 std::string ToHex(absl::Span<const uint8_t> bytes) {
   static constexpr char kHex[] = "0123456789abcdef";
@@ -138,6 +144,18 @@ class MappedFile {
         static_cast<const uint8_t*>(data_) + offset, length);
   }
 
+  // Drops the pages of [offset, offset + length) from this process (they
+  // stay in the page cache), so hashing a file larger than memory, or many
+  // large files, does not grow the resident set with each byte read.
+  void Release(uint64_t offset, uint64_t length) const {
+    const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+    const uint64_t begin = offset / page * page;
+    const uint64_t end = std::min(size_, offset + length);
+    if (end <= begin) return;
+    (void)::madvise(static_cast<uint8_t*>(data_) + begin, end - begin,
+                    MADV_DONTNEED);
+  }
+
  private:
   MappedFile(void* data, uint64_t size) : data_(data), size_(size) {}
   void* data_;
@@ -197,7 +215,12 @@ absl::StatusOr<std::string> Blake3SingleHex(const OpenedFile& file,
                                             bool use_mmap) {
   Blake3Hasher hasher;
   if (std::unique_ptr<MappedFile> mapped = MaybeMap(file, use_mmap)) {
-    hasher.Update(mapped->bytes(0, file.size));
+    // In windows, each released once hashed (MappedFile::Release).
+    for (uint64_t offset = 0; offset < file.size; offset += kMapWindowBytes) {
+      const uint64_t length = std::min(kMapWindowBytes, file.size - offset);
+      hasher.Update(mapped->bytes(offset, length));
+      mapped->Release(offset, length);
+    }
     return ToHex(hasher.Finalize());
   }
   ReadBuffer buffer = NewReadBuffer();
@@ -270,7 +293,11 @@ absl::StatusOr<std::string> Blake3MultiHex(const OpenedFile& file,
       Blake3Hasher hasher =
           Blake3Hasher::ForSubtree(task.offset / kBlake3ChunkBytes);
       if (mapped) {
-        hasher.Update(mapped->bytes(task.offset, task.length));
+        for (uint64_t done = 0; done < task.length; done += kMapWindowBytes) {
+          const uint64_t length = std::min(kMapWindowBytes, task.length - done);
+          hasher.Update(mapped->bytes(task.offset + done, length));
+          mapped->Release(task.offset + done, length);
+        }
         task.cv = hasher.FinalizeChainingValue();
         continue;
       }

@@ -83,6 +83,11 @@ absl::StatusOr<InstallerOptions> InstallerOptionsFromConfig(
                    config.GetBool("allow-private-urls"));
   ASSIGN_OR_RETURN(options.worker.hash.algorithm,
                    model::ParseHashAlgorithm(config.GetString("hash-algo")));
+  // blake3_single and blake3_multi write the same digest (spec §5); an
+  // install hashes with every core, as b3sum does.
+  if (options.worker.hash.algorithm == model::HashAlgorithm::kBlake3Single) {
+    options.worker.hash.algorithm = model::HashAlgorithm::kBlake3Multi;
+  }
   ASSIGN_OR_RETURN(options.download_cache_bytes,
                    config.GetInt("download-cache-size"));
   ASSIGN_OR_RETURN(options.scan_on_startup, config.GetBool("scan-on-startup"));
