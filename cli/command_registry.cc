@@ -15,7 +15,7 @@ const std::vector<CommandGroup>& CommandGroups() {
   // In the order of the top-level usage.
   static const auto* const kGroups = new std::vector<CommandGroup>{
       SystemCommands(),    ModelsCommands(), DownloadsCommands(),
-      InstallerCommands(), LocalCommands(),
+      InstallerCommands(), LoaderCommands(), LocalCommands(),
   };
   return *kGroups;
 }

@@ -34,11 +34,10 @@ absl::Status Status(const CommandContext& context) {
 
 CommandGroup SystemCommands() {
   CommandGroup group;
-  // No usage of their own: `mm up --help` prints the top-level usage.
+  // No usage of their own: `mm up --help` prints the top-level usage,
+  // and docs/cli.md describes --hf-endpoint and --allow-private-urls.
   group.summary = {
-      {"mm up [--detach] [--hf-endpoint URL] [--allow-private-urls]",
-       "start every service under the state "
-       "directory"},
+      {"mm up [--detach] ...", "start every service under the state directory"},
       {"mm down", "stop a running `mm up`"},
       {"mm status", "health of each service"}};
   group.commands = {
