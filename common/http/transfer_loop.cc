@@ -39,7 +39,9 @@ int64_t ResponseHead::ContentLength() const {
 class TransferLoop::Impl {
  public:
   explicit Impl(const Options& options)
-      : options_(options), limit_(options.max_bytes_per_second) {
+      : options_(options),
+        clock_(options.clock != nullptr ? options.clock : RealClock()),
+        limit_(options.max_bytes_per_second) {
     static std::once_flag global_init;
     std::call_once(global_init, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
     multi_ = curl_multi_init();
@@ -109,7 +111,7 @@ class TransferLoop::Impl {
     bool paused = false;
     bool stalled = false;
     // When a byte (header or body) last arrived, or the transfer started.
-    std::chrono::steady_clock::time_point last_activity;
+    absl::Time last_activity;
     std::string blocked;
     int64_t body_bytes = 0;
     char error[CURL_ERROR_SIZE] = {};
@@ -123,7 +125,7 @@ class TransferLoop::Impl {
   static size_t OnHeader(char* data, size_t size, size_t count, void* arg) {
     auto* t = static_cast<Transfer*>(arg);
     size_t length = size * count;
-    t->last_activity = std::chrono::steady_clock::now();
+    t->last_activity = t->impl->clock_->Now();
     std::string_view line(data, length);
     while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) {
       line.remove_suffix(1);
@@ -195,7 +197,7 @@ class TransferLoop::Impl {
       t->stopped = true;
       return 0;
     }
-    t->last_activity = std::chrono::steady_clock::now();
+    t->last_activity = t->impl->clock_->Now();
     t->body_bytes += static_cast<int64_t>(length);
     return length;
   }
@@ -235,7 +237,7 @@ class TransferLoop::Impl {
         static_cast<long>(absl::ToInt64Milliseconds(r.connect_timeout)));
     // Stalls are detected by the loop itself (CheckStalls): libcurl's
     // low-speed check averages over several seconds and reacts late.
-    t.last_activity = std::chrono::steady_clock::now();
+    t.last_activity = clock_->Now();
     curl_easy_setopt(easy, CURLOPT_BUFFERSIZE,
                      static_cast<long>(options_.buffer_size));
     curl_easy_setopt(easy, CURLOPT_USERAGENT, r.user_agent.c_str());
@@ -343,7 +345,7 @@ class TransferLoop::Impl {
   // Ends transfers that received nothing for their stall_timeout (time
   // spent paused by the bandwidth limit does not count).
   void CheckStalls() {
-    auto now = std::chrono::steady_clock::now();
+    const absl::Time now = clock_->Now();
     std::vector<TransferId> stalled;
     for (auto& [id, t] : transfers_) {
       if (t->paused) {
@@ -352,7 +354,7 @@ class TransferLoop::Impl {
       }
       absl::Duration limit = t->request.stall_timeout;
       if (limit <= absl::ZeroDuration()) continue;
-      if (now - t->last_activity > absl::ToChronoNanoseconds(limit)) {
+      if (now - t->last_activity > limit) {
         t->stalled = true;
         stalled.push_back(id);
       }
@@ -427,6 +429,7 @@ class TransferLoop::Impl {
   }
 
   const Options options_;
+  Clock* const clock_;
   CURLM* multi_ = nullptr;
   std::thread thread_;
   std::atomic<int> active_{0};

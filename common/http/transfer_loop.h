@@ -30,6 +30,7 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
+#include "common/clock.h"
 #include "common/http/address_policy.h"
 
 namespace mm::http {
@@ -120,6 +121,9 @@ class TransferLoop {
     int64_t max_bytes_per_second = 0;
     // libcurl's receive buffer per transfer.
     int64_t buffer_size = 512 * 1024;
+    // Stall detection's time (Request::stall_timeout); null: RealClock().
+    // A test advances a fake clock to stall a transfer without waiting.
+    Clock* clock = nullptr;
   };
 
   // Starts the loop thread.

@@ -160,6 +160,8 @@ absl::StatusOr<std::unique_ptr<Downloader>> Downloader::Create(
   http::TransferLoop::Options loop_options;
   loop_options.max_host_connections = options.max_host_connections;
   loop_options.max_bytes_per_second = options.max_bytes_per_second;
+  // Stall detection on the same clock as leases, retries and throttling.
+  loop_options.clock = options.clock;
   d->loop_ = http::TransferLoop::Create(loop_options);
   d->engine_ = std::make_unique<Engine>(d->store_.get(), d->loop_.get(),
                                         d->tokens_.get(), options.engine);

@@ -73,7 +73,8 @@ struct EngineOptions {
   // Where retry backoff, Retry-After, progress throttling and the
   // heartbeat read the time (a FakeClock in tests). Not owned; must outlive
   // the engine. Null means RealClock(). (A connection's stall is measured
-  // by the TransferLoop, on real time: it is about a real socket.)
+  // by the TransferLoop, on TransferLoop::Options::clock, which the
+  // server assembly sets to the same clock.)
   Clock* clock = RealClock();
 };
 

@@ -19,6 +19,7 @@
 #include "common/mutex.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/fake_clock.h"
 #include "tests/testing/http_test_server.h"
 #include "tests/testing/status_matchers.h"
 
@@ -457,6 +458,29 @@ TEST_F(TransferLoopTest, StallIsDetectedQuickly) {
   EXPECT_EQ(result.http_status, 200);
   EXPECT_THAT(result.message, HasSubstr("no data received for"));
   EXPECT_LT(elapsed, absl::Seconds(3));
+}
+
+TEST_F(TransferLoopTest, StallDetectionRunsOnTheLoopsClock) {
+  // A stall of 30 s on a fake clock: it ends when the test moves the clock,
+  // not after 30 real seconds.
+  testing::FakeClock clock;
+  std::unique_ptr<TransferLoop> loop = TransferLoop::Create({.clock = &clock});
+  server_->SetFile("/m.bin", {.body = RandomBody(100000, 9)});
+  server_->SetBehavior("/m.bin", {.stall_after_bytes = 1000,
+                                  .stall_for = absl::InfiniteDuration(),
+                                  .stall_count = 1});
+  Request request = Get("/m.bin");
+  request.stall_timeout = absl::Seconds(30);
+  auto handler =
+      std::make_shared<RecordingHandler>(RecordingHandler::StopAt::kNever);
+  loop->Start(std::move(request), handler);
+  ASSERT_TRUE(handler->WaitForBody(1000));
+  clock.Advance(absl::Seconds(29));
+  EXPECT_FALSE(handler->WaitDone(absl::Milliseconds(300)));
+  clock.Advance(absl::Seconds(2));
+  ASSERT_TRUE(handler->WaitDone());
+  EXPECT_THAT(handler->result(), HasKind(Kind::kStalled));
+  EXPECT_EQ(handler->result().body_bytes, 1000);
 }
 
 TEST_F(TransferLoopTest, DroppedConnectionIsARetryableNetworkError) {

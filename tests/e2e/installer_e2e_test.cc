@@ -733,6 +733,74 @@ TEST_F(InstallerE2eTest, MmInstallWaitsAndPrintsTheRecordAsConfigJson) {
   EXPECT_THAT(ModelsEntries(), IsEmpty());
 }
 
+TEST_F(InstallerE2eTest, ASourceWithALiveJobReturnsThatJob) {
+  const std::string body = testing::LoraSd1Bytes();
+  web_->SetFile("/live/lora.safetensors", {.body = body});
+  web_->SetBehavior(
+      "/live/lora.safetensors",
+      {.bytes_per_second = static_cast<int64_t>(body.size() / 2)});
+  ASSERT_OK_AND_ASSIGN(v1::InstallJob first,
+                       Create(web_->Url("/live/lora.safetensors")));
+  ASSERT_OK_AND_ASSIGN(v1::InstallJob second,
+                       Create(web_->Url("/live/lora.safetensors")));
+  EXPECT_EQ(second.id(), first.id());
+  ASSERT_OK_AND_ASSIGN(v1::InstallJob done, Wait(first.id()));
+  ASSERT_EQ(done.state(), v1::INSTALL_STATE_COMPLETED)
+      << done.error().message();
+  // Once it is finished, the same source is a new job (and a duplicate).
+  ASSERT_OK_AND_ASSIGN(v1::InstallJob third,
+                       Install(web_->Url("/live/lora.safetensors")));
+  EXPECT_NE(third.id(), first.id());
+  EXPECT_EQ(third.error().code(), "ALREADY_EXISTS");
+}
+
+TEST_F(InstallerE2eTest, ASubfolderOfARepoIsInstalledAsItsOwnModel) {
+  hub_->AddRepo(testing::SdxlDiffusersRepo());
+  ASSERT_OK_AND_ASSIGN(v1::InstallPlan plan, Plan("fixture/sdxl-base::vae"));
+  for (const v1::PlannedFile& file : plan.files()) {
+    EXPECT_TRUE(absl::StartsWith(file.path(), "sdxl-base_vae/")) << file.path();
+  }
+  ASSERT_OK_AND_ASSIGN(v1::InstallJob job, Install("fixture/sdxl-base::vae"));
+  ASSERT_EQ(job.state(), v1::INSTALL_STATE_COMPLETED)
+      << job.error().type() << ": " << job.error().message();
+  EXPECT_EQ(job.config_out().type(), "vae");
+  EXPECT_EQ(job.config_out().base(), "sdxl");
+  EXPECT_TRUE(fs::exists(models_ / job.key() / "config.json"));
+  std::vector<std::string> events = Events(job);
+  ASSERT_GE(events.size(), 4u);
+  EXPECT_EQ(events.front(), "download_started");
+  EXPECT_THAT(std::vector<std::string>(events.end() - 3, events.end()),
+              ElementsAre("downloads_complete", "started", "complete"));
+}
+
+TEST_F(InstallerE2eTest, TheJobWaitsForADownloaderThatRestarts) {
+  const std::string body = testing::LoraSd1Bytes();
+  web_->SetFile("/d/lora.safetensors", {.body = body});
+  downloader_.process->Signal(SIGKILL);
+  ASSERT_OK(downloader_.process->Wait(absl::Seconds(10)).status());
+  ASSERT_OK_AND_ASSIGN(v1::InstallJob job,
+                       Create(web_->Url("/d/lora.safetensors")));
+  ASSERT_OK_AND_ASSIGN(
+      v1::InstallJob waiting,
+      WatchUntil(*stub_, job.id(), [](const v1::InstallJob& j) {
+        return absl::StrContains(j.status_message(),
+                                 "waiting for the downloader");
+      }));
+  EXPECT_FALSE(waiting.done());
+  ASSERT_OK_AND_ASSIGN(
+      downloader_,
+      StartChild(dir_.path(), "downloader",
+                 {MM_DOWNLOADER_BIN, "--db",
+                  "sqlite:" + (dir_.path() / "downloads.db").string(),
+                  "--download-root", models_.string(), "--allow-private-urls",
+                  "--retry-delay", "50ms", "--stall-timeout", "5s"},
+                 "modelmanager.v1.Downloader"));
+  ASSERT_OK_AND_ASSIGN(v1::InstallJob done, Wait(job.id()));
+  ASSERT_EQ(done.state(), v1::INSTALL_STATE_COMPLETED)
+      << done.error().message();
+  EXPECT_EQ(Records().size(), 1u);
+}
+
 // kill -9 at each step after the download: the restarted installer finishes
 // the same install, with one record, the files in models/<key>/ and no
 // temporary folder left.
