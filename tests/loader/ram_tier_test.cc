@@ -1,7 +1,8 @@
+#include "services/loader/ram_tier.h"
+
 #if defined(__SANITIZE_ADDRESS__)
 #include <sanitizer/lsan_interface.h>
 #endif
-#include "services/loader/ram_tier.h"
 
 #include <fcntl.h>
 #include <sys/mman.h>
