@@ -150,7 +150,8 @@ class InstallerE2eTest : public ::testing::Test {
   absl::StatusOr<v1::InstallJob> Create(const std::string& source,
                                         bool inplace = false,
                                         const std::string& token = "",
-                                        const std::string& config_json = "") {
+                                        const std::string& config_json = "",
+                                        const std::string& request_id = "") {
     grpc::ClientContext context;
     SetDeadline<int>(context, absl::Seconds(30));
     v1::CreateInstallRequest request;
@@ -158,6 +159,7 @@ class InstallerE2eTest : public ::testing::Test {
     request.set_inplace(inplace);
     request.set_access_token(token);
     request.set_config_json(config_json);
+    request.set_request_id(request_id);
     v1::InstallJob job;
     RETURN_IF_ERROR(
         FromGrpcStatus(stub_->CreateInstall(&context, request, &job)));
@@ -812,13 +814,18 @@ TEST_P(InstallerCrashTest, ARestartFinishesTheSameInstallExactlyOnce) {
   ASSERT_OK(installer_.process->Wait(absl::Seconds(30)).status());
   ASSERT_OK(StartInstaller({}, {{"MM_INSTALLER_FAILPOINT", GetParam()}}));
   web_->SetFile("/m/lora.safetensors", {.body = testing::LoraSd1Bytes()});
-  ASSERT_OK_AND_ASSIGN(v1::InstallJob job,
-                       Create(web_->Url("/m/lora.safetensors")));
+  // The failpoint may kill the installer before it has answered the create
+  // (its worker can reach the point first), so the create carries a
+  // request id and is repeated after the restart, which returns the job.
+  const std::string url = web_->Url("/m/lora.safetensors");
+  absl::StatusOr<v1::InstallJob> created = Create(url, false, "", "", "crash");
   // The failpoint kills the installer: SIGKILL is 128 + 9.
   EXPECT_THAT(installer_.process->Wait(absl::Seconds(60)),
               mm::testing::IsOkAndHolds(128 + SIGKILL));
 
   ASSERT_OK(StartInstaller());
+  ASSERT_OK_AND_ASSIGN(v1::InstallJob job, Create(url, false, "", "", "crash"));
+  if (created.ok()) EXPECT_EQ(job.id(), created->id());
   ASSERT_OK_AND_ASSIGN(v1::InstallJob done, Wait(job.id()));
   ASSERT_EQ(done.state(), v1::INSTALL_STATE_COMPLETED)
       << done.error().type() << ": " << done.error().message();
