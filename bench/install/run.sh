@@ -21,7 +21,8 @@
 #      2048) on the file system of the models folder. Ours: `mm install
 #      FILE --wait` (probe, blake3 hash, rename into models/<key>/, record).
 #      Peer: `b3sum FILE`; b1 the same against `b3sum --num-threads 1`
-#      (ours hashes on one thread: --hash-algo's default, blake3_single);
+#      (like for like with a one-thread hash; the installer hashes BLAKE3
+#      with every core since the multi-threaded hash landed);
 #      b2 against `mm hash FILE` (the same hash, without the install).
 #   c. mm-installer's peak resident memory (VmHWM) over each run of a,
 #      with RssAnon and RssFile sampled (and VmHWM over each run of b).
