@@ -803,6 +803,38 @@ TEST_F(InstallerE2eTest, TheJobWaitsForADownloaderThatRestarts) {
   EXPECT_EQ(Records().size(), 1u);
 }
 
+TEST_F(InstallerE2eTest,
+       StartUpRemovesAbandonedTemporariesAndCanRegisterOrphans) {
+  installer_.process->Signal(SIGTERM);
+  ASSERT_OK(installer_.process->Wait(absl::Seconds(30)).status());
+  // A temporary folder no job owns, and a model nobody registered.
+  WriteFile(models_ / "tmpinstall_gone" / "part.safetensors.downloading", "x");
+  testing::WriteLoraSd1(models_ / "dropped" / "lora.safetensors");
+  ASSERT_OK(StartInstaller({"--scan-on-startup"}));
+  EXPECT_FALSE(fs::exists(models_ / "tmpinstall_gone"));
+  // The scan runs as the installer starts serving: follow the records
+  // service's change feed (from the start) until the record arrives.
+  {
+    grpc::ClientContext context;
+    SetDeadline<int>(context, absl::Seconds(60));
+    v1::WatchModelsRequest request;
+    request.set_since_revision(0);
+    auto reader = records_stub_->WatchModels(&context, request);
+    v1::ModelEvent event;
+    bool added = false;
+    while (!added && reader->Read(&event)) {
+      added = event.type() == v1::ModelEvent::ADDED;
+    }
+    context.TryCancel();
+    reader->Finish();
+    ASSERT_TRUE(added) << "no record was added";
+  }
+  std::vector<v1::Model> records = Records();
+  ASSERT_EQ(records.size(), 1u);
+  EXPECT_EQ(records[0].type(), "lora");
+  EXPECT_EQ(records[0].path(), "dropped/lora.safetensors");
+}
+
 // kill -9 at each step after the download: the restarted installer finishes
 // the same install, with one record, the files in models/<key>/ and no
 // temporary folder left.
