@@ -68,15 +68,6 @@ int PartsDone(const v1::DownloadJob& job) {
                     [](const v1::PartProgress& part) { return part.done(); }));
 }
 
-absl::StatusCode StatusCodeFromName(const std::string& name) {
-  for (int code = 1;
-       code <= static_cast<int>(absl::StatusCode::kUnauthenticated); ++code) {
-    auto candidate = static_cast<absl::StatusCode>(code);
-    if (absl::StatusCodeToString(candidate) == name) return candidate;
-  }
-  return absl::StatusCode::kUnknown;
-}
-
 std::string OrDash(const std::string& text) {
   return text.empty() ? "-" : text;
 }

@@ -11,8 +11,8 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "cli/download_format.h"
-#include "common/secret_file.h"
 #include "common/paging.h"
+#include "common/secret_file.h"
 #include "common/status.h"
 #include "common/strings.h"
 
@@ -21,7 +21,6 @@ namespace {
 
 namespace fs = std::filesystem;
 namespace v1 = modelmanager::v1;
-
 
 // A byte count >= 0, or nullopt.
 std::optional<int64_t> ParseSize(const std::string& text) {

@@ -56,14 +56,6 @@ absl::StatusOr<v1::InstallState> ParseInstallState(const std::string& name) {
       "completed, error or cancelled"));
 }
 
-absl::StatusCode CodeFromName(const std::string& name) {
-  for (int code = 0; code <= 16; ++code) {
-    auto status_code = static_cast<absl::StatusCode>(code);
-    if (absl::StatusCodeToString(status_code) == name) return status_code;
-  }
-  return absl::StatusCode::kUnknown;
-}
-
 std::string ProgressText(const v1::InstallJob& job) {
   if (job.total_bytes() > 0) {
     const int percent =
@@ -487,7 +479,7 @@ absl::Status InstallOutcome(const v1::InstallJob& job) {
   switch (job.state()) {
     case v1::INSTALL_STATE_ERROR:
       return absl::Status(
-          CodeFromName(job.error().code()),
+          StatusCodeFromName(job.error().code()),
           absl::StrCat("install ", job.id(), " failed: ", job.error().type(),
                        job.error().type().empty() ? "" : ": ",
                        job.error().message()));

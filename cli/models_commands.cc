@@ -27,7 +27,6 @@ namespace {
 namespace fs = std::filesystem;
 namespace v1 = modelmanager::v1;
 
-
 struct OrderName {
   const char* name;
   v1::ModelOrder order;

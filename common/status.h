@@ -9,6 +9,7 @@
 #ifndef MM_COMMON_STATUS_H_
 #define MM_COMMON_STATUS_H_
 
+#include <string_view>
 #include <utility>
 
 #include "absl/status/status.h"
@@ -39,6 +40,18 @@
   lhs = std::move(statusor).value()
 
 namespace mm {
+
+// The inverse of absl::StatusCodeToString ("NOT_FOUND" -> kNotFound), for
+// codes that travel or are stored by name (a job's error); UNKNOWN for a
+// name it does not know (a row written by a newer build, an empty code).
+inline absl::StatusCode StatusCodeFromName(std::string_view name) {
+  for (int value = static_cast<int>(absl::StatusCode::kOk);
+       value <= static_cast<int>(absl::StatusCode::kUnauthenticated); ++value) {
+    const auto code = static_cast<absl::StatusCode>(value);
+    if (absl::StatusCodeToString(code) == name) return code;
+  }
+  return absl::StatusCode::kUnknown;
+}
 
 // Returns `status` with `context: ` put before its message, keeping the code.
 // OK stays OK.

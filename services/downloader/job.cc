@@ -1,4 +1,5 @@
 #include "services/downloader/job.h"
+#include "common/status.h"
 
 #include <filesystem>
 
@@ -19,17 +20,6 @@ int64_t ToMillis(absl::Time t) {
 }
 absl::Time FromMillis(int64_t ms) {
   return ms == 0 ? absl::InfinitePast() : absl::FromUnixMillis(ms);
-}
-
-// The inverse of absl::StatusCodeToString; UNKNOWN for a name it does not
-// know (a row written by a newer build, or an empty code).
-absl::StatusCode StatusCodeFromName(std::string_view name) {
-  for (int value = static_cast<int>(absl::StatusCode::kOk);
-       value <= static_cast<int>(absl::StatusCode::kUnauthenticated); ++value) {
-    auto code = static_cast<absl::StatusCode>(value);
-    if (absl::StatusCodeToString(code) == name) return code;
-  }
-  return absl::StatusCode::kUnknown;
 }
 
 }  // namespace

@@ -197,10 +197,10 @@ absl::StatusOr<CachedPath> DownloadCache::Download(const ResolvedSource& source,
   const int64_t bytes = TreeBytes(entry);
   if (max_bytes_ > 0 && bytes > max_bytes_) {
     fs::remove_all(entry, error);
-    return absl::ResourceExhaustedError(absl::StrCat(
-        QuotedForMessage(source.normalized), " is ", bytes,
-        " bytes, more than the whole download cache (", max_bytes_,
-        " bytes, --download-cache-size)"));
+    return absl::ResourceExhaustedError(
+        absl::StrCat(QuotedForMessage(source.normalized), " is ", bytes,
+                     " bytes, more than the whole download cache (", max_bytes_,
+                     " bytes, --download-cache-size)"));
   }
   EvictFor(0);
   return CachedPath{entry / model, false};

@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/status.h"
 #include "common/strings.h"
 #include "google/protobuf/util/json_util.h"
 #include "google/protobuf/util/time_util.h"
@@ -42,14 +43,6 @@ absl::Time FromMs(int64_t ms) {
 
 google::protobuf::Timestamp ToTimestamp(absl::Time time) {
   return google::protobuf::util::TimeUtil::MillisecondsToTimestamp(ToMs(time));
-}
-
-std::optional<absl::StatusCode> CodeFromName(std::string_view name) {
-  for (int code = 0; code <= 16; ++code) {
-    const auto status_code = static_cast<absl::StatusCode>(code);
-    if (absl::StatusCodeToString(status_code) == name) return status_code;
-  }
-  return std::nullopt;
 }
 
 }  // namespace
@@ -256,8 +249,7 @@ absl::Status JobBodyFromJson(const json& body, InstallJob& job) {
     if (body.contains("error")) {
       const json& error = body.at("error");
       job.error =
-          InstallError{CodeFromName(error.value("code", "UNKNOWN"))
-                           .value_or(absl::StatusCode::kUnknown),
+          InstallError{StatusCodeFromName(error.value("code", "UNKNOWN")),
                        error.value("type", ""), error.value("message", "")};
     }
     job.config_out.reset();

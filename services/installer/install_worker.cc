@@ -29,14 +29,6 @@ constexpr absl::Duration kSchedulePoll = absl::Seconds(1);
 // the lease, which each renewal also renews.
 constexpr absl::Duration kWatchSlice = absl::Seconds(5);
 
-absl::StatusCode CodeFromName(const std::string& name) {
-  for (int code = 0; code <= 16; ++code) {
-    auto status_code = static_cast<absl::StatusCode>(code);
-    if (absl::StatusCodeToString(status_code) == name) return status_code;
-  }
-  return absl::StatusCode::kUnknown;
-}
-
 // A test hook: with MM_INSTALLER_FAILPOINT=<point> in its environment the
 // process kills itself with SIGKILL (as `kill -9` would, nothing flushed or
 // released) when a run reaches that point, so the end-to-end tests stop an
@@ -399,8 +391,9 @@ class InstallRun {
         return DownloadsComplete(*last);
       case v1::DOWNLOAD_STATE_FAILED: {
         const v1::JobError& error = last->error();
-        return Fail(absl::Status(CodeFromName(error.code()), error.message()),
-                    error.type().empty() ? "DownloadError" : error.type());
+        return Fail(
+            absl::Status(StatusCodeFromName(error.code()), error.message()),
+            error.type().empty() ? "DownloadError" : error.type());
       }
       case v1::DOWNLOAD_STATE_CANCELLED:
         return Fail(absl::AbortedError(

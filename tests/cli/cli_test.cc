@@ -360,7 +360,8 @@ TEST(CommandTableTest, TheRegistryIsConsistent) {
       if (!command.service.empty()) services.insert(command.service);
     }
   }
-  EXPECT_THAT(services, ElementsAre("downloader", "installer", "loader", "records"));
+  EXPECT_THAT(services,
+              ElementsAre("downloader", "installer", "loader", "records"));
 }
 
 absl::Status Nothing(const CommandContext&) { return absl::OkStatus(); }
