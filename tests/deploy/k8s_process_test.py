@@ -9,7 +9,8 @@ throwaway PostgreSQL in MM_TEST_POSTGRES_URL. What the test substitutes, and
 nothing else (flag names, the other flags and every MM_* variable are used
 as rendered, so a flag renamed in the code fails here):
 - the address of --listen: 127.0.0.1:0 (the port the service reports is
-  used for its probe and for the Services that select it);
+  used for its probe and for the Services that select it), and of
+  --metrics-listen;
 - Service addresses (`records:50051`) in args and env: the loopback
   address of the process behind that Service;
 - volume mount paths in args and env: temporary folders (one per
@@ -240,8 +241,9 @@ class Substitutions:
     def argument(self, arg, mounts):
         if arg.startswith("--") and "=" in arg:
             flag, value = arg.split("=", 1)
-            if flag == "--listen":
-                return "--listen=127.0.0.1:0"
+            if flag in ("--listen", "--metrics-listen"):
+                # Every pod has its own network; here they share loopback.
+                return f"{flag}=127.0.0.1:0"
             if flag == "--shm-group":
                 return f"--shm-group={grp.getgrgid(os.getgid()).gr_name}"
             return f"{flag}={self.value(value, mounts)}"
