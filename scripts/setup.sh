@@ -13,7 +13,7 @@ packages=(
   libcurl4-openssl-dev libboost-dev
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   libclang-rt-14-dev ccache linux-perf b3sum coreutils openssl python3 procps util-linux
-  python3-grpcio python3-numpy
+  python3-grpcio python3-numpy python3-yaml
 )
 
 missing=()
@@ -23,14 +23,41 @@ for p in "${packages[@]}"; do
   fi
 done
 
-if ((${#missing[@]} == 0)); then
-  echo "setup: all ${#packages[@]} packages present"
-  exit 0
+# Node.js and npm for the Kubernetes schema validator (deploy/k8s/validate):
+# Debian's, unless a node with its npm is already installed (a NodeSource
+# nodejs bundles npm and conflicts with Debian's npm package).
+if ! command -v npm >/dev/null 2>&1; then
+  missing+=(nodejs npm)
 fi
 
-echo "setup: installing ${missing[*]}"
-sudo=""
-if [[ $(id -u) -ne 0 ]]; then sudo="sudo"; fi
-export DEBIAN_FRONTEND=noninteractive
-$sudo apt-get update -q
-$sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+if ((${#missing[@]} == 0)); then
+  echo "setup: all ${#packages[@]} packages present"
+else
+  echo "setup: installing ${missing[*]}"
+  sudo=""
+  if [[ $(id -u) -ne 0 ]]; then sudo="sudo"; fi
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -q
+  $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# The schema validator's pinned packages (package-lock.json), installed
+# once per lockfile: tests/deploy/k8s_test.py runs it offline. Absent when
+# only this script was copied (deploy/docker/Dockerfile's build stage).
+validate_dir="$(cd "$(dirname "$0")/.." && pwd)/deploy/k8s/validate"
+if [[ -f "$validate_dir/package-lock.json" ]]; then
+  if ! cmp -s "$validate_dir/package-lock.json" \
+      "$validate_dir/node_modules/.mm-installed-lock.json"; then
+    echo "setup: npm ci in deploy/k8s/validate"
+    (cd "$validate_dir" && npm ci --no-audit --no-fund --loglevel=error)
+    cp "$validate_dir/package-lock.json" \
+      "$validate_dir/node_modules/.mm-installed-lock.json"
+  fi
+fi
+
+# `kubectl kustomize` renders the manifests in tests/deploy/k8s_test.py.
+# Debian's kubernetes-client is too old for kustomize components; these
+# machines come with a current kubectl.
+if ! command -v kubectl >/dev/null 2>&1; then
+  echo "setup: warning: no kubectl; the deploy_k8s tests will fail" >&2
+fi
