@@ -301,8 +301,9 @@ absl::Status MaybeAddSideFile(const fs::directory_entry& entry,
 }
 
 bool IsBinWeightStem(absl::string_view base) {
-  // "pytorch_model" or "pytorch_model.fp16".
-  absl::string_view stem = base.substr(0, base.find('.'));
+  // "pytorch_model", "pytorch_model.fp16" or a shard,
+  // "pytorch_model-00001-of-00002".
+  absl::string_view stem = base.substr(0, base.find_first_of(".-"));
   return std::find(std::begin(kBinWeightStems), std::end(kBinWeightStems),
                    stem) != std::end(kBinWeightStems);
 }
@@ -367,8 +368,10 @@ absl::Status PlanFolder(const fs::path& dir, const PlanRequest& request,
           absl::StrJoin(other_weights, ", "),
           " from a folder: convert them to safetensors"));
     }
-    return absl::NotFoundError(
-        absl::StrCat("no safetensors weights in ", dir.string()));
+    return absl::NotFoundError(absl::StrCat(
+        "no weights in ", dir.string(),
+        " (*.safetensors, diffusion_pytorch_model*.bin, pytorch_model*.bin, "
+        "or their *.index.json)"));
   }
   // PyTorch `.bin` weights only when the folder has no safetensors at all
   // (as diffusers prefers safetensors); then the best score; on a tie an

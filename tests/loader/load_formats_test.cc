@@ -447,6 +447,13 @@ TEST_F(BinFolderTest, TransformersNameAndShardIndex) {
   std::map<std::string, std::string> bytes = LoadBytes(plan);
   EXPECT_EQ(bytes["a"], first[0].data);
   EXPECT_EQ(bytes["b"], second[0].data);
+  // Shards without their index are no weights of their own.
+  fs::remove(te / "pytorch_model.bin.index.json");
+  EXPECT_THAT(PlanLoad({.path = dir_.path(), .submodel = "text_encoder"}),
+              StatusIs(absl::StatusCode::kNotFound,
+                       "no weights in " + te.string() +
+                           " (*.safetensors, diffusion_pytorch_model*.bin, "
+                           "pytorch_model*.bin, or their *.index.json)"));
 }
 
 TEST_F(BinFolderTest, OtherBinFilesAloneAreUnimplemented) {

@@ -136,9 +136,9 @@ TEST_F(DiffusersFolderTest, UnknownSubmodelIsNotFound) {
 
 TEST_F(DiffusersFolderTest, FolderWithoutWeightsIsNotFound) {
   WriteFile(dir_.path() / "unet" / "config.json", "{}");
-  EXPECT_THAT(PlanLoad({.path = dir_.path(), .submodel = "unet"}),
-              StatusIs(absl::StatusCode::kNotFound,
-                       HasSubstr("no safetensors weights in ")));
+  EXPECT_THAT(
+      PlanLoad({.path = dir_.path(), .submodel = "unet"}),
+      StatusIs(absl::StatusCode::kNotFound, HasSubstr("no weights in ")));
 }
 
 TEST_F(DiffusersFolderTest, CheckpointOnlyFolderIsUnimplemented) {
