@@ -8,7 +8,9 @@ grpc_python_plugin; the build puts them in build/<preset>/python:
     PYTHONPATH=build/default/python examples/python/load_model.py \
         --loader unix:$HOME/.local/state/modelmanager/loader.sock KEY
 
-It prints one line per tensor (name, dtype, shape, first values) and, with
+It prints one line per tensor (name, dtype, shape, first values), one per
+side file the handle carries (config.json, a tokenizer's vocabulary, ...;
+a files-only submodel such as KEY:tokenizer has only those) and, with
 --hold, keeps the lease until Ctrl-C. --dump FILE writes every tensor's
 bytes, read through its numpy view, one after the other (the end-to-end
 test compares them with the weights file).
@@ -85,6 +87,8 @@ def main():
             dump.write(view.tobytes())
     if dump:
         dump.close()
+    for name in sorted(handle.files):
+        print(f"  file {name} ({len(handle.files[name])} bytes)")
     sys.stdout.flush()
     if args.hold:
         print("holding the lease; press Ctrl-C to release it", flush=True)

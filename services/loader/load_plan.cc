@@ -24,6 +24,54 @@ namespace fs = std::filesystem;
 
 constexpr char kSafetensorsSuffix[] = ".safetensors";
 constexpr char kIndexSuffix[] = ".safetensors.index.json";
+constexpr char kBinSuffix[] = ".bin";
+constexpr char kBinIndexSuffix[] = ".bin.index.json";
+// The `.bin` weights a diffusers folder may hold (diffusers' and
+// transformers' names); any other `.bin` there (training_args.bin,
+// optimizer.bin, ...) is not weights and is never picked.
+constexpr absl::string_view kBinWeightStems[] = {"diffusion_pytorch_model",
+                                                 "pytorch_model"};
+
+// The prefix table of single-file main checkpoints (docs/loader.md). The
+// SD prefixes are the original LDM checkpoint layout the probe recognises
+// (spec §4.1); SDXL's two text encoders are the conditioner's embedders in
+// order (the refiner has only the second, OpenCLIP bigG, which diffusers
+// calls text_encoder_2); FLUX files are either the bare transformer (BFL's
+// release) or the all-in-one layout with model.diffusion_model., vae. and
+// text_encoders.* prefixes.
+constexpr SubmodelPrefix kSdSubmodels[] = {
+    {"unet", "model.diffusion_model."},
+    {"vae", "first_stage_model."},
+    {"text_encoder", "cond_stage_model."},
+};
+constexpr SubmodelPrefix kSdxlSubmodels[] = {
+    {"unet", "model.diffusion_model."},
+    {"vae", "first_stage_model."},
+    {"text_encoder", "conditioner.embedders.0."},
+    {"text_encoder_2", "conditioner.embedders.1."},
+};
+constexpr SubmodelPrefix kSdxlRefinerSubmodels[] = {
+    {"unet", "model.diffusion_model."},
+    {"vae", "first_stage_model."},
+    {"text_encoder_2", "conditioner.embedders.0."},
+};
+constexpr SubmodelPrefix kFluxSubmodels[] = {
+    {"transformer", "model.diffusion_model."},
+    {"vae", "vae."},
+    {"text_encoder", "text_encoders.clip_l."},
+    {"text_encoder_2", "text_encoders.t5xxl."},
+};
+constexpr CheckpointLayout kCheckpointLayouts[] = {
+    {"sd-1", kSdSubmodels, ""},
+    {"sd-2", kSdSubmodels, ""},
+    {"sdxl", kSdxlSubmodels, ""},
+    {"sdxl-refiner", kSdxlRefinerSubmodels, ""},
+    {"flux", kFluxSubmodels, "transformer"},
+};
+
+constexpr absl::string_view kFilesOnlySubmodels[] = {"tokenizer", "tokenizer_2",
+                                                     "tokenizer_3", "scheduler",
+                                                     "feature_extractor"};
 // A shard index lists tensor names and file names only; real ones are a few
 // hundred kilobytes.
 constexpr uint64_t kMaxIndexBytes = 64 << 20;
@@ -217,17 +265,10 @@ bool IsSideFile(absl::string_view name) {
          absl::EndsWith(name, ".model") || absl::EndsWith(name, ".jinja");
 }
 
-absl::Status PlanFolder(const fs::path& dir, const PlanRequest& request,
-                        LoadPlan& plan) {
-  struct Candidate {
-    std::string name;
-    bool is_index;
-    int score;
-  };
-  std::string wanted = request.repo_variant;
-  if (wanted == "default" || wanted == "fp32") wanted.clear();
-  std::vector<Candidate> candidates;
-  bool other_weights = false;
+// The folder's entries, sorted by name so every choice below is
+// deterministic.
+absl::StatusOr<std::vector<fs::directory_entry>> SortedEntries(
+    const fs::path& dir) {
   std::error_code error;
   std::vector<fs::directory_entry> entries;
   for (const fs::directory_entry& entry : fs::directory_iterator(dir, error)) {
@@ -239,50 +280,110 @@ absl::Status PlanFolder(const fs::path& dir, const PlanRequest& request,
   }
   std::sort(entries.begin(), entries.end(),
             [](const auto& a, const auto& b) { return a.path() < b.path(); });
+  return entries;
+}
+
+// Adds `entry` to the plan's side files when it is one (by name) and small
+// enough; bigger ones are left out of the handle.
+absl::Status MaybeAddSideFile(const fs::directory_entry& entry,
+                              LoadPlan& plan) {
+  std::error_code error;
+  std::string name = entry.path().filename().string();
+  if (!IsSideFile(name) || !entry.is_regular_file(error)) {
+    return absl::OkStatus();
+  }
+  if (entry.file_size(error) > kMaxSideFileBytes || error) {
+    return absl::OkStatus();
+  }
+  ASSIGN_OR_RETURN(plan.side_files[name],
+                   ReadSmallFile(entry.path(), kMaxSideFileBytes));
+  return absl::OkStatus();
+}
+
+bool IsBinWeightStem(absl::string_view base) {
+  // "pytorch_model", "pytorch_model.fp16" or a shard,
+  // "pytorch_model-00001-of-00002".
+  absl::string_view stem = base.substr(0, base.find_first_of(".-"));
+  return std::find(std::begin(kBinWeightStems), std::end(kBinWeightStems),
+                   stem) != std::end(kBinWeightStems);
+}
+
+absl::Status PlanFolder(const fs::path& dir, const PlanRequest& request,
+                        LoadPlan& plan) {
+  struct Candidate {
+    std::string name;
+    bool is_index;
+    bool safetensors;
+    int score;
+  };
+  std::string wanted = request.repo_variant;
+  if (wanted == "default" || wanted == "fp32") wanted.clear();
+  std::vector<Candidate> candidates;
+  std::vector<std::string> other_weights;
+  std::error_code error;
+  ASSIGN_OR_RETURN(std::vector<fs::directory_entry> entries,
+                   SortedEntries(dir));
   for (const fs::directory_entry& entry : entries) {
     if (!entry.is_regular_file(error)) continue;
     std::string name = entry.path().filename().string();
     std::string base;
     bool is_index = false;
+    bool safetensors = true;
     if (absl::EndsWith(name, kIndexSuffix)) {
       base = name.substr(0, name.size() - strlen(kIndexSuffix));
       is_index = true;
     } else if (absl::EndsWith(name, kSafetensorsSuffix)) {
       base = name.substr(0, name.size() - strlen(kSafetensorsSuffix));
       if (IsShardName(base)) continue;  // read through its index
+    } else if (absl::EndsWith(name, kBinIndexSuffix) &&
+               IsBinWeightStem(
+                   name.substr(0, name.size() - strlen(kBinIndexSuffix)))) {
+      base = name.substr(0, name.size() - strlen(kBinIndexSuffix));
+      is_index = true;
+      safetensors = false;
+    } else if (absl::EndsWith(name, kBinSuffix) &&
+               IsBinWeightStem(
+                   name.substr(0, name.size() - strlen(kBinSuffix)))) {
+      base = name.substr(0, name.size() - strlen(kBinSuffix));
+      safetensors = false;
+      if (IsShardName(base)) continue;  // read through its index
     } else {
       if (absl::EndsWith(name, ".bin") || absl::EndsWith(name, ".ckpt") ||
           absl::EndsWith(name, ".pt") || absl::EndsWith(name, ".pth") ||
           absl::EndsWith(name, ".gguf")) {
-        other_weights = true;
+        other_weights.push_back(name);
       }
-      if (IsSideFile(name) && entry.file_size(error) <= kMaxSideFileBytes &&
-          !error) {
-        ASSIGN_OR_RETURN(plan.side_files[name],
-                         ReadSmallFile(entry.path(), kMaxSideFileBytes));
-      }
+      RETURN_IF_ERROR(MaybeAddSideFile(entry, plan));
       continue;
     }
     std::string label = VariantLabel(base);
     int score = label == wanted ? 2 : label.empty() ? 1 : 0;
-    candidates.push_back({name, is_index, score});
+    candidates.push_back({name, is_index, safetensors, score});
   }
   if (candidates.empty()) {
-    if (other_weights) {
+    if (!other_weights.empty()) {
       return absl::UnimplementedError(absl::StrCat(
-          dir.string(),
-          ": only PyTorch or GGUF weights in this folder, which this version "
-          "of the loader does not read from a folder; convert them to "
-          "safetensors"));
+          dir.string(), ": no safetensors, diffusion_pytorch_model*.bin or ",
+          "pytorch_model*.bin weights; the loader does not read ",
+          absl::StrJoin(other_weights, ", "),
+          " from a folder: convert them to safetensors"));
     }
-    return absl::NotFoundError(
-        absl::StrCat("no safetensors weights in ", dir.string()));
+    return absl::NotFoundError(absl::StrCat(
+        "no weights in ", dir.string(),
+        " (*.safetensors, diffusion_pytorch_model*.bin, pytorch_model*.bin, "
+        "or their *.index.json)"));
   }
-  // Best score; on a tie an index (the whole sharded model) before a single
-  // file, then the first name.
-  const Candidate* best = &candidates.front();
+  // PyTorch `.bin` weights only when the folder has no safetensors at all
+  // (as diffusers prefers safetensors); then the best score; on a tie an
+  // index (the whole sharded model) before a single file, then the first
+  // name.
+  const bool any_safetensors =
+      std::any_of(candidates.begin(), candidates.end(),
+                  [](const Candidate& c) { return c.safetensors; });
+  const Candidate* best = nullptr;
   for (const Candidate& c : candidates) {
-    if (c.score > best->score ||
+    if (c.safetensors != any_safetensors) continue;
+    if (best == nullptr || c.score > best->score ||
         (c.score == best->score && c.is_index && !best->is_index)) {
       best = &c;
     }
@@ -292,7 +393,145 @@ absl::Status PlanFolder(const fs::path& dir, const PlanRequest& request,
   return AddFile(dir / best->name, plan, seen);
 }
 
+// A files-only submodel folder: its side files, no tensors.
+absl::Status PlanSideFilesOnly(const fs::path& dir, LoadPlan& plan) {
+  ASSIGN_OR_RETURN(std::vector<fs::directory_entry> entries,
+                   SortedEntries(dir));
+  for (const fs::directory_entry& entry : entries) {
+    RETURN_IF_ERROR(MaybeAddSideFile(entry, plan));
+  }
+  if (plan.side_files.empty()) {
+    return absl::NotFoundError(
+        absl::StrCat("no files to hand out in ", dir.string(),
+                     " (*.json, *.txt, *.model, *.jinja of at most ",
+                     kMaxSideFileBytes, " bytes)"));
+  }
+  return absl::OkStatus();
+}
+
+// Keeps only `request.submodel`'s tensors of the single-file main
+// checkpoint already in `plan` (before any region offset is assigned, so
+// the region holds that submodel's bytes alone).
+absl::Status SplitCheckpoint(const PlanRequest& request, LoadPlan& plan) {
+  const std::string file = request.path.string();
+  const CheckpointLayout* layout = nullptr;
+  for (const CheckpointLayout& l : CheckpointLayouts()) {
+    if (l.base == request.base) layout = &l;
+  }
+  if (layout == nullptr) {
+    std::vector<std::string> bases;
+    for (const CheckpointLayout& l : CheckpointLayouts()) {
+      bases.emplace_back(l.base);
+    }
+    return absl::UnimplementedError(absl::StrCat(
+        "submodel '", request.submodel, "' asked of ", file,
+        ", a single-file main checkpoint of base '", request.base,
+        "': the loader has no submodel prefix table for that base (it has "
+        "one for ",
+        absl::StrJoin(bases, ", "), "); load it without a submodel"));
+  }
+  RETURN_IF_ERROR(CheckCheckpointLayout(*layout));
+  // The submodels this file holds, in table order.
+  std::vector<SubmodelPrefix> held;
+  for (const SubmodelPrefix& entry : layout->submodels) {
+    if (std::any_of(plan.tensors.begin(), plan.tensors.end(),
+                    [&](const PlannedTensor& t) {
+                      return absl::StartsWith(t.name, entry.prefix);
+                    })) {
+      held.push_back(entry);
+    }
+  }
+  if (held.empty() && !layout->bare_submodel.empty()) {
+    held.push_back({layout->bare_submodel, ""});
+  }
+  auto wanted = std::find_if(held.begin(), held.end(), [&](const auto& e) {
+    return e.submodel == request.submodel;
+  });
+  if (wanted == held.end()) {
+    std::vector<std::string> names;
+    for (const SubmodelPrefix& e : held) names.emplace_back(e.submodel);
+    std::string why;
+    for (const SubmodelPrefix& e : layout->submodels) {
+      if (e.submodel == request.submodel) {
+        why = absl::StrCat(" (no tensor name starts with '", e.prefix, "')");
+      }
+    }
+    return absl::NotFoundError(absl::StrCat(
+        "submodel '", request.submodel, "' not found in ", file, ", a ",
+        request.base, " main checkpoint", why, "; its submodels: ",
+        names.empty() ? "none" : absl::StrJoin(names, ", ")));
+  }
+  std::erase_if(plan.tensors, [&](const PlannedTensor& t) {
+    return !absl::StartsWith(t.name, wanted->prefix);
+  });
+  return absl::OkStatus();
+}
+
+// DATA_LOSS when `dir` (the submodel folder) resolves outside `root` (the
+// model folder), e.g. through a symlink: a record names one folder, and
+// the loader reads nothing outside it.
+absl::Status CheckInside(const fs::path& root, const fs::path& dir,
+                         const std::string& submodel) {
+  std::error_code error;
+  fs::path real_root = fs::canonical(root, error);
+  if (error) {
+    return absl::NotFoundError(
+        absl::StrCat(root.string(), ": ", error.message()));
+  }
+  fs::path real = fs::canonical(dir, error);
+  if (error) {
+    return absl::NotFoundError(
+        absl::StrCat(dir.string(), ": ", error.message()));
+  }
+  fs::path relative = real.lexically_relative(real_root);
+  if (relative.empty() || *relative.begin() == "..") {
+    return absl::DataLossError(absl::StrCat(
+        "submodel folder '", submodel, "' (", dir.string(), ") resolves to ",
+        real.string(), ", outside the model folder ", real_root.string(),
+        "; refusing to read it"));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
+
+std::span<const CheckpointLayout> CheckpointLayouts() {
+  return kCheckpointLayouts;
+}
+
+absl::Status CheckCheckpointLayout(const CheckpointLayout& layout) {
+  for (size_t i = 0; i < layout.submodels.size(); ++i) {
+    const SubmodelPrefix& a = layout.submodels[i];
+    if (a.prefix.empty()) {
+      return absl::InternalError(absl::StrCat("submodel table of base '",
+                                              layout.base, "': '", a.submodel,
+                                              "' has an empty prefix"));
+    }
+    for (size_t j = 0; j < layout.submodels.size(); ++j) {
+      const SubmodelPrefix& b = layout.submodels[j];
+      if (i == j) continue;
+      if (a.submodel == b.submodel) {
+        return absl::InternalError(absl::StrCat("submodel table of base '",
+                                                layout.base, "': '", a.submodel,
+                                                "' is listed twice"));
+      }
+      if (absl::StartsWith(b.prefix, a.prefix)) {
+        return absl::InternalError(
+            absl::StrCat("submodel table of base '", layout.base,
+                         "': the prefix '", b.prefix, "' of '", b.submodel,
+                         "' starts with the prefix '", a.prefix, "' of '",
+                         a.submodel, "', so a tensor would belong to both"));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+bool IsFilesOnlySubmodel(absl::string_view submodel) {
+  return std::find(std::begin(kFilesOnlySubmodels),
+                   std::end(kFilesOnlySubmodels),
+                   submodel) != std::end(kFilesOnlySubmodels);
+}
 
 absl::StatusOr<LoadPlan> PlanLoad(const PlanRequest& request) {
   LoadPlan plan;
@@ -303,37 +542,49 @@ absl::StatusOr<LoadPlan> PlanLoad(const PlanRequest& request) {
         "model not found on disk: ", request.path.string(),
         " does not exist; reinstall the model or fix its record's path"));
   }
+  if (!request.submodel.empty() &&
+      (request.submodel.find('/') != std::string::npos ||
+       request.submodel.find('\0') != std::string::npos ||
+       request.submodel == "." || request.submodel == "..")) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("submodel '", request.submodel,
+                     "' is not a folder name (unet, vae, ...)"));
+  }
   if (fs::is_directory(status)) {
     fs::path dir = request.path;
     if (!request.submodel.empty()) {
-      if (request.submodel.find('/') != std::string::npos ||
-          request.submodel == "." || request.submodel == "..") {
-        return absl::InvalidArgumentError(
-            absl::StrCat("submodel '", request.submodel,
-                         "' is not a folder name (unet, vae, ...)"));
-      }
       dir /= request.submodel;
       if (!fs::is_directory(dir, error)) {
         return absl::NotFoundError(absl::StrCat("submodel '", request.submodel,
                                                 "' not found: no folder ",
                                                 dir.string()));
       }
+      RETURN_IF_ERROR(CheckInside(request.path, dir, request.submodel));
     } else if (request.type == "main" && request.format == "diffusers") {
       return absl::InvalidArgumentError(
           "a diffusers main model is loaded one submodel at a time: pass a "
           "submodel (unet, vae, text_encoder, ...)");
     }
-    RETURN_IF_ERROR(PlanFolder(dir, request, plan));
+    if (!request.submodel.empty() && IsFilesOnlySubmodel(request.submodel)) {
+      RETURN_IF_ERROR(PlanSideFilesOnly(dir, plan));
+    } else {
+      RETURN_IF_ERROR(PlanFolder(dir, request, plan));
+    }
   } else {
-    if (!request.submodel.empty()) {
+    if (!request.submodel.empty() && request.type != "main") {
       return absl::InvalidArgumentError(absl::StrCat(
           "submodel '", request.submodel, "' asked of the single file ",
-          request.path.string(),
-          "; splitting a checkpoint into submodels is not supported yet: "
-          "load it without a submodel"));
+          request.path.string(), ", which is ",
+          request.type.empty() ? std::string("not a main model")
+                               : absl::StrCat("a ", request.type, " model"),
+          ": only a main model's single-file checkpoint is split into "
+          "submodels; load it without a submodel"));
     }
     absl::flat_hash_map<std::string, size_t> seen;
     RETURN_IF_ERROR(AddFile(request.path, plan, seen));
+    if (!request.submodel.empty()) {
+      RETURN_IF_ERROR(SplitCheckpoint(request, plan));
+    }
   }
   uint64_t offset = 0;
   for (PlannedTensor& tensor : plan.tensors) {

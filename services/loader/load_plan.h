@@ -7,11 +7,18 @@
 // Supported layouts (docs/loader.md):
 //   - one safetensors file (a single-file checkpoint, LoRA, VAE, ...);
 //   - one GGUF file: tensors as raw blocks, dtype the GGML type name;
+//   - one PyTorch zip checkpoint (torch.save >= 1.6, stored entries,
+//     contiguous tensors; several tensors may view one storage);
+//   - one submodel of a single-file main checkpoint: the tensors whose
+//     names start with that submodel's prefix (kCheckpointLayouts);
 //   - a folder (a diffusers model, or one submodel folder of a diffusers
 //     main model) holding `*.safetensors`, or sharded weights through
 //     `*.safetensors.index.json`; the repo variant picks
-//     `*.<variant>.safetensors` over the unlabelled file.
-// PyTorch checkpoints are refused with UNIMPLEMENTED for now.
+//     `*.<variant>.safetensors` over the unlabelled file; without any
+//     safetensors, `diffusion_pytorch_model*.bin` or `pytorch_model*.bin`
+//     (or their `*.bin.index.json`) by the same rules;
+//   - a files-only submodel folder (tokenizer, scheduler, ...): no tensors,
+//     only the side files, in a region of kTensorAlignment zero bytes.
 //
 // Thread-safety: free functions; a LoadPlan is a plain value.
 //
@@ -23,10 +30,13 @@
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <span>
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace mm::loader {
 
@@ -71,17 +81,56 @@ struct PlanRequest {
   // "main diffusers model needs a submodel" rule.
   std::string type;
   std::string format;
+  // The record's base: which prefix table splits a single-file main
+  // checkpoint into submodels.
+  std::string base;
   // Submodel folder name, or empty.
   std::string submodel;
   // The record's repo_variant ("fp16", "fp32", "" = default).
   std::string repo_variant;
 };
 
-// NOT_FOUND: the path or the submodel folder is missing, or a folder has no
-// weights. INVALID_ARGUMENT: a submodel asked of a file, or a diffusers main
-// model without one. DATA_LOSS: a header that contradicts itself or its
-// file, a shard index naming a tensor its shard lacks, a tensor in two
-// shards. UNIMPLEMENTED: a weights format not loaded yet.
+// One submodel of a single-file main checkpoint: the tensors whose names
+// start with `prefix` (names are kept whole, prefix included).
+struct SubmodelPrefix {
+  absl::string_view submodel;
+  absl::string_view prefix;
+};
+
+// How the single-file main checkpoints of one base are split.
+struct CheckpointLayout {
+  absl::string_view base;
+  std::span<const SubmodelPrefix> submodels;
+  // The submodel that is the whole file when no tensor name starts with
+  // any of the prefixes (FLUX files holding only the transformer, with
+  // bare names); empty: none.
+  absl::string_view bare_submodel;
+};
+
+// The table (docs/loader.md lists it): sd-1, sd-2, sdxl, sdxl-refiner, flux.
+std::span<const CheckpointLayout> CheckpointLayouts();
+
+// INTERNAL when two submodels of `layout` share a name, or one's prefix
+// starts with another's (a tensor would belong to both), or a prefix is
+// empty. PlanLoad checks the layout it uses, so a bad table entry fails
+// loudly instead of splitting wrongly.
+absl::Status CheckCheckpointLayout(const CheckpointLayout& layout);
+
+// Submodel folders of a diffusers model that hold no weights, only small
+// files (tokenizer, tokenizer_2, tokenizer_3, scheduler, feature_extractor).
+bool IsFilesOnlySubmodel(absl::string_view submodel);
+
+// NOT_FOUND: the path or the submodel folder is missing, a folder has no
+// weights, a files-only folder has no side files, or a single-file main
+// checkpoint lacks the submodel (the message lists those it has).
+// INVALID_ARGUMENT: a submodel asked of a single file that is not a main
+// model, a submodel name that is not a folder name, or a diffusers main
+// model without a submodel. DATA_LOSS: a header that contradicts itself or
+// its file, a shard index naming a tensor its shard lacks, a tensor in two
+// shards, a submodel folder that leads out of the model folder (symlink).
+// UNIMPLEMENTED: a weights format not loaded yet, a strided PyTorch view,
+// a single-file main checkpoint of a base with no prefix table.
+// INTERNAL: a prefix table entry that collides (CheckCheckpointLayout).
 absl::StatusOr<LoadPlan> PlanLoad(const PlanRequest& request);
 
 }  // namespace mm::loader

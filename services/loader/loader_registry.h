@@ -25,7 +25,9 @@ namespace mm::loader {
 // The loaders this build has.
 enum class LoaderKind {
   // Weights files read into the RAM tier as stored (safetensors, sharded
-  // safetensors, diffusers folders, GGUF blocks; load_plan.h).
+  // safetensors, PyTorch zip checkpoints, diffusers folders and their
+  // files-only submodels, GGUF blocks, one submodel of a single-file main
+  // checkpoint; load_plan.h).
   kWeightsFiles,
 };
 

@@ -152,6 +152,7 @@ absl::StatusOr<ModelLoader::Loaded> ModelLoader::Load(
       PlanLoad({.path = path,
                 .type = record.type(),
                 .format = record.format(),
+                .base = record.base(),
                 .submodel = request.submodel(),
                 .repo_variant = record.repo_variant()});
   if (!planned.ok()) return Annotate(planned.status(), what);

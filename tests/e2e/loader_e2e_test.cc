@@ -344,6 +344,45 @@ TEST_F(LoaderE2eTest, PythonExampleMapsTheSameBytes) {
     absl::SleepFor(absl::Milliseconds(20));
   }
 }
+
+// A files-only submodel: the script maps the 64-byte region, finds no
+// tensors and prints the side files.
+TEST_F(LoaderE2eTest, PythonExampleLoadsAFilesOnlySubmodel) {
+  fs::path tokenizer = dir_.path() / "models" / "sd" / "tokenizer";
+  testing::WriteFile(dir_.path() / "models" / "sd" / "model_index.json", "{}");
+  testing::WriteFile(tokenizer / "merges.txt", "a b\n");
+  testing::WriteFile(tokenizer / "vocab.json", R"({"a": 0})");
+  nlohmann::json config = {{"hash", "blake3:" + std::string(64, 'b')},
+                           {"path", "sd"},
+                           {"file_size", 1},
+                           {"name", "test sd"},
+                           {"source", "/x/sd"},
+                           {"source_type", "path"},
+                           {"type", "main"},
+                           {"format", "diffusers"},
+                           {"base", "sd-1"}};
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + kCallTimeout));
+  v1::CreateModelRequest request;
+  request.set_config_json(config.dump());
+  v1::Model created;
+  grpc::Status status = records_stub_->CreateModel(&context, request, &created);
+  ASSERT_TRUE(status.ok()) << GrpcStatusLine(status);
+  fs::path dump = dir_.path() / "python.dump";
+  ASSERT_OK_AND_ASSIGN(
+      testing::CommandResult result,
+      testing::RunCommand(
+          {"/usr/bin/python3", MM_PYTHON_EXAMPLE, "--loader", loader_address_,
+           created.key() + ":tokenizer", "--dump", dump.string()},
+          absl::Seconds(60), {{"PYTHONPATH", MM_PYTHON_STUBS_DIR}}));
+  ASSERT_EQ(result.exit_code, 0) << result.out << result.err;
+  EXPECT_THAT(result.out, HasSubstr(absl::StrCat(
+                              created.key(), ":tokenizer: 0 tensors in /mm-")));
+  EXPECT_THAT(result.out, HasSubstr(" (64 bytes)\n"));
+  EXPECT_THAT(result.out, HasSubstr("  file merges.txt (4 bytes)\n"
+                                    "  file vocab.json (8 bytes)\n"));
+  EXPECT_EQ(ReadAll(dump), "");
+}
 #endif
 
 TEST_F(LoaderE2eTest, CliLoadPsHoldUnloadCache) {

@@ -135,17 +135,33 @@ TEST_F(DiffusersFolderTest, UnknownSubmodelIsNotFound) {
 }
 
 TEST_F(DiffusersFolderTest, FolderWithoutWeightsIsNotFound) {
-  WriteFile(dir_.path() / "scheduler" / "scheduler_config.json", "{}");
-  EXPECT_THAT(PlanLoad({.path = dir_.path(), .submodel = "scheduler"}),
-              StatusIs(absl::StatusCode::kNotFound,
-                       HasSubstr("no safetensors weights in ")));
+  WriteFile(dir_.path() / "unet" / "config.json", "{}");
+  EXPECT_THAT(
+      PlanLoad({.path = dir_.path(), .submodel = "unet"}),
+      StatusIs(absl::StatusCode::kNotFound, HasSubstr("no weights in ")));
 }
 
-TEST_F(DiffusersFolderTest, PytorchOnlyFolderIsUnimplemented) {
-  WriteFile(dir_.path() / "text_encoder" / "pytorch_model.bin", "x");
+TEST_F(DiffusersFolderTest, CheckpointOnlyFolderIsUnimplemented) {
+  fs::path te = dir_.path() / "text_encoder";
+  WriteFile(te / "model.ckpt", "x");
   EXPECT_THAT(PlanLoad({.path = dir_.path(), .submodel = "text_encoder"}),
               StatusIs(absl::StatusCode::kUnimplemented,
-                       HasSubstr("only PyTorch or GGUF weights")));
+                       te.string() +
+                           ": no safetensors, diffusion_pytorch_model*.bin or "
+                           "pytorch_model*.bin weights; the loader does not "
+                           "read model.ckpt from a folder: convert them to "
+                           "safetensors"));
+}
+
+TEST_F(DiffusersFolderTest, BrokenBinWeightsAreDataLoss) {
+  fs::path bin = dir_.path() / "text_encoder" / "pytorch_model.bin";
+  WriteFile(bin, "x");
+  EXPECT_THAT(PlanLoad({.path = dir_.path(), .submodel = "text_encoder"}),
+              StatusIs(absl::StatusCode::kDataLoss,
+                       bin.string() +
+                           ": zip archive: the archive is 1 bytes, too short "
+                           "for an end-of-central-directory record; the file "
+                           "is truncated or corrupt"));
 }
 
 class ShardedTest : public ::testing::Test {

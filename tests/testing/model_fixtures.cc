@@ -337,28 +337,38 @@ class TorchPickler {
     Put();
   }
   void Tensor(const FixtureTensor& tensor, size_t storage_key, bool parameter) {
+    int64_t numel = 1;
+    for (int64_t d : tensor.shape) numel *= d;
+    TensorOf(tensor.dtype, storage_key, numel, 0, tensor.shape, {}, parameter);
+  }
+  // _rebuild_tensor_v2(storage, offset, shape, strides, ...); empty
+  // `strides` are row-major contiguous.
+  void TensorOf(const std::string& dtype, size_t storage_key,
+                int64_t storage_numel, int64_t offset,
+                const std::vector<int64_t>& shape, std::vector<int64_t> strides,
+                bool parameter) {
     if (parameter) Global("torch._utils", "_rebuild_parameter");
     Global("torch._utils", "_rebuild_tensor_v2");
     out_.push_back('(');
     // Persistent id: ('storage', torch.XStorage, key, location, numel).
     out_.push_back('(');
     Unicode("storage");
-    Global("torch", StorageFor(tensor.dtype));
+    Global("torch", StorageFor(dtype));
     Unicode(std::to_string(storage_key));
     Unicode("cpu");
-    int64_t numel = 1;
-    for (int64_t d : tensor.shape) numel *= d;
-    Int(numel);
+    Int(storage_numel);
     out_.push_back('t');
     Put();
     out_.push_back('Q');
-    Int(0);  // storage offset
-    IntTuple(tensor.shape);
-    std::vector<int64_t> strides(tensor.shape.size());
-    int64_t stride = 1;
-    for (size_t i = tensor.shape.size(); i-- > 0;) {
-      strides[i] = stride;
-      stride *= tensor.shape[i];
+    Int(offset);
+    IntTuple(shape);
+    if (strides.empty()) {
+      strides.resize(shape.size());
+      int64_t stride = 1;
+      for (size_t i = shape.size(); i-- > 0;) {
+        strides[i] = stride;
+        stride *= shape[i];
+      }
     }
     IntTuple(strides);
     out_.push_back('\x89');  // requires_grad=False
@@ -632,6 +642,21 @@ std::string TorchPickleBytes(const std::vector<FixtureTensor>& tensors,
     for (size_t i = start; i < tensors.size() && i < start + 1000; ++i) {
       p.Unicode(tensors[i].name);
       p.Tensor(tensors[i], i, options.as_parameters);
+    }
+    out.push_back('u');
+  }
+  if (!options.views.empty()) {
+    out.push_back('(');
+    for (const TorchFixtureView& view : options.views) {
+      if (view.storage >= tensors.size()) {
+        Die("view " + view.name + " names a storage past the tensors");
+      }
+      const FixtureTensor& base = tensors[view.storage];
+      int64_t numel = 1;
+      for (int64_t d : base.shape) numel *= d;
+      p.Unicode(view.name);
+      p.TensorOf(base.dtype, view.storage, numel, view.offset, view.shape,
+                 view.strides, options.as_parameters);
     }
     out.push_back('u');
   }

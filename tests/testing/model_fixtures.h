@@ -60,6 +60,20 @@ void WriteSafetensors(const std::filesystem::path& path,
 
 using FixtureScalar = std::variant<int64_t, double, bool, std::string>;
 
+// A tensor viewing another tensor's storage, as torch.save writes a slice,
+// a transpose or any view saved beside its base: same storage key, its own
+// offset, shape and strides.
+struct TorchFixtureView {
+  std::string name;
+  // Index of the tensor whose storage this views.
+  size_t storage = 0;
+  // Elements from the start of that storage.
+  int64_t offset = 0;
+  std::vector<int64_t> shape;
+  // Empty: row-major contiguous for `shape`.
+  std::vector<int64_t> strides;
+};
+
 struct TorchFixtureOptions {
   // Top-level non-tensor values ("global_step" → 220000). With
   // wrap_in_state_dict they sit beside "state_dict", else among the tensors.
@@ -70,6 +84,8 @@ struct TorchFixtureOptions {
   bool as_parameters = false;
   // The archive folder torch.save names after the file stem.
   std::string archive_name = "archive";
+  // Written into the state dict after the tensors.
+  std::vector<TorchFixtureView> views;
 };
 
 // The protocol-2 data.pkl torch.save would write for `tensors` (storage i
