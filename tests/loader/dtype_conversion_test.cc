@@ -100,7 +100,8 @@ std::string F32Data(size_t random_values) {
                            0x7fbfffff, 0x7fc12345, 0xff812345};
   for (uint32_t bits : nans) Append(out, bits);
   std::mt19937 random(7);
-  for (size_t i = 0; i < random_values; ++i) Append(out, uint32_t{random()});
+  for (size_t i = 0; i < random_values; ++i)
+    Append(out, static_cast<uint32_t>(random()));
   return out;
 }
 
