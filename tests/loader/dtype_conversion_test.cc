@@ -22,6 +22,7 @@
 #include "services/loader/dtype_conversion.h"
 #include "services/loader/load_plan.h"
 #include "services/loader/model_loader.h"
+#include "services/loader/region_reader.h"
 #include "tests/testing/model_fixtures.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/subprocess.h"
@@ -304,6 +305,26 @@ TEST_F(DtypeConversionTest, PlanSizesTheRegionFromTheConvertedDtypes) {
   ASSERT_OK_AND_ASSIGN(plan, PlanLoad({.path = file, .dtype = "F16"}));
   EXPECT_EQ(plan.converted_tensors, 1u);  // F16 stays as it is
   EXPECT_FALSE(plan.tensors[1].converted());
+}
+
+TEST_F(DtypeConversionTest, ConvertsIntoAMappingWithoutADescriptor) {
+  // ReadIntoRegion without the object's descriptor converts straight into
+  // the destination memory (the loader passes one and writes instead).
+  std::string data;
+  for (float f : {1.0f, 0.5f, -2.0f, 65504.0f, 1e9f}) Append(data, f);
+  fs::path file = dir_.path() / "small.safetensors";
+  WriteSafetensors(file,
+                   {{.name = "w", .dtype = "F32", .shape = {5}, .data = data},
+                    {.name = "i",
+                     .dtype = "I32",
+                     .shape = {1},
+                     .data = std::string("\x01\x02\x03\x04", 4)}});
+  ASSERT_OK_AND_ASSIGN(LoadPlan plan, PlanLoad({.path = file, .dtype = "F16"}));
+  std::vector<char> region(plan.total_bytes, '\x55');
+  ASSERT_OK(ReadIntoRegion(plan, region.data(), {.threads = 2}));
+  const uint16_t expected[] = {0x3c00, 0x3800, 0xc000, 0x7bff, 0x7c00};
+  EXPECT_EQ(std::memcmp(region.data(), expected, sizeof(expected)), 0);
+  EXPECT_EQ(std::string(region.data() + 64, 4), "\x01\x02\x03\x04");
 }
 
 TEST_F(DtypeConversionTest, BudgetIsCheckedAgainstTheConvertedSize) {
