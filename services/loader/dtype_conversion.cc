@@ -1,8 +1,12 @@
-// The only translation unit of mm_loader that includes libtorch.
+// The only translation unit of mm_loader that includes libtorch. Only the
+// headers it needs: <ATen/ATen.h> (through ATen/Functions.h) does not
+// compile with clang in C++20 mode in libtorch 1.13 (a std::vector of the
+// incomplete c10::IValue in ATen/core/List.h), and is slower to compile.
 #include "services/loader/dtype_conversion.h"
 
-#include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/from_blob.h>
 
 #include <exception>
 #include <mutex>

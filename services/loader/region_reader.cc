@@ -202,7 +202,7 @@ absl::Status ReadIntoRegion(const LoadPlan& plan, char* destination,
         }
         done = c.bytes;
       }
-      if (out >= 0 &&
+      if (c.converted == nullptr && out >= 0 &&
           ::lseek(out, static_cast<off_t>(c.region_offset), SEEK_SET) < 0) {
         ::close(out);
         out = -1;

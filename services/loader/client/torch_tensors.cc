@@ -1,8 +1,9 @@
 // The only translation unit of the client that includes libtorch's
-// functions (the header needs the Tensor class only).
+// functions (the header needs the Tensor class only). Not <ATen/ATen.h>:
+// libtorch 1.13's full header set does not compile with clang in C++20.
 #include "services/loader/client/torch_tensors.h"
 
-#include <ATen/Functions.h>
+#include <ATen/ops/from_blob.h>
 
 #include <cstdint>
 #include <optional>
