@@ -1,10 +1,11 @@
 // Reads a LoadPlan's tensors straight into a destination region: parallel
 // pread in large chunks across several threads, no intermediate copy. A
 // tensor the plan converts (PlannedTensor::converted) is read chunk by
-// chunk into a small per-thread staging buffer and converted from there
-// into its place in the region (dtype_conversion.h), on the same threads:
-// each source byte is read once, and conversion of one chunk overlaps the
-// reading of others.
+// chunk into a small per-thread staging buffer, converted
+// (dtype_conversion.h) into a second one and written to its place in the
+// region (straight into `destination` when there is no descriptor), on the
+// same threads: each source byte is read once, and conversion of one chunk
+// overlaps the reading of others.
 //
 // Thread-safety: a free function; it runs its own threads and returns when
 // they are done. `progress` is called from those threads, serialised.
