@@ -14,6 +14,7 @@ packages=(
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   libclang-rt-14-dev ccache linux-perf b3sum coreutils openssl python3 procps util-linux
   python3-grpcio python3-numpy python3-yaml
+  libtorch-dev python3-torch
 )
 
 missing=()

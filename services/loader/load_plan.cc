@@ -12,10 +12,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/status.h"
+#include "model/safetensors.h"
 #include "model/tensor_index.h"
 #include "model/weights_file.h"
 #include "model/zip_archive.h"
 #include "nlohmann/json.hpp"
+#include "services/loader/dtype_conversion.h"
 
 namespace mm::loader {
 namespace {
@@ -145,6 +147,7 @@ absl::Status AddFile(const fs::path& path, LoadPlan& plan,
             ? std::string()
             : absl::StrCat(" (", absl::StrJoin(index.findings, "; "), ")")));
   }
+  if (index.format == model::WeightsFormat::kGguf) plan.gguf = true;
   if (index.format == model::WeightsFormat::kTorchZip) {
     // model/'s data-only unpickler found each tensor's storage entry and
     // byte offset in it; make that an absolute file offset.
@@ -493,6 +496,55 @@ absl::Status CheckInside(const fs::path& root, const fs::path& dir,
   return absl::OkStatus();
 }
 
+// Plans the conversion of every floating tensor to `dtype` (see
+// PlanRequest::dtype).
+absl::Status PlanConversion(const std::string& dtype, LoadPlan& plan) {
+  if (!IsTargetDtype(dtype)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "dtype: '", dtype, "' is not one of F16, BF16, F32 (or empty)"));
+  }
+  if (plan.gguf) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "dtype ", dtype,
+        " asked of GGUF weights: GGUF tensors are loaded as their stored "
+        "blocks; load without a dtype"));
+  }
+  ASSIGN_OR_RETURN(uint64_t target_size, model::SafetensorsDtypeSize(dtype));
+  for (PlannedTensor& tensor : plan.tensors) {
+    if (tensor.dtype == dtype) continue;
+    if (absl::StartsWith(tensor.dtype, "F8_")) {
+      return absl::UnimplementedError(
+          absl::StrCat("tensor '", tensor.name, "' is ", tensor.dtype,
+                       ", which this loader's libtorch cannot convert to ",
+                       dtype, "; load without a dtype"));
+    }
+    if (!IsConvertibleDtype(tensor.dtype)) continue;  // integers, bool
+    ASSIGN_OR_RETURN(uint64_t source_size,
+                     model::SafetensorsDtypeSize(tensor.dtype));
+    // The readers checked byte_size against the shape; a mismatch here
+    // would make the conversion run past the tensor.
+    uint64_t elements = 1;
+    bool overflow = false;
+    for (int64_t d : tensor.shape) {
+      overflow |= d < 0 || __builtin_mul_overflow(
+                               elements, static_cast<uint64_t>(d), &elements);
+    }
+    if (overflow || tensor.byte_size % source_size != 0 ||
+        tensor.byte_size / source_size != elements) {
+      return absl::DataLossError(
+          absl::StrCat("tensor '", tensor.name, "' has ", tensor.byte_size,
+                       " bytes, not the ", elements, " elements of ",
+                       tensor.dtype, " its shape says"));
+    }
+    tensor.source_dtype = tensor.dtype;
+    tensor.source_byte_size = tensor.byte_size;
+    tensor.dtype = dtype;
+    tensor.byte_size = elements * target_size;
+    ++plan.converted_tensors;
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 std::span<const CheckpointLayout> CheckpointLayouts() {
@@ -586,11 +638,14 @@ absl::StatusOr<LoadPlan> PlanLoad(const PlanRequest& request) {
       RETURN_IF_ERROR(SplitCheckpoint(request, plan));
     }
   }
+  if (!request.dtype.empty()) {
+    RETURN_IF_ERROR(PlanConversion(request.dtype, plan));
+  }
   uint64_t offset = 0;
   for (PlannedTensor& tensor : plan.tensors) {
     tensor.region_offset = AlignUp(offset);
     offset = tensor.region_offset + tensor.byte_size;
-    plan.data_bytes += tensor.byte_size;
+    plan.data_bytes += tensor.file_bytes();
   }
   plan.total_bytes = std::max<uint64_t>(AlignUp(offset), kTensorAlignment);
   return plan;

@@ -47,16 +47,28 @@ inline constexpr uint64_t kMaxSideFileBytes = 1 << 20;
 
 struct PlannedTensor {
   std::string name;
-  // safetensors dtype name, or the GGML type name for GGUF blocks.
+  // safetensors dtype name, or the GGML type name for GGUF blocks; in the
+  // region (after conversion, when the Load asked for a dtype).
   std::string dtype;
   std::vector<int64_t> shape;
   // Index into LoadPlan::files.
   size_t file = 0;
   // Absolute offset of the first byte in that file.
   uint64_t file_offset = 0;
+  // Bytes in the region.
   uint64_t byte_size = 0;
   // Offset inside the destination region (a multiple of kTensorAlignment).
   uint64_t region_offset = 0;
+  // Set when the tensor is converted while it is read (a Load's dtype):
+  // its dtype and byte size in the file. Empty: copied as stored.
+  std::string source_dtype;
+  uint64_t source_byte_size = 0;
+
+  bool converted() const { return !source_dtype.empty(); }
+  // Bytes read from the file.
+  uint64_t file_bytes() const {
+    return converted() ? source_byte_size : byte_size;
+  }
 };
 
 struct LoadPlan {
@@ -70,8 +82,12 @@ struct LoadPlan {
   std::map<std::string, std::string> side_files;
   // Bytes of the destination region (≥ 1).
   uint64_t total_bytes = 0;
-  // Sum of the tensors' bytes (what is read).
+  // Sum of the tensors' bytes in the files (what is read).
   uint64_t data_bytes = 0;
+  // Tensors converted while read (PlanRequest::dtype).
+  size_t converted_tensors = 0;
+  // The weights are GGUF blocks.
+  bool gguf = false;
 };
 
 struct PlanRequest {
@@ -88,6 +104,12 @@ struct PlanRequest {
   std::string submodel;
   // The record's repo_variant ("fp16", "fp32", "" = default).
   std::string repo_variant;
+  // Load's dtype: "F16", "BF16", "F32", or empty (as stored). Floating
+  // tensors (F64 F32 F16 BF16) of another dtype are planned converted:
+  // dtype and byte_size in the region are the converted ones, so the
+  // region's size (and the budget check) are right before any allocation.
+  // Integer and bool tensors are copied as stored.
+  std::string dtype;
 };
 
 // One submodel of a single-file main checkpoint: the tensors whose names
@@ -131,6 +153,11 @@ bool IsFilesOnlySubmodel(absl::string_view submodel);
 // UNIMPLEMENTED: a weights format not loaded yet, a strided PyTorch view,
 // a single-file main checkpoint of a base with no prefix table.
 // INTERNAL: a prefix table entry that collides (CheckCheckpointLayout).
+// With a dtype: INVALID_ARGUMENT for a dtype not listed above, and for GGUF
+// weights (their blocks are loaded as stored: quantized types have no torch
+// counterpart, and converting only the F32/F16 tensors among them would
+// hand out a model no GGUF reader expects); UNIMPLEMENTED for a floating
+// type libtorch 1.13 cannot convert (F8_*).
 absl::StatusOr<LoadPlan> PlanLoad(const PlanRequest& request);
 
 }  // namespace mm::loader

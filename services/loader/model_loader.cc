@@ -10,6 +10,7 @@
 #include "common/logging.h"
 #include "common/status.h"
 #include "google/protobuf/util/time_util.h"
+#include "services/loader/dtype_conversion.h"
 #include "services/loader/load_plan.h"
 #include "services/loader/ram_tier.h"
 
@@ -87,14 +88,17 @@ std::string RandomLeaseId() {
 
 absl::Status CheckDtype(const std::string& dtype) {
   if (dtype.empty()) return absl::OkStatus();
-  if (dtype == "F16" || dtype == "BF16" || dtype == "F32") {
-    return absl::UnimplementedError(absl::StrCat(
-        "dtype: conversion to ", dtype,
-        " is not in this build of the loader yet; load without a dtype "
-        "(as stored)"));
+  if (!IsTargetDtype(dtype)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "dtype: '", dtype, "' is not one of F16, BF16, F32 (or empty)"));
   }
-  return absl::InvalidArgumentError(absl::StrCat(
-      "dtype: '", dtype, "' is not one of F16, BF16, F32 (or empty)"));
+  if (!DtypeConversionAvailable()) {
+    return absl::UnimplementedError(
+        absl::StrCat("dtype: conversion to ", dtype,
+                     " needs libtorch, and this mm-loader was built without it "
+                     "(MM_WITH_TORCH); load without a dtype (as stored)"));
+  }
+  return absl::OkStatus();
 }
 
 bool SameFiles(const v1::Model& a, const v1::Model& b) {
@@ -154,7 +158,8 @@ absl::StatusOr<ModelLoader::Loaded> ModelLoader::Load(
                 .format = record.format(),
                 .base = record.base(),
                 .submodel = request.submodel(),
-                .repo_variant = record.repo_variant()});
+                .repo_variant = record.repo_variant(),
+                .dtype = request.dtype()});
   if (!planned.ok()) return Annotate(planned.status(), what);
   LoadPlan plan = *std::move(planned);
   const std::string cache_key =
@@ -178,7 +183,9 @@ absl::StatusOr<ModelLoader::Loaded> ModelLoader::Load(
          .progress = [&](uint64_t done, uint64_t total) {
            if (!progress) return;
            v1::LoadProgress p;
-           p.set_phase("reading");
+           // Reading and converting go chunk by chunk together: a load that
+           // converts reports the one phase "converting" throughout.
+           p.set_phase(plan.converted_tensors > 0 ? "converting" : "reading");
            p.set_bytes(static_cast<int64_t>(done));
            p.set_total_bytes(static_cast<int64_t>(total));
            progress(p);

@@ -9,11 +9,16 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
+#include <memory>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "model/safetensors.h"
+#include "services/loader/dtype_conversion.h"
 
 namespace mm::loader {
 namespace {
@@ -22,7 +27,13 @@ struct Chunk {
   size_t file;
   uint64_t file_offset;
   uint64_t region_offset;
+  // Bytes in the file.
   uint64_t bytes;
+  // Set for a chunk of a converted tensor: read into staging, then
+  // converted to region_offset.
+  const PlannedTensor* converted = nullptr;
+  uint64_t source_element_size = 0;
+  uint64_t target_element_size = 0;
 };
 
 class OpenFiles {
@@ -62,6 +73,50 @@ class OpenFiles {
   std::vector<int> fds_;
 };
 
+// Reads `bytes` at `offset` of `fd` (the file `path`) into `into`.
+absl::Status ReadFully(int fd, char* into, uint64_t bytes, uint64_t offset,
+                       const std::filesystem::path& path) {
+  uint64_t done = 0;
+  while (done < bytes) {
+    ssize_t n = ::pread(fd, into + done, bytes - done,
+                        static_cast<off_t>(offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      return absl::InternalError(
+          absl::StrCat("read ", path.string(), ": ", std::strerror(errno)));
+    }
+    if (n == 0) {
+      return absl::DataLossError(
+          absl::StrCat(path.string(), " ends at byte ", offset + done,
+                       ", before the tensor data its header describes; the "
+                       "file is truncated"));
+    }
+    done += static_cast<uint64_t>(n);
+  }
+  return absl::OkStatus();
+}
+
+// Writes `bytes` from `from` at `offset` of `fd` (the destination object).
+absl::Status WriteFully(int fd, const char* from, uint64_t bytes,
+                        uint64_t offset) {
+  uint64_t done = 0;
+  while (done < bytes) {
+    ssize_t n = ::pwrite(fd, from + done, bytes - done,
+                         static_cast<off_t>(offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == ENOSPC || errno == EFBIG)) {
+      return absl::ResourceExhaustedError(
+          "/dev/shm is full; enlarge it or lower --ram-cache");
+    }
+    if (n <= 0) {
+      return absl::InternalError(absl::StrCat(
+          "write to the shared-memory object: ", std::strerror(errno)));
+    }
+    done += static_cast<uint64_t>(n);
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::Status ReadIntoRegion(const LoadPlan& plan, char* destination,
@@ -70,10 +125,27 @@ absl::Status ReadIntoRegion(const LoadPlan& plan, char* destination,
   if (absl::Status s = files.Open(plan); !s.ok()) return s;
   std::vector<Chunk> chunks;
   const uint64_t chunk_bytes = std::max<uint64_t>(options.chunk_bytes, 4096);
+  // A multiple of 8: whole elements of every convertible dtype.
+  const uint64_t convert_bytes =
+      std::max<uint64_t>(options.convert_chunk_bytes / 8 * 8, 8);
   for (const PlannedTensor& t : plan.tensors) {
-    for (uint64_t done = 0; done < t.byte_size; done += chunk_bytes) {
-      chunks.push_back({t.file, t.file_offset + done, t.region_offset + done,
-                        std::min(chunk_bytes, t.byte_size - done)});
+    if (!t.converted()) {
+      for (uint64_t done = 0; done < t.byte_size; done += chunk_bytes) {
+        chunks.push_back({t.file, t.file_offset + done, t.region_offset + done,
+                          std::min(chunk_bytes, t.byte_size - done)});
+      }
+      continue;
+    }
+    absl::StatusOr<uint64_t> from_size =
+        model::SafetensorsDtypeSize(t.source_dtype);
+    absl::StatusOr<uint64_t> to_size = model::SafetensorsDtypeSize(t.dtype);
+    if (!from_size.ok()) return from_size.status();
+    if (!to_size.ok()) return to_size.status();
+    for (uint64_t done = 0; done < t.source_byte_size; done += convert_bytes) {
+      chunks.push_back({t.file, t.file_offset + done,
+                        t.region_offset + done / *from_size * *to_size,
+                        std::min(convert_bytes, t.source_byte_size - done), &t,
+                        *from_size, *to_size});
     }
   }
   std::atomic<size_t> next{0};
@@ -89,6 +161,11 @@ absl::Status ReadIntoRegion(const LoadPlan& plan, char* destination,
       out = ::open(absl::StrCat("/proc/self/fd/", destination_fd).c_str(),
                    O_WRONLY | O_CLOEXEC);
     }
+    // This thread's staging buffers for converted chunks, made on first
+    // use: the source bytes, and the converted ones (a target element is
+    // at most twice a source one, F16 -> F32).
+    std::unique_ptr<char[]> staging;
+    std::unique_ptr<char[]> staging_out;
     for (;;) {
       if (failed.load(std::memory_order_relaxed)) break;
       size_t i = next.fetch_add(1, std::memory_order_relaxed);
@@ -96,12 +173,41 @@ absl::Status ReadIntoRegion(const LoadPlan& plan, char* destination,
       const Chunk& c = chunks[i];
       uint64_t done = 0;
       absl::Status error;
-      if (out >= 0 &&
+      if (c.converted != nullptr) {
+        if (staging == nullptr) {
+          staging.reset(new char[convert_bytes]);
+          staging_out.reset(new char[2 * convert_bytes]);
+        }
+        error = ReadFully(files.fd(c.file), staging.get(), c.bytes,
+                          c.file_offset, plan.files[c.file]);
+        const uint64_t elements = c.bytes / c.source_element_size;
+        const std::string& from = c.converted->source_dtype;
+        const std::string& to = c.converted->dtype;
+        if (error.ok() && destination_fd >= 0) {
+          // Converted into the second buffer, then written to the object:
+          // storing into fresh tmpfs pages through the mapping faults and
+          // zero-fills each page first, which made the conversion several
+          // times slower (bench/load); a write skips both, as sendfile does
+          // for the plain copy.
+          error = ConvertElements(from, to, staging.get(), staging_out.get(),
+                                  elements);
+          if (error.ok()) {
+            error =
+                WriteFully(destination_fd, staging_out.get(),
+                           elements * c.target_element_size, c.region_offset);
+          }
+        } else if (error.ok()) {
+          error = ConvertElements(from, to, staging.get(),
+                                  destination + c.region_offset, elements);
+        }
+        done = c.bytes;
+      }
+      if (c.converted == nullptr && out >= 0 &&
           ::lseek(out, static_cast<off_t>(c.region_offset), SEEK_SET) < 0) {
         ::close(out);
         out = -1;
       }
-      while (done < c.bytes) {
+      while (error.ok() && done < c.bytes) {
         ssize_t n;
         if (out >= 0) {
           off_t in_offset = static_cast<off_t>(c.file_offset + done);

@@ -3,8 +3,8 @@
 // memory read-only and exposes each tensor as a raw span, without a copy.
 // Destroying it ends the stream (releasing the lease) and unmaps.
 //
-// RAM tier only for now; torch::Tensor views (from_blob) are not part of it
-// yet (docs/loader.md).
+// RAM tier only for now. torch::Tensor views over the same mapping are in
+// torch_tensors.h (target mm_loader_client_torch, with libtorch only).
 //
 // Thread-safety: const methods may be called from any thread.
 //
