@@ -89,6 +89,9 @@ struct InstallJob {
   int64_t sequence = 0;
   std::string request_id;
   InstallState state = InstallState::kWaiting;
+  // Install jobs all have the same priority (claimed in submission order);
+  // the column is shared with download jobs.
+  int priority = 0;
   int64_t revision = 0;
   std::string lease_owner;
   int64_t lease_expires_ms = 0;

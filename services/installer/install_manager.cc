@@ -48,45 +48,19 @@ InstallManager::InstallManager(WorkerDeps deps, InstallWorker* worker,
       options_(std::move(options)),
       follower_(&deps_.store->changes(), "install job") {}
 
-namespace {
-
-jobs::Look LookAt(const InstallJob& job) {
-  jobs::Look look;
-  look.revision = job.revision;
-  look.state = std::string(StateName(job.state));
-  look.done = IsTerminal(job.state);
-  look.settled = look.done || job.state == InstallState::kPaused;
-  return look;
-}
-
-}  // namespace
-
 absl::StatusOr<InstallJob> InstallManager::Wait(
     const std::string& id, absl::Time deadline,
     const std::function<bool()>& cancelled) {
-  InstallJob last;
-  RETURN_IF_ERROR(
-      follower_.Wait(id,
-                     [&]() -> absl::StatusOr<jobs::Look> {
-                       ASSIGN_OR_RETURN(last, deps_.store->Get(id));
-                       return LookAt(last);
-                     },
-                     {.deadline = deadline, .cancelled = cancelled}));
-  return last;
+  return deps_.store->Wait(follower_, id,
+                           {.deadline = deadline, .cancelled = cancelled});
 }
 
 absl::Status InstallManager::Watch(
     const std::string& id, int64_t since_revision,
     const std::function<bool(const InstallJob&)>& send,
     const std::function<bool()>& cancelled) {
-  InstallJob last;
-  return follower_.Watch(
-      id, since_revision,
-      [&]() -> absl::StatusOr<jobs::Look> {
-        ASSIGN_OR_RETURN(last, deps_.store->Get(id));
-        return LookAt(last);
-      },
-      [&] { return send(last); }, {.cancelled = cancelled});
+  return deps_.store->Watch(follower_, id, since_revision, send,
+                            {.cancelled = cancelled});
 }
 
 absl::StatusOr<InstallJob> InstallManager::Create(
@@ -104,7 +78,8 @@ absl::StatusOr<InstallJob> InstallManager::Create(
         "placed in the models folder");
   }
   // A source with a live job returns that job (spec §8).
-  ASSIGN_OR_RETURN(std::vector<InstallJob> live, deps_.store->Live());
+  ASSIGN_OR_RETURN(std::vector<InstallJob> live,
+                   deps_.store->ListAll(LiveStates()));
   for (const InstallJob& job : live) {
     if (job.source == source.normalized) return job;
   }
@@ -362,7 +337,8 @@ InstallManager::RemoveAbandonedTemporaries() {
   std::vector<std::string> removed;
   std::error_code error;
   if (!fs::exists(options_.models_dir, error)) return removed;
-  ASSIGN_OR_RETURN(std::vector<InstallJob> live, deps_.store->Live());
+  ASSIGN_OR_RETURN(std::vector<InstallJob> live,
+                   deps_.store->ListAll(LiveStates()));
   std::set<std::string> in_use;
   for (const InstallJob& job : live) in_use.insert(job.temp_dir);
   for (const fs::directory_entry& entry :

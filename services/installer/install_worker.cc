@@ -81,7 +81,7 @@ class InstallRun {
   // kStop when the job is no longer ours to work on.
   Outcome Save(const std::function<absl::Status(InstallJob&)>& change) {
     absl::Status change_status;
-    absl::StatusOr<InstallJob> saved = deps_.store->SaveLeased(
+    absl::StatusOr<InstallJob> saved = deps_.store->UpdateLeased(
         job_.id, options_.lease,
         [&](InstallJob& stored) -> absl::StatusOr<bool> {
           if (IsTerminal(stored.state) ||
@@ -126,7 +126,7 @@ class InstallRun {
                      "): ", SafeForMessage(AsStd(status.message()), 300));
     if (status.code() != absl::StatusCode::kUnavailable ||
         what != "the job database") {
-      absl::StatusOr<InstallJob> saved = deps_.store->SaveLeased(
+      absl::StatusOr<InstallJob> saved = deps_.store->UpdateLeased(
           job_.id, options_.lease,
           [&](InstallJob& stored) -> absl::StatusOr<bool> {
             if (IsTerminal(stored.state) ||
@@ -628,7 +628,7 @@ class InstallRun {
         while (!mu_.AwaitWithTimeout(
             [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return done_; }, every)) {
           mu_.Unlock();
-          absl::StatusOr<InstallJob> saved = run_->deps_.store->SaveLeased(
+          absl::StatusOr<InstallJob> saved = run_->deps_.store->UpdateLeased(
               run_->job_id_copy_, run_->options_.lease,
               [](InstallJob& job) -> absl::StatusOr<bool> {
                 return !IsTerminal(job.state);
