@@ -3,6 +3,7 @@
 // "widget" job here has its own states and body.
 #include "common/jobs/typed_job_table.h"
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -107,6 +108,19 @@ class TypedJobTableTest : public ::testing::Test {
     return created.value_or(Widget{});
   }
 
+  // Writes the stored row as another writer would (a damaged database, a
+  // replica that took the job over), past the typing.
+  void WriteRaw(const std::string& id,
+                const std::function<void(JobRow&)>& edit) {
+    ASSERT_OK(table_->table()
+                  .Update(id,
+                          [&](JobRow& row) {
+                            edit(row);
+                            return absl::OkStatus();
+                          })
+                  .status());
+  }
+
   FakeClock clock_;
   TempDir dir_;
   std::unique_ptr<TypedJobTable<WidgetCodec>> table_;
@@ -195,24 +209,12 @@ TEST_F(TypedJobTableTest, EverySharedColumnSurvivesARoundTrip) {
 
 TEST_F(TypedJobTableTest, AnUnknownStateOrABadBodyIsDataLoss) {
   Widget red = MustCreate("red");
-  ASSERT_OK(table_->table()
-                .Update(red.id,
-                        [](JobRow& row) {
-                          row.state = "melted";
-                          return absl::OkStatus();
-                        })
-                .status());
+  WriteRaw(red.id, [](JobRow& row) { row.state = "melted"; });
   EXPECT_THAT(table_->Get(red.id),
               StatusIs(absl::StatusCode::kDataLoss,
                        "widget job w-red has an unknown state melted"));
   Widget blue = MustCreate("blue");
-  ASSERT_OK(table_->table()
-                .Update(blue.id,
-                        [](JobRow& row) {
-                          row.body = nlohmann::json::object();
-                          return absl::OkStatus();
-                        })
-                .status());
+  WriteRaw(blue.id, [](JobRow& row) { row.body = nlohmann::json::object(); });
   EXPECT_THAT(table_->Get(blue.id),
               StatusIs(absl::StatusCode::kDataLoss, "widget w-blue: no color"));
 }
@@ -240,13 +242,7 @@ TEST_F(TypedJobTableTest, ALeasedWriteLandsOnlyWhileTheLeaseIsHeld) {
                        table_->ClaimNext(absl::Seconds(10), absl::Seconds(30)));
   ASSERT_TRUE(claimed.has_value());
   // Another replica took the job over (its lease had run out).
-  ASSERT_OK(table_->table()
-                .Update(red.id,
-                        [](JobRow& row) {
-                          row.lease_owner = "r9";
-                          return absl::OkStatus();
-                        })
-                .status());
+  WriteRaw(red.id, [](JobRow& row) { row.lease_owner = "r9"; });
   bool asked = false;
   ASSERT_OK_AND_ASSIGN(
       Widget seen,
