@@ -141,6 +141,11 @@ struct InstallJob {
   absl::Status TransitionTo(InstallState to, absl::Time now);
 };
 
+// The request_id under which the job makes its downloader job and its
+// record: the same after a restart, so the downloader and the records
+// service return what the job made before instead of a second one.
+std::string DependencyRequestId(const InstallJob& job);
+
 // The body kept as JSON (everything but the row's columns).
 nlohmann::json JobBodyJson(const InstallJob& job);
 // DATA_LOSS for a malformed body.

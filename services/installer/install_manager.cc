@@ -13,6 +13,7 @@
 #include "model/probe.h"
 #include "model/scan.h"
 #include "proto/record_json.h"
+#include "services/installer/job_cleanup.h"
 #include "services/installer/placement.h"
 
 namespace mm::installer {
@@ -24,7 +25,8 @@ using nlohmann::json;
 
 constexpr char kTempPrefix[] = "tmpinstall_";
 
-absl::Status Cancelled(const InstallJob& job) {
+// Cancel of a job that has ended.
+absl::Status AlreadyFinished(const InstallJob& job) {
   return absl::FailedPreconditionError(absl::StrCat(
       "install job ", job.id, " is ", AsAbsl(StateName(job.state))));
 }
@@ -126,7 +128,7 @@ absl::StatusOr<InstallJob> InstallManager::Cancel(const std::string& id) {
   ASSIGN_OR_RETURN(
       InstallJob job,
       deps_.store->Update(id, [&](InstallJob& job) -> absl::Status {
-        if (IsTerminal(job.state)) return Cancelled(job);
+        if (IsTerminal(job.state)) return AlreadyFinished(job);
         if (job.step >= InstallStep::kPlace) {
           return absl::FailedPreconditionError(
               absl::StrCat("install job ", job.id,
@@ -141,19 +143,8 @@ absl::StatusOr<InstallJob> InstallManager::Cancel(const std::string& id) {
       }));
   // A job no worker holds is cleaned up here; a running one also cleans up
   // when it sees the cancel (both are harmless twice).
-  if (!job.download_id.empty()) {
-    absl::StatusOr<v1::DownloadJob> cancelled =
-        deps_.downloader->Cancel(job.download_id);
-    if (!cancelled.ok() &&
-        cancelled.status().code() != absl::StatusCode::kFailedPrecondition) {
-      MM_LOG(WARNING) << "install " << id << ": cannot cancel download "
-                      << job.download_id << ": " << cancelled.status();
-    }
-  }
-  if (!job.temp_dir.empty()) {
-    std::error_code error;
-    fs::remove_all(job.temp_dir, error);
-  }
+  CancelJobDownload(*deps_.downloader, job);
+  RemoveJobTemporary(job);
   deps_.tokens->Forget(id);
   return job;
 }
@@ -175,15 +166,7 @@ absl::StatusOr<InstallJob> InstallManager::Pause(const std::string& id) {
         }
         return job.TransitionTo(InstallState::kPaused, clock->Now());
       }));
-  if (!job.download_id.empty()) {
-    absl::StatusOr<v1::DownloadJob> paused =
-        deps_.downloader->Pause(job.download_id);
-    if (!paused.ok() &&
-        paused.status().code() != absl::StatusCode::kFailedPrecondition) {
-      MM_LOG(WARNING) << "install " << id
-                      << ": cannot pause download: " << paused.status();
-    }
-  }
+  PauseJobDownload(*deps_.downloader, job);
   return job;
 }
 
@@ -227,7 +210,11 @@ absl::StatusOr<InstallPlan> InstallManager::Plan(const std::string& source,
 
 absl::StatusOr<fs::path> InstallManager::ExistingPath(
     const std::string& path) const {
-  if (path.empty()) return absl::InvalidArgumentError("path is empty");
+  if (path.empty()) {
+    return absl::InvalidArgumentError(
+        "path is required: a model file or folder, absolute or relative to "
+        "the models folder");
+  }
   fs::path resolved = ResolveModelPath(options_.models_dir, path);
   std::error_code error;
   if (!fs::exists(resolved, error)) {
@@ -268,12 +255,7 @@ absl::StatusOr<v1::Model> InstallManager::Register(
         "a model with hash ", hash, " is already registered as ",
         existing->key(), " (", QuotedForMessage(existing->name()), ")"));
   }
-  config["path"] =
-      IsInsideModelsDir(resolved, options_.models_dir)
-          ? fs::weakly_canonical(resolved)
-                .lexically_relative(fs::weakly_canonical(options_.models_dir))
-                .string()
-          : resolved.string();
+  config["path"] = RecordPathFor(resolved, options_.models_dir);
   config["source"] = resolved.string();
   config["source_type"] = "path";
   // Concurrent registrations of the same content give one record.

@@ -9,19 +9,16 @@
 
 #include <algorithm>
 #include <cstdlib>
-#include <system_error>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
 #include "common/status.h"
 #include "common/strings.h"
+#include "services/installer/job_cleanup.h"
 
 namespace mm::installer {
 namespace {
-
-namespace fs = std::filesystem;
-namespace v1 = ::modelmanager::v1;
 
 // What Backoff waits for when a save failed: the job database itself, so
 // the waiting message cannot be saved in it either.
@@ -172,8 +169,8 @@ InstallRun::Outcome InstallRun::Backoff(const std::string& what,
 
 InstallRun::Outcome InstallRun::Fail(const absl::Status& status,
                                      const std::string& type) {
-  RemoveTemporary();
-  CancelDownload();
+  RemoveJobTemporary(job_);
+  CancelJobDownload(*deps_.downloader, job_);
   Save([&](InstallJob& job) {
     RETURN_IF_ERROR(job.TransitionTo(InstallState::kError, clock_->Now()));
     job.error = InstallError{status.code(), type,
@@ -213,43 +210,15 @@ std::optional<std::string> InstallRun::Token(Outcome& outcome) {
   return std::nullopt;
 }
 
-void InstallRun::RemoveTemporary() {
-  if (job_.temp_dir.empty()) return;
-  std::error_code error;
-  fs::remove_all(job_.temp_dir, error);
-  if (error) {
-    MM_LOG(WARNING) << "install " << job_.id << ": cannot remove "
-                    << job_.temp_dir << ": " << error.message();
-  }
-}
-
-void InstallRun::CancelDownload() {
-  if (job_.download_id.empty()) return;
-  absl::StatusOr<v1::DownloadJob> cancelled =
-      deps_.downloader->Cancel(job_.download_id);
-  // FAILED_PRECONDITION: the download has ended already.
-  if (!cancelled.ok() &&
-      cancelled.status().code() != absl::StatusCode::kFailedPrecondition) {
-    MM_LOG(WARNING) << "install " << job_.id << ": cannot cancel download "
-                    << job_.download_id << ": " << cancelled.status();
-  }
-}
-
 void InstallRun::Finish() {
   absl::StatusOr<InstallJob> current = deps_.store->Get(job_.id);
   if (current.ok()) job_ = *std::move(current);
   if (job_.state == InstallState::kCancelled) {
-    CancelDownload();
-    RemoveTemporary();
+    CancelJobDownload(*deps_.downloader, job_);
+    RemoveJobTemporary(job_);
     deps_.tokens->Forget(job_.id);
-  } else if (job_.state == InstallState::kPaused && !job_.download_id.empty()) {
-    absl::StatusOr<v1::DownloadJob> paused =
-        deps_.downloader->Pause(job_.download_id);
-    if (!paused.ok() &&
-        paused.status().code() != absl::StatusCode::kFailedPrecondition) {
-      MM_LOG(WARNING) << "install " << job_.id
-                      << ": cannot pause download: " << paused.status();
-    }
+  } else if (job_.state == InstallState::kPaused) {
+    PauseJobDownload(*deps_.downloader, job_);
   }
   if (job_.lease_owner == deps_.store->replica_id()) {
     absl::Status released = deps_.store->ReleaseLease(job_.id);

@@ -103,8 +103,6 @@ class InstallRun {
   // by a replica that is gone pauses for it: nullopt, and `outcome` says
   // what the step returns.
   std::optional<std::string> Token(Outcome& outcome);
-  void RemoveTemporary();
-  void CancelDownload();
   // At the end of a run: a cancelled job loses its download and temporary
   // folder; a paused one pauses its download; a job still ours gives up
   // its lease so another claim (here or elsewhere) can take it.

@@ -98,8 +98,7 @@ InstallRun::Outcome InstallRun::StartDownload(const std::string& token) {
   }
   v1::CreateDownloadRequest request =
       DownloadRequestFor(job_.plan, job_.temp_dir, token);
-  // The same id after a restart: the downloader returns the job it made.
-  request.set_request_id(absl::StrCat("install:", job_.id));
+  request.set_request_id(DependencyRequestId(job_));
   absl::StatusOr<v1::DownloadJob> download = deps_.downloader->Create(request);
   if (!download.ok()) {
     return Retryable(download.status(), "the downloader", "DownloadRefused");
@@ -219,12 +218,8 @@ InstallRun::Outcome InstallRun::DownloadSettled(
 
 InstallRun::Outcome InstallRun::DownloadsComplete(
     const v1::DownloadJob& download) {
-  std::string model_path = download.final_path();
-  if (job_.source_type == "hf_repo_id") {
-    // A repo's files land under the temporary folder; the model is the
-    // entry the plan chose (a file, or the folder of a diffusers model).
-    model_path = (fs::path(job_.temp_dir) / job_.plan.model_entry).string();
-  }
+  const std::string model_path =
+      DownloadedModelPath(job_.plan, download, job_.temp_dir).string();
   return Save([&](InstallJob& job) {
     Mirror(download, job);
     job.model_path = model_path;

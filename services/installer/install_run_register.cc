@@ -17,6 +17,7 @@
 #include "common/strings.h"
 #include "model/probe.h"
 #include "services/installer/install_run.h"
+#include "services/installer/job_cleanup.h"
 #include "services/installer/placement.h"
 
 namespace mm::installer {
@@ -100,13 +101,7 @@ InstallRun::Outcome InstallRun::PlaceStep() {
   std::string record_path;
   const fs::path& models = options_.models_dir;
   if (job_.inplace && !job_.remote()) {
-    // Recorded as placed models are: relative to the models folder when
-    // inside it, else by its absolute path.
-    record_path = job_.model_path;
-    if (IsInsideModelsDir(job_.model_path, models)) {
-      record_path =
-          fs::path(job_.model_path).lexically_relative(models).string();
-    }
+    record_path = RecordPathFor(job_.model_path, models);
   } else {
     absl::StatusOr<PlacedModel> placed;
     {
@@ -156,7 +151,7 @@ InstallRun::Outcome InstallRun::RegisterStep() {
   // returns the record this job already made.
   Failpoint("before-register");
   absl::StatusOr<v1::Model> model =
-      deps_.records->Create(RecordConfig(), absl::StrCat("install:", job_.id));
+      deps_.records->Create(RecordConfig(), DependencyRequestId(job_));
   Failpoint("after-register");
   if (!model.ok()) {
     return Retryable(model.status(), "the records service",
@@ -171,7 +166,7 @@ InstallRun::Outcome InstallRun::RegisterStep() {
 }
 
 InstallRun::Outcome InstallRun::CleanupStep() {
-  RemoveTemporary();
+  RemoveJobTemporary(job_);
   const absl::Time now = clock_->Now();
   Save([&](InstallJob& job) {
     RETURN_IF_ERROR(job.TransitionTo(InstallState::kCompleted, now));
