@@ -29,56 +29,16 @@ jobs::JobTableSpec Spec() {
 
 }  // namespace
 
-jobs::JobRow DownloadJobCodec::ToRow(const Job& job) {
-  jobs::JobRow row;
-  row.id = job.id;
-  row.sequence = job.sequence;
-  row.request_id = job.request_id;
-  row.state = StateName(job.state);
-  row.priority = job.priority;
-  row.revision = job.revision;
-  row.lease_owner = job.lease_owner;
-  row.lease_expires_ms = job.lease_expires_ms;
-  row.token_owner = job.token_owner;
-  row.ended_ms =
-      job.ended == absl::InfinitePast() ? 0 : absl::ToUnixMillis(job.ended);
-  row.body = JobBodyJson(job);
-  return row;
-}
-
-absl::StatusOr<Job> DownloadJobCodec::FromRow(const jobs::JobRow& row) {
-  Job job;
-  job.id = row.id;
-  job.sequence = row.sequence;
-  job.request_id = row.request_id;
-  std::optional<JobState> state = StateFromName(row.state);
-  if (!state.has_value()) {
-    return absl::DataLossError(
-        absl::StrCat("job ", job.id, " has an unknown state ", row.state));
-  }
-  job.state = *state;
-  job.priority = row.priority;
-  job.revision = row.revision;
-  job.lease_owner = row.lease_owner;
-  job.lease_expires_ms = row.lease_expires_ms;
-  job.token_owner = row.token_owner;
-  job.ended = row.ended_ms == 0 ? absl::InfinitePast()
-                                : absl::FromUnixMillis(row.ended_ms);
-  RETURN_IF_ERROR(JobBodyFromJson(row.body, job));
-  return job;
-}
-
 std::string DownloadJobCodec::StateName(JobState state) {
   return std::string(downloader::StateName(state));
 }
 
-jobs::Look DownloadJobCodec::Look(const Job& job) {
-  jobs::Look look;
-  look.revision = job.revision;
-  look.state = StateName(job.state);
-  look.done = IsTerminal(job.state);
-  look.settled = look.done || job.state == JobState::kPaused;
-  return look;
+std::optional<JobState> DownloadJobCodec::StateFromName(std::string_view name) {
+  return downloader::StateFromName(name);
+}
+
+bool DownloadJobCodec::IsTerminal(JobState state) {
+  return downloader::IsTerminal(state);
 }
 
 absl::StatusOr<std::unique_ptr<JobStore>> JobStore::Open(
@@ -123,8 +83,9 @@ absl::StatusOr<std::optional<Job>> JobStore::ClaimNext(
 
 absl::StatusOr<Job> JobStore::SaveProgress(const Job& progress,
                                            absl::Duration lease, bool final) {
+  // The job comes with its lease renewed; a worker that stops gives it up.
   return table_.UpdateLeased(
-      progress.id, [&](Job& current) -> absl::StatusOr<bool> {
+      progress.id, lease, [&](Job& current) -> absl::StatusOr<bool> {
         if (current.state != JobState::kRunning) {
           // Paused or cancelled by a request. Once the worker has stopped:
           // keep the segment progress of a paused job for its resume, and
@@ -151,7 +112,6 @@ absl::StatusOr<Job> JobStore::SaveProgress(const Job& progress,
         current.error = progress.error;
         current.status_message = progress.status_message;
         current.ended = progress.ended;
-        current.lease_expires_ms = raw().LeaseExpiryMs(lease);
         if (IsTerminal(progress.state) || progress.state == JobState::kPaused) {
           current.lease_owner.clear();
           current.lease_expires_ms = 0;
@@ -162,20 +122,18 @@ absl::StatusOr<Job> JobStore::SaveProgress(const Job& progress,
 }
 
 absl::Status JobStore::ReleaseLease(const std::string& id) {
-  return table_.table().ReleaseLease(id);
+  return table_.ReleaseLease(id);
 }
 
-absl::Status JobStore::ExpireAllLeases() {
-  return table_.table().ExpireAllLeases();
-}
+absl::Status JobStore::ExpireAllLeases() { return table_.ExpireAllLeases(); }
 
 absl::StatusOr<std::vector<Job>> JobStore::Prune(absl::Time ended_before) {
   return table_.Prune(ended_before);
 }
 
-absl::Status JobStore::Heartbeat() { return table_.table().Heartbeat(); }
+absl::Status JobStore::Heartbeat() { return table_.Heartbeat(); }
 
-absl::Status JobStore::Ping() { return table_.table().Ping(); }
+absl::Status JobStore::Ping() { return table_.Ping(); }
 
 absl::StatusOr<Job> JobStore::Wait(const jobs::Follower& follower,
                                    const std::string& id,

@@ -18,6 +18,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -34,15 +35,19 @@ namespace mm::downloader {
 
 using ChangeSignal = jobs::ChangeSignal;
 
-// How a download job maps to a job table row (typed_job_table.h).
+// What is a download job's own in its job table row (typed_job_table.h).
 struct DownloadJobCodec {
   using Job = ::mm::downloader::Job;
   using State = JobState;
-  static jobs::JobRow ToRow(const Job& job);
-  static absl::StatusOr<Job> FromRow(const jobs::JobRow& row);
   static std::string StateName(JobState state);
+  static std::optional<JobState> StateFromName(std::string_view name);
   // Watch ends on a finished job; Wait also returns a paused one.
-  static jobs::Look Look(const Job& job);
+  static bool IsTerminal(JobState state);
+  static bool IsSettled(JobState state) { return state == JobState::kPaused; }
+  static nlohmann::json BodyJson(const Job& job) { return JobBodyJson(job); }
+  static absl::Status BodyFromJson(const nlohmann::json& body, Job& job) {
+    return JobBodyFromJson(body, job);
+  }
 };
 
 // One page of ListPage.
@@ -57,10 +62,10 @@ class JobStore {
       const std::string& url, const std::string& replica_id,
       Clock* clock = RealClock());
 
-  const std::string& replica_id() const { return raw().replica_id(); }
-  sql::Dialect dialect() const { return raw().dialect(); }
-  ChangeSignal& changes() { return table_.table().changes(); }
-  Clock* clock() const { return raw().clock(); }
+  const std::string& replica_id() const { return table_.replica_id(); }
+  sql::Dialect dialect() const { return table_.dialect(); }
+  ChangeSignal& changes() { return table_.changes(); }
+  Clock* clock() const { return table_.clock(); }
 
   // Inserts `job` (assigning sequence and revision). With a request_id that
   // already exists, nothing is inserted and the existing job is returned.
@@ -120,7 +125,6 @@ class JobStore {
  private:
   explicit JobStore(std::unique_ptr<jobs::JobTable> table)
       : table_(std::move(table)) {}
-  const jobs::JobTable& raw() const { return table_.table(); }
 
   jobs::TypedJobTable<DownloadJobCodec> table_;
 };

@@ -1,6 +1,8 @@
 #include "services/installer/download_cache.h"
 
+#include <errno.h>
 #include <openssl/sha.h>
+#include <string.h>
 
 #include <algorithm>
 #include <fstream>
@@ -132,8 +134,9 @@ absl::StatusOr<CachedPath> DownloadCache::Download(const ResolvedSource& source,
                                                 NewResourceId().substr(0, 8));
   fs::create_directories(partial, error);
   if (error) {
-    return absl::InternalError(absl::StrCat("cannot create ", partial.string(),
-                                            ": ", error.message()));
+    return absl::InternalError(
+        absl::StrCat("cannot create the download cache folder ",
+                     partial.string(), ": ", error.message()));
   }
   const v1::CreateDownloadRequest request =
       DownloadRequestFor(plan, partial.string(), token);
@@ -177,19 +180,24 @@ absl::StatusOr<CachedPath> DownloadCache::Download(const ResolvedSource& source,
                                                      : "failed",
         last.error().message().empty() ? "" : ": ", last.error().message())));
   }
-  // The model inside the entry: the one file of a URL, the repo's folder.
-  fs::path model = fs::path(last.final_path()).lexically_relative(partial);
-  if (source.source_type == "hf_repo_id") model = plan.model_entry;
+  // The model inside the entry: the one file of a URL, the repo's entry.
+  const fs::path model =
+      DownloadedModelPath(plan, last, partial).lexically_relative(partial);
   {
     std::ofstream marker(partial / kMarker);
     marker << model.string() << "\n";
-    if (!marker) return fail(absl::InternalError("cannot write the marker"));
+    if (!marker) {
+      return fail(absl::InternalError(
+          absl::StrCat("cannot write ", (partial / kMarker).string(),
+                       " (is the models folder's disk full or read-only?)")));
+    }
   }
   const fs::path entry = root_ / slug;
   fs::remove_all(entry, error);  // an incomplete entry (no marker)
   if (::rename(partial.c_str(), entry.c_str()) != 0) {
     return fail(absl::InternalError(
-        absl::StrCat("cannot move ", partial.string(), " into the cache")));
+        absl::StrCat("cannot move ", partial.string(), " to ", entry.string(),
+                     ": ", ::strerror(errno))));
   }
   // A URL's size is known only now: make room after the fact (the new
   // entry is in use, so it stays), or give up on an entry larger than the

@@ -110,6 +110,10 @@ absl::Status InstallJob::TransitionTo(InstallState to, absl::Time now) {
   return absl::OkStatus();
 }
 
+std::string DependencyRequestId(const InstallJob& job) {
+  return absl::StrCat("install:", job.id);
+}
+
 json JobBodyJson(const InstallJob& job) {
   json body = {
       {"source", job.source},

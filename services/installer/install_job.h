@@ -89,6 +89,9 @@ struct InstallJob {
   int64_t sequence = 0;
   std::string request_id;
   InstallState state = InstallState::kWaiting;
+  // Install jobs all have the same priority (claimed in submission order);
+  // the column is shared with download jobs.
+  int priority = 0;
   int64_t revision = 0;
   std::string lease_owner;
   int64_t lease_expires_ms = 0;
@@ -137,6 +140,11 @@ struct InstallJob {
   // both states otherwise.
   absl::Status TransitionTo(InstallState to, absl::Time now);
 };
+
+// The request_id under which the job makes its downloader job and its
+// record: the same after a restart, so the downloader and the records
+// service return what the job made before instead of a second one.
+std::string DependencyRequestId(const InstallJob& job);
 
 // The body kept as JSON (everything but the row's columns).
 nlohmann::json JobBodyJson(const InstallJob& job);

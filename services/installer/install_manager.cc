@@ -13,6 +13,7 @@
 #include "model/probe.h"
 #include "model/scan.h"
 #include "proto/record_json.h"
+#include "services/installer/job_cleanup.h"
 #include "services/installer/placement.h"
 
 namespace mm::installer {
@@ -24,7 +25,8 @@ using nlohmann::json;
 
 constexpr char kTempPrefix[] = "tmpinstall_";
 
-absl::Status Cancelled(const InstallJob& job) {
+// Cancel of a job that has ended.
+absl::Status AlreadyFinished(const InstallJob& job) {
   return absl::FailedPreconditionError(absl::StrCat(
       "install job ", job.id, " is ", AsAbsl(StateName(job.state))));
 }
@@ -48,45 +50,19 @@ InstallManager::InstallManager(WorkerDeps deps, InstallWorker* worker,
       options_(std::move(options)),
       follower_(&deps_.store->changes(), "install job") {}
 
-namespace {
-
-jobs::Look LookAt(const InstallJob& job) {
-  jobs::Look look;
-  look.revision = job.revision;
-  look.state = std::string(StateName(job.state));
-  look.done = IsTerminal(job.state);
-  look.settled = look.done || job.state == InstallState::kPaused;
-  return look;
-}
-
-}  // namespace
-
 absl::StatusOr<InstallJob> InstallManager::Wait(
     const std::string& id, absl::Time deadline,
     const std::function<bool()>& cancelled) {
-  InstallJob last;
-  RETURN_IF_ERROR(
-      follower_.Wait(id,
-                     [&]() -> absl::StatusOr<jobs::Look> {
-                       ASSIGN_OR_RETURN(last, deps_.store->Get(id));
-                       return LookAt(last);
-                     },
-                     {.deadline = deadline, .cancelled = cancelled}));
-  return last;
+  return deps_.store->Wait(follower_, id,
+                           {.deadline = deadline, .cancelled = cancelled});
 }
 
 absl::Status InstallManager::Watch(
     const std::string& id, int64_t since_revision,
     const std::function<bool(const InstallJob&)>& send,
     const std::function<bool()>& cancelled) {
-  InstallJob last;
-  return follower_.Watch(
-      id, since_revision,
-      [&]() -> absl::StatusOr<jobs::Look> {
-        ASSIGN_OR_RETURN(last, deps_.store->Get(id));
-        return LookAt(last);
-      },
-      [&] { return send(last); }, {.cancelled = cancelled});
+  return deps_.store->Watch(follower_, id, since_revision, send,
+                            {.cancelled = cancelled});
 }
 
 absl::StatusOr<InstallJob> InstallManager::Create(
@@ -104,7 +80,8 @@ absl::StatusOr<InstallJob> InstallManager::Create(
         "placed in the models folder");
   }
   // A source with a live job returns that job (spec §8).
-  ASSIGN_OR_RETURN(std::vector<InstallJob> live, deps_.store->Live());
+  ASSIGN_OR_RETURN(std::vector<InstallJob> live,
+                   deps_.store->ListAll(LiveStates()));
   for (const InstallJob& job : live) {
     if (job.source == source.normalized) return job;
   }
@@ -151,7 +128,7 @@ absl::StatusOr<InstallJob> InstallManager::Cancel(const std::string& id) {
   ASSIGN_OR_RETURN(
       InstallJob job,
       deps_.store->Update(id, [&](InstallJob& job) -> absl::Status {
-        if (IsTerminal(job.state)) return Cancelled(job);
+        if (IsTerminal(job.state)) return AlreadyFinished(job);
         if (job.step >= InstallStep::kPlace) {
           return absl::FailedPreconditionError(
               absl::StrCat("install job ", job.id,
@@ -166,19 +143,8 @@ absl::StatusOr<InstallJob> InstallManager::Cancel(const std::string& id) {
       }));
   // A job no worker holds is cleaned up here; a running one also cleans up
   // when it sees the cancel (both are harmless twice).
-  if (!job.download_id.empty()) {
-    absl::StatusOr<v1::DownloadJob> cancelled =
-        deps_.downloader->Cancel(job.download_id);
-    if (!cancelled.ok() &&
-        cancelled.status().code() != absl::StatusCode::kFailedPrecondition) {
-      MM_LOG(WARNING) << "install " << id << ": cannot cancel download "
-                      << job.download_id << ": " << cancelled.status();
-    }
-  }
-  if (!job.temp_dir.empty()) {
-    std::error_code error;
-    fs::remove_all(job.temp_dir, error);
-  }
+  CancelJobDownload(*deps_.downloader, job);
+  RemoveJobTemporary(job);
   deps_.tokens->Forget(id);
   return job;
 }
@@ -200,15 +166,7 @@ absl::StatusOr<InstallJob> InstallManager::Pause(const std::string& id) {
         }
         return job.TransitionTo(InstallState::kPaused, clock->Now());
       }));
-  if (!job.download_id.empty()) {
-    absl::StatusOr<v1::DownloadJob> paused =
-        deps_.downloader->Pause(job.download_id);
-    if (!paused.ok() &&
-        paused.status().code() != absl::StatusCode::kFailedPrecondition) {
-      MM_LOG(WARNING) << "install " << id
-                      << ": cannot pause download: " << paused.status();
-    }
-  }
+  PauseJobDownload(*deps_.downloader, job);
   return job;
 }
 
@@ -252,7 +210,11 @@ absl::StatusOr<InstallPlan> InstallManager::Plan(const std::string& source,
 
 absl::StatusOr<fs::path> InstallManager::ExistingPath(
     const std::string& path) const {
-  if (path.empty()) return absl::InvalidArgumentError("path is empty");
+  if (path.empty()) {
+    return absl::InvalidArgumentError(
+        "path is required: a model file or folder, absolute or relative to "
+        "the models folder");
+  }
   fs::path resolved = ResolveModelPath(options_.models_dir, path);
   std::error_code error;
   if (!fs::exists(resolved, error)) {
@@ -293,12 +255,7 @@ absl::StatusOr<v1::Model> InstallManager::Register(
         "a model with hash ", hash, " is already registered as ",
         existing->key(), " (", QuotedForMessage(existing->name()), ")"));
   }
-  config["path"] =
-      IsInsideModelsDir(resolved, options_.models_dir)
-          ? fs::weakly_canonical(resolved)
-                .lexically_relative(fs::weakly_canonical(options_.models_dir))
-                .string()
-          : resolved.string();
+  config["path"] = RecordPathFor(resolved, options_.models_dir);
   config["source"] = resolved.string();
   config["source_type"] = "path";
   // Concurrent registrations of the same content give one record.
@@ -362,7 +319,8 @@ InstallManager::RemoveAbandonedTemporaries() {
   std::vector<std::string> removed;
   std::error_code error;
   if (!fs::exists(options_.models_dir, error)) return removed;
-  ASSIGN_OR_RETURN(std::vector<InstallJob> live, deps_.store->Live());
+  ASSIGN_OR_RETURN(std::vector<InstallJob> live,
+                   deps_.store->ListAll(LiveStates()));
   std::set<std::string> in_use;
   for (const InstallJob& job : live) in_use.insert(job.temp_dir);
   for (const fs::directory_entry& entry :

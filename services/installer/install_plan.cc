@@ -54,4 +54,11 @@ modelmanager::v1::CreateDownloadRequest DownloadRequestFor(
   return request;
 }
 
+std::filesystem::path DownloadedModelPath(
+    const InstallPlan& plan, const modelmanager::v1::DownloadJob& download,
+    const std::filesystem::path& dest_dir) {
+  if (plan.source_type == "hf_repo_id") return dest_dir / plan.model_entry;
+  return download.final_path();
+}
+
 }  // namespace mm::installer

@@ -7,6 +7,7 @@
 #define MM_SERVICES_INSTALLER_INSTALL_PLAN_H_
 
 #include <cstdint>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -59,6 +60,13 @@ modelmanager::v1::InstallPlan PlanToProto(const InstallPlan& plan);
 modelmanager::v1::CreateDownloadRequest DownloadRequestFor(
     const InstallPlan& plan, const std::string& dest_dir,
     const std::string& token);
+
+// Where the model is once the plan's download into `dest_dir` succeeded:
+// a repo's model entry under it, or the one file of a URL where the
+// downloader put it (the server may have named it).
+std::filesystem::path DownloadedModelPath(
+    const InstallPlan& plan, const modelmanager::v1::DownloadJob& download,
+    const std::filesystem::path& dest_dir);
 
 }  // namespace mm::installer
 

@@ -1,79 +1,70 @@
 // Durable install jobs: the installer's typed view of a common/jobs
 // JobTable (tables install_jobs and install_replicas, NOTIFY channel
 // "mm_installs"), in SQLite under the state directory for one process or
-// PostgreSQL for replicas that share the work. A worker claims a job with a
-// lease and renews it with every SaveLeased; a job whose worker died is
-// claimed again (by another replica, or by this process after a restart)
-// and resumes from its step.
+// PostgreSQL for replicas that share the work. The rows, leases, revisions,
+// paging and Wait/Watch are common/jobs/typed_job_table.h's; this file says
+// only what is the installer's own: its states and the job body.
+//
+// A worker claims a job with a lease and renews it with every UpdateLeased;
+// a job whose worker died is claimed again (by another replica, or by this
+// process after a restart) and resumes from its step.
 //
 // Thread-safety: all methods may be called concurrently.
 #ifndef MM_SERVICES_INSTALLER_INSTALL_STORE_H_
 #define MM_SERVICES_INSTALLER_INSTALL_STORE_H_
 
-#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "absl/time/time.h"
 #include "common/clock.h"
 #include "common/jobs/job_table.h"
+#include "common/jobs/typed_job_table.h"
 #include "services/installer/install_job.h"
 
 namespace mm::installer {
 
-struct InstallPage {
-  std::vector<InstallJob> jobs;
-  std::string next_page_token;
+// What is an install job's own in its job table row.
+struct InstallJobCodec {
+  using Job = InstallJob;
+  using State = InstallState;
+  static std::string StateName(InstallState state) {
+    return std::string(installer::StateName(state));
+  }
+  static std::optional<InstallState> StateFromName(std::string_view name) {
+    return installer::StateFromName(name);
+  }
+  static bool IsTerminal(InstallState state) {
+    return installer::IsTerminal(state);
+  }
+  // A paused job waits for a person: a Wait returns it.
+  static bool IsSettled(InstallState state) {
+    return state == InstallState::kPaused;
+  }
+  static nlohmann::json BodyJson(const InstallJob& job) {
+    return JobBodyJson(job);
+  }
+  static absl::Status BodyFromJson(const nlohmann::json& body,
+                                   InstallJob& job) {
+    return JobBodyFromJson(body, job);
+  }
 };
 
-class InstallStore {
- public:
-  static absl::StatusOr<std::unique_ptr<InstallStore>> Open(
-      const std::string& url, const std::string& replica_id, Clock* clock);
+using InstallStore = jobs::TypedJobTable<InstallJobCodec>;
+using InstallPage = InstallStore::Page;
 
-  const std::string& replica_id() const { return table_->replica_id(); }
-  jobs::ChangeSignal& changes() { return table_->changes(); }
-  Clock* clock() const { return table_->clock(); }
-  sql::Dialect dialect() const { return table_->dialect(); }
+// Opens (and migrates) the install job table at `url` (see
+// sql::Database::Open); `replica_id` names this process in leases, and
+// `clock`, which must outlive the store, gives lease times.
+absl::StatusOr<std::unique_ptr<InstallStore>> OpenInstallStore(
+    const std::string& url, const std::string& replica_id, Clock* clock);
 
-  // Inserts `job`; with a request_id that exists, returns that job instead.
-  absl::StatusOr<InstallJob> Create(const InstallJob& job);
-  // NOT_FOUND for an unknown id.
-  absl::StatusOr<InstallJob> Get(const std::string& id);
-  absl::StatusOr<InstallPage> ListPage(const std::vector<InstallState>& states,
-                                       int page_size,
-                                       const std::string& page_token);
-  // Every job not in a terminal state, in submission order.
-  absl::StatusOr<std::vector<InstallJob>> Live();
-  // Read-modify-write under the row lock (a request: cancel, pause, ...).
-  absl::StatusOr<InstallJob> Update(
-      const std::string& id,
-      const std::function<absl::Status(InstallJob&)>& change);
-  // A worker's write while it holds the lease (renewed to `lease` from
-  // now); `change` returns whether to write. Returns the job as stored, so
-  // the worker sees a cancel or pause, or that it lost the lease (then
-  // lease_owner is not this replica).
-  absl::StatusOr<InstallJob> SaveLeased(
-      const std::string& id, absl::Duration lease,
-      const std::function<absl::StatusOr<bool>(InstallJob&)>& change);
-  // The next job to work on, leased to this replica, or nullopt.
-  absl::StatusOr<std::optional<InstallJob>> ClaimNext(
-      absl::Duration lease, absl::Duration replica_ttl);
-  absl::Status ReleaseLease(const std::string& id);
-  absl::Status ExpireAllLeases();
-  absl::StatusOr<std::vector<InstallJob>> Prune(absl::Time ended_before);
-  absl::Status Heartbeat();
-  absl::Status Ping();
-
- private:
-  explicit InstallStore(std::unique_ptr<jobs::JobTable> table)
-      : table_(std::move(table)) {}
-
-  std::unique_ptr<jobs::JobTable> table_;
-};
+// The states of a job that is not finished (ListAll of them: every live
+// job).
+const std::vector<InstallState>& LiveStates();
 
 // The table's description (names, states a claim may take).
 jobs::JobTableSpec InstallTableSpec();

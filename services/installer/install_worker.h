@@ -1,10 +1,10 @@
 // The worker side of the installer: claims install jobs from the
 // InstallStore (at most max_parallel at once per replica), runs each on its
-// own thread step by step (install_job.h), and keeps the job's lease while
-// it works. A dependency that is down (records, downloader, hub) makes the
-// job wait and retry with backoff, saying what it waits for; it does not
-// fail the install. A cancel or pause, from any replica, is seen at the next
-// save.
+// own thread step by step (an InstallRun, install_run.h), and keeps the
+// job's lease while it works. A dependency that is down (records, downloader,
+// hub) makes the job wait and retry with backoff, saying what it waits for; it
+// does not fail the install. A cancel or pause, from any replica, is seen at
+// the next save.
 //
 //   InstallWorker worker(&deps, options);
 //   worker.Start();
@@ -61,8 +61,6 @@ struct WorkerDeps {
   TokenCache* tokens = nullptr;
 };
 
-class InstallRun;
-
 class InstallWorker {
  public:
   InstallWorker(WorkerDeps deps, WorkerOptions options);
@@ -82,6 +80,9 @@ class InstallWorker {
 
  private:
   void Schedule() ABSL_LOCKS_EXCLUDED(mu_);
+  // Claims a job and starts its run (install_run.h) when a slot is free;
+  // whether it did.
+  bool ClaimOne() ABSL_LOCKS_EXCLUDED(mu_);
   // Joins the threads of runs that ended.
   void Reap() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 

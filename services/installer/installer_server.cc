@@ -113,7 +113,7 @@ absl::StatusOr<std::unique_ptr<InstallerServer>> InstallerServer::Start(
                      o.worker.models_dir.string(), ": ", error.message()));
   }
   const std::string replica_id = NewResourceId().substr(0, 16);
-  ASSIGN_OR_RETURN(server->store_, InstallStore::Open(o.db, replica_id, clock));
+  ASSIGN_OR_RETURN(server->store_, OpenInstallStore(o.db, replica_id, clock));
   if (server->store_->dialect() == sql::Dialect::kSqlite) {
     // One process owns an embedded store: the previous one is gone.
     RETURN_IF_ERROR(server->store_->ExpireAllLeases());

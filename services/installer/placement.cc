@@ -237,6 +237,15 @@ bool IsInsideModelsDir(const fs::path& path, const fs::path& models_dir) {
   return target_it != target.end();  // the folder itself is not inside it
 }
 
+std::string RecordPathFor(const fs::path& path, const fs::path& models_dir) {
+  if (!IsInsideModelsDir(path, models_dir)) return path.string();
+  // Both resolved as IsInsideModelsDir resolves them, so a models folder
+  // reached through a symbolic link still gives a path inside it.
+  return fs::weakly_canonical(path)
+      .lexically_relative(fs::weakly_canonical(models_dir))
+      .string();
+}
+
 fs::path ResolveModelPath(const fs::path& models_dir,
                           const std::string& record_path) {
   const fs::path path(record_path);
@@ -251,8 +260,7 @@ absl::StatusOr<std::vector<std::string>> RemoveModelFiles(
   fs::path target = path;
   if (IsInsideModelsDir(path, models_dir)) {
     // models/<key>/... : the whole folder of the key goes.
-    const fs::path relative = fs::weakly_canonical(path).lexically_relative(
-        fs::weakly_canonical(models_dir));
+    const fs::path relative = RecordPathFor(path, models_dir);
     if (!key.empty() && !relative.empty() && *relative.begin() == key) {
       target = models_dir / key;
     }

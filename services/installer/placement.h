@@ -55,6 +55,11 @@ absl::StatusOr<PlacedModel> PlaceModel(const std::filesystem::path& source,
 bool IsInsideModelsDir(const std::filesystem::path& path,
                        const std::filesystem::path& models_dir);
 
+// The path a record keeps for a model at `path`: relative to the models
+// folder when inside it (ResolveModelPath turns it back), else `path`.
+std::string RecordPathFor(const std::filesystem::path& path,
+                          const std::filesystem::path& models_dir);
+
 // The model's path on disk: a relative record path is relative to the
 // models folder.
 std::filesystem::path ResolveModelPath(const std::filesystem::path& models_dir,

@@ -3,10 +3,13 @@
 // "widget" job here has its own states and body.
 #include "common/jobs/typed_job_table.h"
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -36,58 +39,45 @@ struct Widget {
   std::string lease_owner;
   int64_t lease_expires_ms = 0;
   std::string token_owner;
-  int64_t ended_ms = 0;
+  absl::Time ended = absl::InfinitePast();
   std::string color;  // the body
   int64_t started_ms = 0;
 };
+
+constexpr std::pair<WidgetState, const char*> kWidgetStates[] = {
+    {WidgetState::kReady, "ready"},
+    {WidgetState::kWorking, "working"},
+    {WidgetState::kFinished, "finished"}};
 
 struct WidgetCodec {
   using Job = Widget;
   using State = WidgetState;
   static std::string StateName(WidgetState state) {
-    switch (state) {
-      case WidgetState::kReady:
-        return "ready";
-      case WidgetState::kWorking:
-        return "working";
-      case WidgetState::kFinished:
-        break;
+    for (const auto& [known, name] : kWidgetStates) {
+      if (known == state) return name;
     }
-    return "finished";
+    return "unknown";
   }
-  static JobRow ToRow(const Widget& w) {
-    return JobRow{w.id,
-                  w.sequence,
-                  w.request_id,
-                  StateName(w.state),
-                  w.priority,
-                  w.revision,
-                  w.lease_owner,
-                  w.lease_expires_ms,
-                  w.token_owner,
-                  w.ended_ms,
-                  {{"color", w.color}, {"started", w.started_ms}}};
+  static std::optional<WidgetState> StateFromName(std::string_view name) {
+    for (const auto& [state, known] : kWidgetStates) {
+      if (known == name) return state;
+    }
+    return std::nullopt;
   }
-  static absl::StatusOr<Widget> FromRow(const JobRow& row) {
-    Widget w{row.id,
-             row.sequence,
-             row.request_id,
-             WidgetState::kReady,
-             row.priority,
-             row.revision,
-             row.lease_owner,
-             row.lease_expires_ms,
-             row.token_owner,
-             row.ended_ms,
-             row.body.value("color", ""),
-             row.body.value("started", int64_t{0})};
-    if (row.state == "working") w.state = WidgetState::kWorking;
-    if (row.state == "finished") w.state = WidgetState::kFinished;
-    return w;
+  static bool IsTerminal(WidgetState state) {
+    return state == WidgetState::kFinished;
   }
-  static jobs::Look Look(const Widget& w) {
-    bool done = w.state == WidgetState::kFinished;
-    return jobs::Look{w.revision, StateName(w.state), done, done};
+  static bool IsSettled(WidgetState) { return false; }
+  static nlohmann::json BodyJson(const Widget& w) {
+    return {{"color", w.color}, {"started", w.started_ms}};
+  }
+  static absl::Status BodyFromJson(const nlohmann::json& body, Widget& w) {
+    if (!body.contains("color")) {
+      return absl::DataLossError(absl::StrCat("widget ", w.id, ": no color"));
+    }
+    w.color = body.value("color", "");
+    w.started_ms = body.value("started", int64_t{0});
+    return absl::OkStatus();
   }
 };
 
@@ -116,6 +106,19 @@ class TypedJobTableTest : public ::testing::Test {
     absl::StatusOr<Widget> created = table_->Create(w);
     EXPECT_OK(created.status());
     return created.value_or(Widget{});
+  }
+
+  // Writes the stored row as another writer would (a damaged database, a
+  // replica that took the job over), past the typing.
+  void WriteRaw(const std::string& id,
+                const std::function<void(JobRow&)>& edit) {
+    ASSERT_OK(table_->table()
+                  .Update(id,
+                          [&](JobRow& row) {
+                            edit(row);
+                            return absl::OkStatus();
+                          })
+                  .status());
   }
 
   FakeClock clock_;
@@ -161,15 +164,96 @@ TEST_F(TypedJobTableTest, ClaimEditsTheJobAndLeasedWritesKeepTheLease) {
 
   clock_.Advance(absl::Seconds(5));
   ASSERT_OK_AND_ASSIGN(
-      Widget saved, table_->UpdateLeased(red.id, [&](Widget& w) {
+      Widget saved,
+      table_->UpdateLeased(red.id, absl::Seconds(10), [&](Widget& w) {
         w.color = "orange";
-        w.lease_expires_ms = table_->table().LeaseExpiryMs(absl::Seconds(10));
         return true;
       }));
   EXPECT_EQ(saved.color, "orange");
   EXPECT_EQ(saved.lease_owner, "r1");
   EXPECT_EQ(saved.lease_expires_ms,
             absl::ToUnixMillis(clock_.Now() + absl::Seconds(10)));
+}
+
+TEST_F(TypedJobTableTest, EverySharedColumnSurvivesARoundTrip) {
+  Widget w;
+  w.id = "w-all";
+  w.sequence = 7;
+  w.request_id = "req";
+  w.state = WidgetState::kFinished;
+  w.priority = 3;
+  w.revision = 9;
+  w.lease_owner = "r2";
+  w.lease_expires_ms = 1234;
+  w.token_owner = "r3";
+  w.ended = absl::FromUnixMillis(5678);
+  w.color = "teal";
+  w.started_ms = 42;
+  ASSERT_OK_AND_ASSIGN(Widget back,
+                       table_->FromRow(TypedJobTable<WidgetCodec>::ToRow(w)));
+  EXPECT_EQ(back.id, w.id);
+  EXPECT_EQ(back.sequence, w.sequence);
+  EXPECT_EQ(back.request_id, w.request_id);
+  EXPECT_EQ(back.state, w.state);
+  EXPECT_EQ(back.priority, w.priority);
+  EXPECT_EQ(back.revision, w.revision);
+  EXPECT_EQ(back.lease_owner, w.lease_owner);
+  EXPECT_EQ(back.lease_expires_ms, w.lease_expires_ms);
+  EXPECT_EQ(back.token_owner, w.token_owner);
+  EXPECT_EQ(back.ended, w.ended);
+  EXPECT_EQ(back.color, w.color);
+  EXPECT_EQ(back.started_ms, w.started_ms);
+  // Not ended is 0 in the row.
+  EXPECT_EQ(TypedJobTable<WidgetCodec>::ToRow(Widget{}).ended_ms, 0);
+}
+
+TEST_F(TypedJobTableTest, AnUnknownStateOrABadBodyIsDataLoss) {
+  Widget red = MustCreate("red");
+  WriteRaw(red.id, [](JobRow& row) { row.state = "melted"; });
+  EXPECT_THAT(table_->Get(red.id),
+              StatusIs(absl::StatusCode::kDataLoss,
+                       "widget job w-red has an unknown state melted"));
+  Widget blue = MustCreate("blue");
+  WriteRaw(blue.id, [](JobRow& row) { row.body = nlohmann::json::object(); });
+  EXPECT_THAT(table_->Get(blue.id),
+              StatusIs(absl::StatusCode::kDataLoss, "widget w-blue: no color"));
+}
+
+TEST_F(TypedJobTableTest, ListAllReadsEveryBatch) {
+  for (int i = 0; i < 6; ++i) MustCreate(absl::StrCat("c", i));
+  ASSERT_OK(table_
+                ->Update("w-c2",
+                         [](Widget& w) {
+                           w.state = WidgetState::kFinished;
+                           return absl::OkStatus();
+                         })
+                .status());
+  // Batches of 2: two full ones, then a short one ends the read.
+  ASSERT_OK_AND_ASSIGN(std::vector<Widget> ready,
+                       table_->ListAll({WidgetState::kReady}, 2));
+  std::vector<std::string> colors;
+  for (const Widget& w : ready) colors.push_back(w.color);
+  EXPECT_THAT(colors, ElementsAre("c0", "c1", "c3", "c4", "c5"));
+}
+
+TEST_F(TypedJobTableTest, ALeasedWriteLandsOnlyWhileTheLeaseIsHeld) {
+  Widget red = MustCreate("red");
+  ASSERT_OK_AND_ASSIGN(std::optional<Widget> claimed,
+                       table_->ClaimNext(absl::Seconds(10), absl::Seconds(30)));
+  ASSERT_TRUE(claimed.has_value());
+  // Another replica took the job over (its lease had run out).
+  WriteRaw(red.id, [](JobRow& row) { row.lease_owner = "r9"; });
+  bool asked = false;
+  ASSERT_OK_AND_ASSIGN(
+      Widget seen,
+      table_->UpdateLeased(red.id, absl::Seconds(10), [&](Widget& w) {
+        asked = true;
+        w.color = "stale";
+        return true;
+      }));
+  EXPECT_FALSE(asked);
+  EXPECT_EQ(seen.lease_owner, "r9");
+  EXPECT_EQ(seen.color, "red");
 }
 
 TEST_F(TypedJobTableTest, WaitAndWatchFollowTheTypedJob) {

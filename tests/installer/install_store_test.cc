@@ -20,8 +20,8 @@ class InstallStoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
     url_ = "sqlite:" + (dir_.path() / "installs.db").string();
-    ASSERT_OK_AND_ASSIGN(a_, InstallStore::Open(url_, "replica-a", &clock_));
-    ASSERT_OK_AND_ASSIGN(b_, InstallStore::Open(url_, "replica-b", &clock_));
+    ASSERT_OK_AND_ASSIGN(a_, OpenInstallStore(url_, "replica-a", &clock_));
+    ASSERT_OK_AND_ASSIGN(b_, OpenInstallStore(url_, "replica-b", &clock_));
   }
 
   InstallJob NewJob(const std::string& id) {
@@ -78,12 +78,12 @@ TEST_F(InstallStoreTest,
   bool asked = false;
   ASSERT_OK_AND_ASSIGN(
       InstallJob seen,
-      a_->SaveLeased("j2", absl::Seconds(30),
-                     [&](InstallJob& job) -> absl::StatusOr<bool> {
-                       asked = true;
-                       job.step = InstallStep::kDone;
-                       return true;
-                     }));
+      a_->UpdateLeased("j2", absl::Seconds(30),
+                       [&](InstallJob& job) -> absl::StatusOr<bool> {
+                         asked = true;
+                         job.step = InstallStep::kDone;
+                         return true;
+                       }));
   EXPECT_FALSE(asked);
   EXPECT_EQ(seen.lease_owner, "replica-b");
   EXPECT_EQ(seen.step, InstallStep::kPlan);
@@ -99,7 +99,7 @@ TEST_F(InstallStoreTest, PausedAndFinishedJobsAreNotClaimed) {
   ASSERT_OK(a_->Create(done).status());
   EXPECT_THAT(a_->ClaimNext(absl::Seconds(30), absl::Seconds(60)),
               mm::testing::IsOkAndHolds(::testing::Eq(std::nullopt)));
-  ASSERT_OK_AND_ASSIGN(std::vector<InstallJob> live, a_->Live());
+  ASSERT_OK_AND_ASSIGN(std::vector<InstallJob> live, a_->ListAll(LiveStates()));
   ASSERT_EQ(live.size(), 1u);
   EXPECT_EQ(live[0].id, "p");
   ASSERT_OK_AND_ASSIGN(std::vector<InstallJob> pruned,

@@ -212,6 +212,24 @@ TEST(PlacementTest, InsideTheModelsFolderIsDecidedOnResolvedPaths) {
   EXPECT_FALSE(IsInsideModelsDir(dir.path() / "models-other", models));
 }
 
+TEST(PlacementTest, ARecordPathIsRelativeInsideTheModelsFolderOnly) {
+  TempDir dir;
+  const fs::path real = dir.path() / "real-models";
+  fs::create_directories(real / "k");
+  // The models folder as the service was given it: through a link.
+  const fs::path models = dir.path() / "models";
+  fs::create_symlink(real, models);
+  EXPECT_EQ(RecordPathFor(models / "k" / "m.safetensors", models),
+            "k/m.safetensors");
+  EXPECT_EQ(RecordPathFor(real / "k", models), "k");
+  const fs::path outside = dir.path() / "elsewhere" / "m.safetensors";
+  EXPECT_EQ(RecordPathFor(outside, models), outside.string());
+  // ResolveModelPath turns a record path back into the file.
+  EXPECT_EQ(ResolveModelPath(models, RecordPathFor(outside, models)), outside);
+  EXPECT_EQ(ResolveModelPath(models, "k/m.safetensors"),
+            models / "k" / "m.safetensors");
+}
+
 TEST(PlacementTest, RemovingFilesFollowsTheDeleteRules) {
   TempDir dir;
   const fs::path models = dir.path() / "models";
