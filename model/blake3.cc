@@ -14,6 +14,7 @@ namespace mm::model {
 namespace {
 
 using blake3_internal::Compress;
+using blake3_internal::HashChunksFn;
 using blake3_internal::HashManyFn;
 using blake3_internal::kFlagChunkEnd;
 using blake3_internal::kFlagChunkStart;
@@ -21,7 +22,12 @@ using blake3_internal::kFlagParent;
 using blake3_internal::kFlagRoot;
 using blake3_internal::kIv;
 
-constexpr uint64_t kMaxBatchChunks = 64;
+// Chunks hashed as one batch (a subtree): all chunk chaining values at once,
+// then each level of parents at once. Large enough that almost every parent
+// is compressed 16 at a time too (with 64, a twentieth of the compressions
+// went through narrower code), small enough that the 8 KiB of chaining
+// values stay in L1.
+constexpr uint64_t kMaxBatchChunks = 256;
 
 using blake3_internal::kMessageSchedule;
 
@@ -63,18 +69,41 @@ Blake3ChainingValue CvFromBytes(const uint8_t* bytes) {
   return cv;
 }
 
-HashManyFn HashManyFor(Blake3Backend backend) {
+// The compression code of one backend.
+struct Kernels {
+  HashManyFn hash_many;
+  HashChunksFn hash_chunks;
+};
+
+void HashChunksPortable(const uint8_t* input, size_t num_chunks,
+                        uint64_t counter, uint8_t* out) {
+  blake3_internal::HashChunksWith(blake3_internal::HashManyPortable, input,
+                                  num_chunks, counter, out);
+}
+void HashChunksSse41(const uint8_t* input, size_t num_chunks, uint64_t counter,
+                     uint8_t* out) {
+  blake3_internal::HashChunksWith(blake3_internal::HashManySse41, input,
+                                  num_chunks, counter, out);
+}
+void HashChunksAvx2(const uint8_t* input, size_t num_chunks, uint64_t counter,
+                    uint8_t* out) {
+  blake3_internal::HashChunksWith(blake3_internal::HashManyAvx2, input,
+                                  num_chunks, counter, out);
+}
+
+Kernels KernelsFor(Blake3Backend backend) {
   switch (backend) {
     case Blake3Backend::kSse41:
-      return blake3_internal::HashManySse41;
+      return {blake3_internal::HashManySse41, HashChunksSse41};
     case Blake3Backend::kAvx2:
-      return blake3_internal::HashManyAvx2;
+      return {blake3_internal::HashManyAvx2, HashChunksAvx2};
     case Blake3Backend::kAvx512:
-      return blake3_internal::HashManyAvx512;
+      return {blake3_internal::HashManyAvx512,
+              blake3_internal::HashChunksAvx512};
     case Blake3Backend::kPortable:
       break;
   }
-  return blake3_internal::HashManyPortable;
+  return {blake3_internal::HashManyPortable, HashChunksPortable};
 }
 
 bool BackendSupported(Blake3Backend backend) {
@@ -86,23 +115,18 @@ bool BackendSupported(Blake3Backend backend) {
 // The chaining value of `chunks` (a power of two, at most kMaxBatchChunks)
 // whole chunks starting at chunk index `first_chunk`: all chunks at once,
 // then each level of parents at once.
-Blake3ChainingValue HashSubtree(HashManyFn hash_many, const uint8_t* input,
+Blake3ChainingValue HashSubtree(const Kernels& kernels, const uint8_t* input,
                                 uint64_t chunks, uint64_t first_chunk) {
-  const uint8_t* inputs[kMaxBatchChunks] = {};
+  const uint8_t* parents_in[kMaxBatchChunks / 2] = {};
   alignas(64) uint8_t cvs[kMaxBatchChunks * 32];
   alignas(64) uint8_t parents[kMaxBatchChunks / 2 * 32];
-  for (uint64_t i = 0; i < chunks; ++i) {
-    inputs[i] = input + i * kBlake3ChunkBytes;
-  }
-  hash_many(inputs, chunks, kBlake3ChunkBytes / kBlake3BlockBytes, kIv,
-            first_chunk, /*increment_counter=*/true, 0, kFlagChunkStart,
-            kFlagChunkEnd, cvs);
+  kernels.hash_chunks(input, chunks, first_chunk, cvs);
   uint64_t count = chunks;
   while (count > 1) {
     // Each parent's block is two adjacent 32-byte chaining values.
-    for (uint64_t i = 0; i < count / 2; ++i) inputs[i] = cvs + 64 * i;
-    hash_many(inputs, count / 2, 1, kIv, 0, /*increment_counter=*/false,
-              kFlagParent, 0, 0, parents);
+    for (uint64_t i = 0; i < count / 2; ++i) parents_in[i] = cvs + 64 * i;
+    kernels.hash_many(parents_in, count / 2, 1, kIv, 0,
+                      /*increment_counter=*/false, kFlagParent, 0, 0, parents);
     count /= 2;
     std::memcpy(cvs, parents, count * 32);
   }
@@ -176,6 +200,25 @@ void HashManyPortable(const uint8_t* const* inputs, size_t num_inputs,
       std::copy(state, state + 8, cv);
     }
     for (int w = 0; w < 8; ++w) StoreLe32(out + 32 * i + 4 * w, cv[w]);
+  }
+}
+
+void HashChunksWith(HashManyFn hash_many, const uint8_t* input,
+                    size_t num_chunks, uint64_t counter, uint8_t* out) {
+  constexpr size_t kGroup = 64;
+  const uint8_t* inputs[kGroup];
+  while (num_chunks > 0) {
+    const size_t group = std::min(num_chunks, kGroup);
+    for (size_t i = 0; i < group; ++i) {
+      inputs[i] = input + i * kBlake3ChunkBytes;
+    }
+    hash_many(inputs, group, kBlake3ChunkBytes / kBlake3BlockBytes, kIv,
+              counter, /*increment_counter=*/true, 0, kFlagChunkStart,
+              kFlagChunkEnd, out);
+    input += group * kBlake3ChunkBytes;
+    num_chunks -= group;
+    counter += group;
+    out += group * 32;
   }
 }
 
@@ -327,7 +370,7 @@ void Blake3Hasher::Update(absl::Span<const uint8_t> data) {
     PushSubtree(FirstEight(state), 0);
     ResetChunk(first_chunk_ + chunks_done_);
   }
-  const HashManyFn hash_many = HashManyFor(backend_);
+  const Kernels kernels = KernelsFor(backend_);
   // Whole subtrees, as long as at least one byte stays for the chunk state:
   // the input's last chunk must wait for Finalize to learn its flags.
   while (n > kBlake3ChunkBytes) {
@@ -336,7 +379,7 @@ void Blake3Hasher::Update(absl::Span<const uint8_t> data) {
     // A subtree must start at a multiple of its own size.
     while (chunks_done_ % chunks != 0) chunks /= 2;
     const Blake3ChainingValue cv =
-        HashSubtree(hash_many, p, chunks, first_chunk_ + chunks_done_);
+        HashSubtree(kernels, p, chunks, first_chunk_ + chunks_done_);
     PushSubtree(cv, std::countr_zero(chunks));
     p += chunks * kBlake3ChunkBytes;
     n -= chunks * kBlake3ChunkBytes;

@@ -196,6 +196,20 @@ void HashManyAvx512(const uint8_t* const* inputs, size_t num_inputs,
                     size_t blocks, const uint32_t key[8], uint64_t counter,
                     bool increment_counter, uint8_t flags, uint8_t flags_start,
                     uint8_t flags_end, uint8_t* out);
+// Hashes `num_chunks` whole chunks lying one after another from `input`,
+// the first with chunk counter `counter`, writing one chaining value per
+// chunk to `out` (which must not overlap the input). The bulk of any large
+// input goes through this.
+using HashChunksFn = void (*)(const uint8_t* input, size_t num_chunks,
+                              uint64_t counter, uint8_t* out);
+// HashChunksFn on top of a HashManyFn, for the backends without a kernel of
+// their own for contiguous chunks.
+void HashChunksWith(HashManyFn hash_many, const uint8_t* input,
+                    size_t num_chunks, uint64_t counter, uint8_t* out);
+// Defined in blake3_simd.cc, with the same CPU requirement as
+// HashManyAvx512.
+void HashChunksAvx512(const uint8_t* input, size_t num_chunks, uint64_t counter,
+                      uint8_t* out);
 // Whether the CPU (and OS) support each SIMD backend.
 bool CpuHasSse41();
 bool CpuHasAvx2();

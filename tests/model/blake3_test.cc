@@ -191,12 +191,12 @@ TEST(Blake3Test, ExtendedOutputMatchesB3sum) {
   }
 }
 
-// Lengths around the SIMD group widths and the 64-chunk batch: every backend
-// must agree with the portable code.
+// Lengths around the SIMD group widths and the 256-chunk batch: every
+// backend must agree with the portable code.
 TEST(Blake3Test, BackendsAgreeAroundBatchBoundaries) {
   std::vector<size_t> lengths;
-  for (size_t chunks :
-       {15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 129, 200, 1000}) {
+  for (size_t chunks : {15,  16,  17,  31,  32,  33,  63,  64,  65,  127,
+                        128, 129, 200, 255, 256, 257, 511, 512, 513, 1000}) {
     for (long delta : {-1L, 0L, 1L, 513L}) {
       lengths.push_back(chunks * 1024 + delta);
     }
@@ -207,6 +207,54 @@ TEST(Blake3Test, BackendsAgreeAroundBatchBoundaries) {
     for (Blake3Backend backend : SupportedBlake3Backends()) {
       EXPECT_EQ(HashWith(backend, input), expected)
           << "length " << length << " backend " << Blake3BackendName(backend);
+    }
+  }
+}
+
+// The contiguous-chunk kernels (HashChunksAvx512's 16-chunk groups and its
+// narrower tail) give the chaining values the portable code gives, for
+// every count around the group width and for counters whose low word wraps
+// inside a group (chunk 2^32 starts 4 TiB into an input).
+TEST(Blake3Test, ContiguousChunkKernelMatchesPortable) {
+  if (!blake3_internal::CheckBackendRuns(Blake3Backend::kAvx512,
+                                         blake3_internal::DetectCpuFeatures())
+           .ok()) {
+    GTEST_SKIP() << "this CPU has no AVX-512";
+  }
+  constexpr size_t kMaxChunks = 50;
+  std::string input = OfficialInput(kMaxChunks * 1024);
+  const auto* bytes = reinterpret_cast<const uint8_t*>(input.data());
+  for (uint64_t counter : {uint64_t{0}, uint64_t{7}, (uint64_t{1} << 32) - 5,
+                           (uint64_t{3} << 32) - 16}) {
+    for (size_t chunks = 1; chunks <= kMaxChunks; ++chunks) {
+      std::vector<uint8_t> expected(chunks * 32);
+      std::vector<uint8_t> actual(chunks * 32);
+      blake3_internal::HashChunksWith(blake3_internal::HashManyPortable, bytes,
+                                      chunks, counter, expected.data());
+      blake3_internal::HashChunksAvx512(bytes, chunks, counter, actual.data());
+      EXPECT_EQ(Hex(actual), Hex(expected))
+          << chunks << " chunks from counter " << counter;
+    }
+  }
+}
+
+// A 16-chunk group that is not the first of its input starts at the right
+// counter, and each of its chunks lands at its own output slot: a hasher
+// for a subtree far into a file matches the portable code there.
+TEST(Blake3Test, SubtreeFarIntoTheInputMatchesPortable) {
+  const std::string input = OfficialInput(64 * 1024);
+  for (uint64_t first_chunk : {uint64_t{64}, uint64_t{1} << 26,
+                               (uint64_t{1} << 32) - 64, uint64_t{1} << 32}) {
+    Blake3Hasher portable =
+        Blake3Hasher::ForSubtree(first_chunk, Blake3Backend::kPortable);
+    portable.Update(input);
+    for (Blake3Backend backend : SupportedBlake3Backends()) {
+      Blake3Hasher hasher = Blake3Hasher::ForSubtree(first_chunk, backend);
+      hasher.Update(input);
+      EXPECT_EQ(hasher.FinalizeChainingValue(),
+                portable.FinalizeChainingValue())
+          << "first chunk " << first_chunk << " backend "
+          << Blake3BackendName(backend);
     }
   }
 }
