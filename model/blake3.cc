@@ -295,7 +295,9 @@ absl::StatusOr<Blake3Hasher> Blake3Hasher::WithBackend(Blake3Backend backend) {
 
 Blake3Hasher Blake3Hasher::ForSubtree(uint64_t first_chunk,
                                       Blake3Backend backend) {
-  return Blake3Hasher(first_chunk, backend);
+  Blake3Hasher hasher(first_chunk, backend);
+  hasher.subtree_ = true;
+  return hasher;
 }
 
 void Blake3Hasher::ResetChunk(uint64_t chunk_index) {
@@ -354,6 +356,10 @@ void Blake3Hasher::Update(absl::Span<const uint8_t> data) {
   const uint8_t* p = data.data();
   size_t n = data.size();
   if (n == 0) return;
+  // A root hasher keeps the input's last chunk back (at least one byte of
+  // it) until Finalize, which must flag that chunk ROOT if it is the only
+  // one; a subtree hasher never needs to.
+  const size_t keep_back = subtree_ ? 0 : 1;
   const size_t chunk_filled =
       blocks_compressed_ * kBlake3BlockBytes + block_len_;
   if (chunk_filled > 0) {
@@ -361,8 +367,9 @@ void Blake3Hasher::Update(absl::Span<const uint8_t> data) {
     AddChunkBytes(p, take);
     p += take;
     n -= take;
-    if (n == 0) return;
-    // The chunk is full and more input follows, so it is not the root.
+    if (n < keep_back || chunk_filled + take < kBlake3ChunkBytes) return;
+    // The chunk is full and, for a root hasher, more input follows, so it
+    // is not the root.
     Output output = ChunkOutput();
     uint32_t state[16];
     Compress(output.input_cv.data(), output.block_words.data(), output.counter,
@@ -371,10 +378,9 @@ void Blake3Hasher::Update(absl::Span<const uint8_t> data) {
     ResetChunk(first_chunk_ + chunks_done_);
   }
   const Kernels kernels = KernelsFor(backend_);
-  // Whole subtrees, as long as at least one byte stays for the chunk state:
-  // the input's last chunk must wait for Finalize to learn its flags.
-  while (n > kBlake3ChunkBytes) {
-    uint64_t chunks = std::bit_floor((n - 1) / kBlake3ChunkBytes);
+  // Whole subtrees, leaving what must be kept back for the chunk state.
+  while (n >= kBlake3ChunkBytes + keep_back) {
+    uint64_t chunks = std::bit_floor((n - keep_back) / kBlake3ChunkBytes);
     chunks = std::min(chunks, kMaxBatchChunks);
     // A subtree must start at a multiple of its own size.
     while (chunks_done_ % chunks != 0) chunks /= 2;
@@ -445,6 +451,15 @@ void Blake3Hasher::FinalizeXof(absl::Span<uint8_t> out) const {
 }
 
 Blake3ChainingValue Blake3Hasher::FinalizeChainingValue() const {
+  if (blocks_compressed_ == 0 && block_len_ == 0 && stack_size_ > 0) {
+    // A subtree hasher whose input ended on a chunk boundary: every chunk
+    // is on the stack already.
+    Blake3ChainingValue right = stack_[stack_size_ - 1];
+    for (int i = stack_size_ - 2; i >= 0; --i) {
+      right = ParentChainingValue(stack_[i], right);
+    }
+    return right;
+  }
   const Output output = RootOutput();
   uint32_t state[16];
   Compress(output.input_cv.data(), output.block_words.data(), output.counter,

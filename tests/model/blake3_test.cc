@@ -310,6 +310,49 @@ TEST(Blake3Test, SubtreesCombineToTheWholeDigest) {
   }
 }
 
+// A subtree hasher compresses each whole chunk as soon as it has it (it is
+// never the root); however its input is cut into pieces, ending on a chunk
+// boundary or not, its chaining value joins the other subtree's into the
+// digest a plain hasher gives.
+TEST(Blake3Test, SubtreeHashersTakeAnySplit) {
+  std::mt19937_64 random(20261207);
+  for (size_t length :
+       {size_t{2048}, size_t{3 * 1024}, size_t{2 * 1024 + 1}, size_t{17 * 1024},
+        size_t{33 * 1024 - 1}, size_t{600 * 1024}, size_t{600 * 1024 + 5},
+        size_t{(1 << 20) + 1024}}) {
+    const std::string input = OfficialInput(length);
+    const std::string expected = Blake3Hex(input);
+    const size_t left_bytes = Blake3LeftSubtreeBytes(length);
+    for (Blake3Backend backend : SupportedBlake3Backends()) {
+      for (int trial = 0; trial < 8; ++trial) {
+        auto feed = [&](Blake3Hasher& hasher, std::string_view part) {
+          size_t offset = 0;
+          while (offset < part.size()) {
+            // Whole chunks, odd sizes and empty pieces, small and large.
+            const size_t limit = (random() % 3 == 0) ? 300000 : 2500;
+            size_t piece = random() % limit;
+            if (random() % 4 == 0) piece = piece / 1024 * 1024;
+            piece = std::min(piece, part.size() - offset);
+            hasher.Update(part.substr(offset, piece));
+            offset += piece;
+          }
+        };
+        Blake3Hasher left = Blake3Hasher::ForSubtree(0, backend);
+        feed(left, std::string_view(input).substr(0, left_bytes));
+        Blake3Hasher right =
+            Blake3Hasher::ForSubtree(left_bytes / 1024, backend);
+        feed(right, std::string_view(input).substr(left_bytes));
+        EXPECT_EQ(
+            Hex(Blake3Hasher::RootFromChildren(left.FinalizeChainingValue(),
+                                               right.FinalizeChainingValue())),
+            expected)
+            << "length " << length << " backend " << Blake3BackendName(backend)
+            << " trial " << trial;
+      }
+    }
+  }
+}
+
 TEST(Blake3Test, LeftSubtreeIsTheLargestPowerOfTwoOfChunks) {
   EXPECT_EQ(Blake3LeftSubtreeBytes(1025), 1024u);
   EXPECT_EQ(Blake3LeftSubtreeBytes(2048), 1024u);
