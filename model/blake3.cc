@@ -85,18 +85,13 @@ void HashChunksSse41(const uint8_t* input, size_t num_chunks, uint64_t counter,
   blake3_internal::HashChunksWith(blake3_internal::HashManySse41, input,
                                   num_chunks, counter, out);
 }
-void HashChunksAvx2(const uint8_t* input, size_t num_chunks, uint64_t counter,
-                    uint8_t* out) {
-  blake3_internal::HashChunksWith(blake3_internal::HashManyAvx2, input,
-                                  num_chunks, counter, out);
-}
 
 Kernels KernelsFor(Blake3Backend backend) {
   switch (backend) {
     case Blake3Backend::kSse41:
       return {blake3_internal::HashManySse41, HashChunksSse41};
     case Blake3Backend::kAvx2:
-      return {blake3_internal::HashManyAvx2, HashChunksAvx2};
+      return {blake3_internal::HashManyAvx2, blake3_internal::HashChunksAvx2};
     case Blake3Backend::kAvx512:
       return {blake3_internal::HashManyAvx512,
               blake3_internal::HashChunksAvx512};

@@ -214,8 +214,10 @@ using HashChunksFn = void (*)(const uint8_t* input, size_t num_chunks,
 // their own for contiguous chunks.
 void HashChunksWith(HashManyFn hash_many, const uint8_t* input,
                     size_t num_chunks, uint64_t counter, uint8_t* out);
-// Defined in blake3_simd.cc, with the same CPU requirement as
-// HashManyAvx512.
+// Defined in blake3_simd.cc, with the same CPU requirements as
+// HashManyAvx2 and HashManyAvx512.
+void HashChunksAvx2(const uint8_t* input, size_t num_chunks, uint64_t counter,
+                    uint8_t* out);
 void HashChunksAvx512(const uint8_t* input, size_t num_chunks, uint64_t counter,
                       uint8_t* out);
 // Whether the CPU (and OS) support each SIMD backend.

@@ -211,31 +211,39 @@ TEST(Blake3Test, BackendsAgreeAroundBatchBoundaries) {
   }
 }
 
-// The contiguous-chunk kernels (HashChunksAvx512's 16-chunk groups and its
-// narrower tail) give the chaining values the portable code gives, for
-// every count around the group width and for counters whose low word wraps
-// inside a group (chunk 2^32 starts 4 TiB into an input).
-TEST(Blake3Test, ContiguousChunkKernelMatchesPortable) {
-  if (!blake3_internal::CheckBackendRuns(Blake3Backend::kAvx512,
-                                         blake3_internal::DetectCpuFeatures())
-           .ok()) {
-    GTEST_SKIP() << "this CPU has no AVX-512";
-  }
+// The contiguous-chunk kernels (HashChunksAvx512's 16-chunk groups,
+// HashChunksAvx2's 8-chunk groups, and their narrower tails) give the
+// chaining values the portable code gives, for every count around the
+// group widths and for counters whose low word wraps inside a group (chunk
+// 2^32 starts 4 TiB into an input).
+TEST(Blake3Test, ContiguousChunkKernelsMatchPortable) {
+  const blake3_internal::CpuFeatures cpu = blake3_internal::DetectCpuFeatures();
+  const std::pair<Blake3Backend, blake3_internal::HashChunksFn> kernels[] = {
+      {Blake3Backend::kAvx2, blake3_internal::HashChunksAvx2},
+      {Blake3Backend::kAvx512, blake3_internal::HashChunksAvx512}};
   constexpr size_t kMaxChunks = 50;
   std::string input = OfficialInput(kMaxChunks * 1024);
   const auto* bytes = reinterpret_cast<const uint8_t*>(input.data());
-  for (uint64_t counter : {uint64_t{0}, uint64_t{7}, (uint64_t{1} << 32) - 5,
-                           (uint64_t{3} << 32) - 16}) {
-    for (size_t chunks = 1; chunks <= kMaxChunks; ++chunks) {
-      std::vector<uint8_t> expected(chunks * 32);
-      std::vector<uint8_t> actual(chunks * 32);
-      blake3_internal::HashChunksWith(blake3_internal::HashManyPortable, bytes,
-                                      chunks, counter, expected.data());
-      blake3_internal::HashChunksAvx512(bytes, chunks, counter, actual.data());
-      EXPECT_EQ(Hex(actual), Hex(expected))
-          << chunks << " chunks from counter " << counter;
+  int kernels_run = 0;
+  for (const auto& [backend, hash_chunks] : kernels) {
+    if (!blake3_internal::CheckBackendRuns(backend, cpu).ok()) continue;
+    ++kernels_run;
+    for (uint64_t counter : {uint64_t{0}, uint64_t{7}, (uint64_t{1} << 32) - 5,
+                             (uint64_t{3} << 32) - 16}) {
+      for (size_t chunks = 1; chunks <= kMaxChunks; ++chunks) {
+        std::vector<uint8_t> expected(chunks * 32);
+        std::vector<uint8_t> actual(chunks * 32);
+        blake3_internal::HashChunksWith(blake3_internal::HashManyPortable,
+                                        bytes, chunks, counter,
+                                        expected.data());
+        hash_chunks(bytes, chunks, counter, actual.data());
+        EXPECT_EQ(Hex(actual), Hex(expected))
+            << Blake3BackendName(backend) << ": " << chunks
+            << " chunks from counter " << counter;
+      }
     }
   }
+  if (kernels_run == 0) GTEST_SKIP() << "this CPU has neither AVX2 nor AVX-512";
 }
 
 // A 16-chunk group that is not the first of its input starts at the right
