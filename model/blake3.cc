@@ -14,6 +14,7 @@ namespace mm::model {
 namespace {
 
 using blake3_internal::Compress;
+using blake3_internal::HashChunksFn;
 using blake3_internal::HashManyFn;
 using blake3_internal::kFlagChunkEnd;
 using blake3_internal::kFlagChunkStart;
@@ -21,7 +22,12 @@ using blake3_internal::kFlagParent;
 using blake3_internal::kFlagRoot;
 using blake3_internal::kIv;
 
-constexpr uint64_t kMaxBatchChunks = 64;
+// Chunks hashed as one batch (a subtree): all chunk chaining values at once,
+// then each level of parents at once. Large enough that almost every parent
+// is compressed 16 at a time too (with 64, a twentieth of the compressions
+// went through narrower code), small enough that the 8 KiB of chaining
+// values stay in L1.
+constexpr uint64_t kMaxBatchChunks = 256;
 
 using blake3_internal::kMessageSchedule;
 
@@ -63,18 +69,36 @@ Blake3ChainingValue CvFromBytes(const uint8_t* bytes) {
   return cv;
 }
 
-HashManyFn HashManyFor(Blake3Backend backend) {
+// The compression code of one backend.
+struct Kernels {
+  HashManyFn hash_many;
+  HashChunksFn hash_chunks;
+};
+
+void HashChunksPortable(const uint8_t* input, size_t num_chunks,
+                        uint64_t counter, uint8_t* out) {
+  blake3_internal::HashChunksWith(blake3_internal::HashManyPortable, input,
+                                  num_chunks, counter, out);
+}
+void HashChunksSse41(const uint8_t* input, size_t num_chunks, uint64_t counter,
+                     uint8_t* out) {
+  blake3_internal::HashChunksWith(blake3_internal::HashManySse41, input,
+                                  num_chunks, counter, out);
+}
+
+Kernels KernelsFor(Blake3Backend backend) {
   switch (backend) {
     case Blake3Backend::kSse41:
-      return blake3_internal::HashManySse41;
+      return {blake3_internal::HashManySse41, HashChunksSse41};
     case Blake3Backend::kAvx2:
-      return blake3_internal::HashManyAvx2;
+      return {blake3_internal::HashManyAvx2, blake3_internal::HashChunksAvx2};
     case Blake3Backend::kAvx512:
-      return blake3_internal::HashManyAvx512;
+      return {blake3_internal::HashManyAvx512,
+              blake3_internal::HashChunksAvx512};
     case Blake3Backend::kPortable:
       break;
   }
-  return blake3_internal::HashManyPortable;
+  return {blake3_internal::HashManyPortable, HashChunksPortable};
 }
 
 bool BackendSupported(Blake3Backend backend) {
@@ -86,23 +110,18 @@ bool BackendSupported(Blake3Backend backend) {
 // The chaining value of `chunks` (a power of two, at most kMaxBatchChunks)
 // whole chunks starting at chunk index `first_chunk`: all chunks at once,
 // then each level of parents at once.
-Blake3ChainingValue HashSubtree(HashManyFn hash_many, const uint8_t* input,
+Blake3ChainingValue HashSubtree(const Kernels& kernels, const uint8_t* input,
                                 uint64_t chunks, uint64_t first_chunk) {
-  const uint8_t* inputs[kMaxBatchChunks] = {};
+  const uint8_t* parents_in[kMaxBatchChunks / 2] = {};
   alignas(64) uint8_t cvs[kMaxBatchChunks * 32];
   alignas(64) uint8_t parents[kMaxBatchChunks / 2 * 32];
-  for (uint64_t i = 0; i < chunks; ++i) {
-    inputs[i] = input + i * kBlake3ChunkBytes;
-  }
-  hash_many(inputs, chunks, kBlake3ChunkBytes / kBlake3BlockBytes, kIv,
-            first_chunk, /*increment_counter=*/true, 0, kFlagChunkStart,
-            kFlagChunkEnd, cvs);
+  kernels.hash_chunks(input, chunks, first_chunk, cvs);
   uint64_t count = chunks;
   while (count > 1) {
     // Each parent's block is two adjacent 32-byte chaining values.
-    for (uint64_t i = 0; i < count / 2; ++i) inputs[i] = cvs + 64 * i;
-    hash_many(inputs, count / 2, 1, kIv, 0, /*increment_counter=*/false,
-              kFlagParent, 0, 0, parents);
+    for (uint64_t i = 0; i < count / 2; ++i) parents_in[i] = cvs + 64 * i;
+    kernels.hash_many(parents_in, count / 2, 1, kIv, 0,
+                      /*increment_counter=*/false, kFlagParent, 0, 0, parents);
     count /= 2;
     std::memcpy(cvs, parents, count * 32);
   }
@@ -179,6 +198,25 @@ void HashManyPortable(const uint8_t* const* inputs, size_t num_inputs,
   }
 }
 
+void HashChunksWith(HashManyFn hash_many, const uint8_t* input,
+                    size_t num_chunks, uint64_t counter, uint8_t* out) {
+  constexpr size_t kGroup = 64;
+  const uint8_t* inputs[kGroup];
+  while (num_chunks > 0) {
+    const size_t group = std::min(num_chunks, kGroup);
+    for (size_t i = 0; i < group; ++i) {
+      inputs[i] = input + i * kBlake3ChunkBytes;
+    }
+    hash_many(inputs, group, kBlake3ChunkBytes / kBlake3BlockBytes, kIv,
+              counter, /*increment_counter=*/true, 0, kFlagChunkStart,
+              kFlagChunkEnd, out);
+    input += group * kBlake3ChunkBytes;
+    num_chunks -= group;
+    counter += group;
+    out += group * 32;
+  }
+}
+
 CpuFeatures DetectCpuFeatures() {
   return {
       .sse41 = CpuHasSse41(), .avx2 = CpuHasAvx2(), .avx512 = CpuHasAvx512()};
@@ -252,7 +290,9 @@ absl::StatusOr<Blake3Hasher> Blake3Hasher::WithBackend(Blake3Backend backend) {
 
 Blake3Hasher Blake3Hasher::ForSubtree(uint64_t first_chunk,
                                       Blake3Backend backend) {
-  return Blake3Hasher(first_chunk, backend);
+  Blake3Hasher hasher(first_chunk, backend);
+  hasher.subtree_ = true;
+  return hasher;
 }
 
 void Blake3Hasher::ResetChunk(uint64_t chunk_index) {
@@ -311,6 +351,10 @@ void Blake3Hasher::Update(absl::Span<const uint8_t> data) {
   const uint8_t* p = data.data();
   size_t n = data.size();
   if (n == 0) return;
+  // A root hasher keeps the input's last chunk back (at least one byte of
+  // it) until Finalize, which must flag that chunk ROOT if it is the only
+  // one; a subtree hasher never needs to.
+  const size_t keep_back = subtree_ ? 0 : 1;
   const size_t chunk_filled =
       blocks_compressed_ * kBlake3BlockBytes + block_len_;
   if (chunk_filled > 0) {
@@ -318,8 +362,9 @@ void Blake3Hasher::Update(absl::Span<const uint8_t> data) {
     AddChunkBytes(p, take);
     p += take;
     n -= take;
-    if (n == 0) return;
-    // The chunk is full and more input follows, so it is not the root.
+    if (n < keep_back || chunk_filled + take < kBlake3ChunkBytes) return;
+    // The chunk is full and, for a root hasher, more input follows, so it
+    // is not the root.
     Output output = ChunkOutput();
     uint32_t state[16];
     Compress(output.input_cv.data(), output.block_words.data(), output.counter,
@@ -327,16 +372,15 @@ void Blake3Hasher::Update(absl::Span<const uint8_t> data) {
     PushSubtree(FirstEight(state), 0);
     ResetChunk(first_chunk_ + chunks_done_);
   }
-  const HashManyFn hash_many = HashManyFor(backend_);
-  // Whole subtrees, as long as at least one byte stays for the chunk state:
-  // the input's last chunk must wait for Finalize to learn its flags.
-  while (n > kBlake3ChunkBytes) {
-    uint64_t chunks = std::bit_floor((n - 1) / kBlake3ChunkBytes);
+  const Kernels kernels = KernelsFor(backend_);
+  // Whole subtrees, leaving what must be kept back for the chunk state.
+  while (n >= kBlake3ChunkBytes + keep_back) {
+    uint64_t chunks = std::bit_floor((n - keep_back) / kBlake3ChunkBytes);
     chunks = std::min(chunks, kMaxBatchChunks);
     // A subtree must start at a multiple of its own size.
     while (chunks_done_ % chunks != 0) chunks /= 2;
     const Blake3ChainingValue cv =
-        HashSubtree(hash_many, p, chunks, first_chunk_ + chunks_done_);
+        HashSubtree(kernels, p, chunks, first_chunk_ + chunks_done_);
     PushSubtree(cv, std::countr_zero(chunks));
     p += chunks * kBlake3ChunkBytes;
     n -= chunks * kBlake3ChunkBytes;
@@ -402,6 +446,15 @@ void Blake3Hasher::FinalizeXof(absl::Span<uint8_t> out) const {
 }
 
 Blake3ChainingValue Blake3Hasher::FinalizeChainingValue() const {
+  if (blocks_compressed_ == 0 && block_len_ == 0 && stack_size_ > 0) {
+    // A subtree hasher whose input ended on a chunk boundary: every chunk
+    // is on the stack already.
+    Blake3ChainingValue right = stack_[stack_size_ - 1];
+    for (int i = stack_size_ - 2; i >= 0; --i) {
+      right = ParentChainingValue(stack_[i], right);
+    }
+    return right;
+  }
   const Output output = RootOutput();
   uint32_t state[16];
   Compress(output.input_cv.data(), output.block_words.data(), output.counter,

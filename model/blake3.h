@@ -62,8 +62,12 @@ class Blake3Hasher {
   // chunk `first_chunk` (byte offset first_chunk * 1024). The part must be
   // a whole subtree of the input's tree (see Blake3LeftSubtreeBytes), so
   // `first_chunk` is a multiple of the largest power of two not above the
-  // part's chunk count. Finish it with FinalizeChainingValue(). Used to hash
-  // parts of one file on several threads.
+  // part's chunk count. Finish it with FinalizeChainingValue(), never
+  // Finalize() or FinalizeXof(): a subtree is never the root, so its hasher
+  // compresses every whole chunk as it arrives instead of keeping the last
+  // one back for a root flag it will not need (which makes each Update cost
+  // the same whatever its size). Used to hash parts of one file on several
+  // threads.
   static Blake3Hasher ForSubtree(uint64_t first_chunk,
                                  Blake3Backend backend = BestBlake3Backend());
 
@@ -110,13 +114,17 @@ class Blake3Hasher {
   void AddChunkBytes(const uint8_t* data, size_t len);
   // Pushes the chaining value of a finished subtree of 2^level chunks that
   // ends the input seen so far, merging completed siblings. Only called
-  // when more input is known to follow, so no merge can be the root.
+  // when more input is known to follow or in a subtree hasher, so no merge
+  // can be the root.
   void PushSubtree(const Blake3ChainingValue& cv, int level);
   void ResetChunk(uint64_t chunk_index);
 
   Blake3Backend backend_;
   // Chunk index where this hasher's input starts; non-zero for subtrees.
   uint64_t first_chunk_;
+  // Made by ForSubtree: whole chunks are compressed as soon as they are
+  // complete, since none can be the root.
+  bool subtree_ = false;
   // Whole chunks already folded into `stack_`, counted from first_chunk_.
   uint64_t chunks_done_ = 0;
   // One chaining value per set bit of chunks_done_, largest subtree first.
@@ -196,6 +204,22 @@ void HashManyAvx512(const uint8_t* const* inputs, size_t num_inputs,
                     size_t blocks, const uint32_t key[8], uint64_t counter,
                     bool increment_counter, uint8_t flags, uint8_t flags_start,
                     uint8_t flags_end, uint8_t* out);
+// Hashes `num_chunks` whole chunks lying one after another from `input`,
+// the first with chunk counter `counter`, writing one chaining value per
+// chunk to `out` (which must not overlap the input). The bulk of any large
+// input goes through this.
+using HashChunksFn = void (*)(const uint8_t* input, size_t num_chunks,
+                              uint64_t counter, uint8_t* out);
+// HashChunksFn on top of a HashManyFn, for the backends without a kernel of
+// their own for contiguous chunks.
+void HashChunksWith(HashManyFn hash_many, const uint8_t* input,
+                    size_t num_chunks, uint64_t counter, uint8_t* out);
+// Defined in blake3_simd.cc, with the same CPU requirements as
+// HashManyAvx2 and HashManyAvx512.
+void HashChunksAvx2(const uint8_t* input, size_t num_chunks, uint64_t counter,
+                    uint8_t* out);
+void HashChunksAvx512(const uint8_t* input, size_t num_chunks, uint64_t counter,
+                      uint8_t* out);
 // Whether the CPU (and OS) support each SIMD backend.
 bool CpuHasSse41();
 bool CpuHasAvx2();

@@ -172,32 +172,38 @@ MM_TARGET_SSE41 void HashGroup4(const uint8_t* const* inputs, size_t blocks,
 }
 
 // ------------------------------------------------------------------ AVX2
+//
+// As for AVX-512 below: the helpers are forced inline so that the kernels
+// keep their state in registers (16 of them; the message words live on the
+// stack and are read as memory operands).
 
-MM_TARGET_AVX2 inline __m256i Add8(__m256i a, __m256i b) {
+#define MM_AVX2_INLINE inline __attribute__((always_inline, target("avx2")))
+
+MM_AVX2_INLINE __m256i Add8(__m256i a, __m256i b) {
   return _mm256_add_epi32(a, b);
 }
-MM_TARGET_AVX2 inline __m256i Xor8(__m256i a, __m256i b) {
+MM_AVX2_INLINE __m256i Xor8(__m256i a, __m256i b) {
   return _mm256_xor_si256(a, b);
 }
-MM_TARGET_AVX2 inline __m256i Rot16x8(__m256i x) {
+MM_AVX2_INLINE __m256i Rot16x8(__m256i x) {
   return _mm256_shuffle_epi8(
       x, _mm256_set_epi8(13, 12, 15, 14, 9, 8, 11, 10, 5, 4, 7, 6, 1, 0, 3, 2,
                          13, 12, 15, 14, 9, 8, 11, 10, 5, 4, 7, 6, 1, 0, 3, 2));
 }
-MM_TARGET_AVX2 inline __m256i Rot12x8(__m256i x) {
+MM_AVX2_INLINE __m256i Rot12x8(__m256i x) {
   return _mm256_or_si256(_mm256_srli_epi32(x, 12), _mm256_slli_epi32(x, 20));
 }
-MM_TARGET_AVX2 inline __m256i Rot8x8(__m256i x) {
+MM_AVX2_INLINE __m256i Rot8x8(__m256i x) {
   return _mm256_shuffle_epi8(
       x, _mm256_set_epi8(12, 15, 14, 13, 8, 11, 10, 9, 4, 7, 6, 5, 0, 3, 2, 1,
                          12, 15, 14, 13, 8, 11, 10, 9, 4, 7, 6, 5, 0, 3, 2, 1));
 }
-MM_TARGET_AVX2 inline __m256i Rot7x8(__m256i x) {
+MM_AVX2_INLINE __m256i Rot7x8(__m256i x) {
   return _mm256_or_si256(_mm256_srli_epi32(x, 7), _mm256_slli_epi32(x, 25));
 }
 
-MM_TARGET_AVX2 inline void G8(__m256i& a, __m256i& b, __m256i& c, __m256i& d,
-                              __m256i x, __m256i y) {
+MM_AVX2_INLINE void G8(__m256i& a, __m256i& b, __m256i& c, __m256i& d,
+                       __m256i x, __m256i y) {
   a = Add8(Add8(a, b), x);
   d = Rot16x8(Xor8(d, a));
   c = Add8(c, d);
@@ -209,7 +215,7 @@ MM_TARGET_AVX2 inline void G8(__m256i& a, __m256i& b, __m256i& c, __m256i& d,
 }
 
 template <int R>
-MM_TARGET_AVX2 inline void Round8(__m256i* v, const __m256i* m) {
+MM_AVX2_INLINE void Round8(__m256i* v, const __m256i* m) {
   constexpr const std::array<uint8_t, 16>& s = kMessageSchedule[R];
   G8(v[0], v[4], v[8], v[12], m[s[0]], m[s[1]]);
   G8(v[1], v[5], v[9], v[13], m[s[2]], m[s[3]]);
@@ -221,8 +227,48 @@ MM_TARGET_AVX2 inline void Round8(__m256i* v, const __m256i* m) {
   G8(v[3], v[4], v[9], v[14], m[s[14]], m[s[15]]);
 }
 
-MM_TARGET_AVX2 inline void Transpose8x8(__m256i* r) {
+// One compression of 8 blocks side by side; see Compress16.
+MM_AVX2_INLINE void Compress8(__m256i* h, const __m256i* m, __m256i counter_lo,
+                              __m256i counter_hi, uint32_t block_flags) {
+  __m256i v[16] = {
+      h[0],
+      h[1],
+      h[2],
+      h[3],
+      h[4],
+      h[5],
+      h[6],
+      h[7],
+      _mm256_set1_epi32(static_cast<int>(kIv[0])),
+      _mm256_set1_epi32(static_cast<int>(kIv[1])),
+      _mm256_set1_epi32(static_cast<int>(kIv[2])),
+      _mm256_set1_epi32(static_cast<int>(kIv[3])),
+      counter_lo,
+      counter_hi,
+      _mm256_set1_epi32(static_cast<int>(kBlake3BlockBytes)),
+      _mm256_set1_epi32(static_cast<int>(block_flags)),
+  };
+  Round8<0>(v, m);
+  Round8<1>(v, m);
+  Round8<2>(v, m);
+  Round8<3>(v, m);
+  Round8<4>(v, m);
+  Round8<5>(v, m);
+  Round8<6>(v, m);
+  h[0] = Xor8(v[0], v[8]);
+  h[1] = Xor8(v[1], v[9]);
+  h[2] = Xor8(v[2], v[10]);
+  h[3] = Xor8(v[3], v[11]);
+  h[4] = Xor8(v[4], v[12]);
+  h[5] = Xor8(v[5], v[13]);
+  h[6] = Xor8(v[6], v[14]);
+  h[7] = Xor8(v[7], v[15]);
+}
+
+// In place: row i word j becomes row j word i, for 8 rows of 8 words.
+MM_AVX2_INLINE void Transpose8x8(__m256i* r) {
   __m256i t[8];
+#pragma GCC unroll 4
   for (int p = 0; p < 4; ++p) {
     t[2 * p] = _mm256_unpacklo_epi32(r[2 * p], r[2 * p + 1]);
     t[2 * p + 1] = _mm256_unpackhi_epi32(r[2 * p], r[2 * p + 1]);
@@ -230,16 +276,28 @@ MM_TARGET_AVX2 inline void Transpose8x8(__m256i* r) {
   // u[4g + k] holds, in each 128-bit lane L, column 4L + k of rows
   // 4g..4g+3.
   __m256i u[8];
+#pragma GCC unroll 2
   for (int g = 0; g < 2; ++g) {
     u[4 * g + 0] = _mm256_unpacklo_epi64(t[4 * g], t[4 * g + 2]);
     u[4 * g + 1] = _mm256_unpackhi_epi64(t[4 * g], t[4 * g + 2]);
     u[4 * g + 2] = _mm256_unpacklo_epi64(t[4 * g + 1], t[4 * g + 3]);
     u[4 * g + 3] = _mm256_unpackhi_epi64(t[4 * g + 1], t[4 * g + 3]);
   }
+#pragma GCC unroll 4
   for (int k = 0; k < 4; ++k) {
     r[k] = _mm256_permute2x128_si256(u[k], u[4 + k], 0x20);
     r[4 + k] = _mm256_permute2x128_si256(u[k], u[4 + k], 0x31);
   }
+}
+
+// Block counters of 8 inputs as vectors; see LaneCounters.
+MM_AVX2_INLINE void Counters8(uint64_t counter, bool increment, __m256i& lo,
+                              __m256i& hi) {
+  alignas(32) uint32_t lo_words[8];
+  alignas(32) uint32_t hi_words[8];
+  LaneCounters(counter, increment, 8, lo_words, hi_words);
+  lo = _mm256_load_si256(reinterpret_cast<const __m256i*>(lo_words));
+  hi = _mm256_load_si256(reinterpret_cast<const __m256i*>(hi_words));
 }
 
 MM_TARGET_AVX2 void HashGroup8(const uint8_t* const* inputs, size_t blocks,
@@ -251,51 +309,70 @@ MM_TARGET_AVX2 void HashGroup8(const uint8_t* const* inputs, size_t blocks,
   for (int i = 0; i < 8; ++i) {
     h[i] = _mm256_set1_epi32(static_cast<int>(key[i]));
   }
-  alignas(32) uint32_t lo[8];
-  alignas(32) uint32_t hi[8];
-  LaneCounters(counter, increment, 8, lo, hi);
-  const __m256i counter_lo = _mm256_load_si256(reinterpret_cast<__m256i*>(lo));
-  const __m256i counter_hi = _mm256_load_si256(reinterpret_cast<__m256i*>(hi));
+  __m256i counter_lo;
+  __m256i counter_hi;
+  Counters8(counter, increment, counter_lo, counter_hi);
   for (size_t b = 0; b < blocks; ++b) {
     __m256i m[16];
+#pragma GCC unroll 2
     for (int half = 0; half < 2; ++half) {
+#pragma GCC unroll 8
       for (int i = 0; i < 8; ++i) {
         m[8 * half + i] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(
             inputs[i] + b * kBlake3BlockBytes + 32 * half));
-        if (half == 0) {
-          _mm_prefetch(reinterpret_cast<const char*>(inputs[i]) +
-                           (b + kPrefetchBlocksAhead) * kBlake3BlockBytes,
-                       _MM_HINT_T0);
-        }
       }
       Transpose8x8(m + 8 * half);
     }
-    __m256i v[16] = {
-        h[0],
-        h[1],
-        h[2],
-        h[3],
-        h[4],
-        h[5],
-        h[6],
-        h[7],
-        _mm256_set1_epi32(static_cast<int>(kIv[0])),
-        _mm256_set1_epi32(static_cast<int>(kIv[1])),
-        _mm256_set1_epi32(static_cast<int>(kIv[2])),
-        _mm256_set1_epi32(static_cast<int>(kIv[3])),
-        counter_lo,
-        counter_hi,
-        _mm256_set1_epi32(static_cast<int>(kBlake3BlockBytes)),
-        _mm256_set1_epi32(BlockFlags(b, blocks, flags, flags_start, flags_end)),
-    };
-    Round8<0>(v, m);
-    Round8<1>(v, m);
-    Round8<2>(v, m);
-    Round8<3>(v, m);
-    Round8<4>(v, m);
-    Round8<5>(v, m);
-    Round8<6>(v, m);
-    for (int i = 0; i < 8; ++i) h[i] = Xor8(v[i], v[i + 8]);
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; ++i) {
+      _mm_prefetch(reinterpret_cast<const char*>(inputs[i]) +
+                       (b + kPrefetchBlocksAhead) * kBlake3BlockBytes,
+                   _MM_HINT_T0);
+    }
+    Compress8(h, m, counter_lo, counter_hi,
+              BlockFlags(b, blocks, flags, flags_start, flags_end));
+  }
+  Transpose8x8(h);
+  for (int i = 0; i < 8; ++i) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + 32 * i), h[i]);
+  }
+}
+
+// 8 whole chunks lying one after another from `input`, counters from
+// `counter`; the next 8 chunks are prefetched while these are compressed.
+// See HashChunks16.
+MM_TARGET_AVX2 void HashChunks8(const uint8_t* input, const uint32_t key[8],
+                                uint64_t counter, uint8_t* out) {
+  __m256i h[8];
+  for (int i = 0; i < 8; ++i) {
+    h[i] = _mm256_set1_epi32(static_cast<int>(key[i]));
+  }
+  __m256i counter_lo;
+  __m256i counter_hi;
+  Counters8(counter, /*increment=*/true, counter_lo, counter_hi);
+  constexpr size_t kBlocks = kBlake3ChunkBytes / kBlake3BlockBytes;
+  const uint8_t* next_group = input + 8 * kBlake3ChunkBytes;
+  for (size_t b = 0; b < kBlocks; ++b) {
+    __m256i m[16];
+#pragma GCC unroll 2
+    for (int half = 0; half < 2; ++half) {
+#pragma GCC unroll 8
+      for (int i = 0; i < 8; ++i) {
+        m[8 * half + i] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(
+            input + i * kBlake3ChunkBytes + b * kBlake3BlockBytes + 32 * half));
+      }
+      Transpose8x8(m + 8 * half);
+    }
+    // The next group's 8 KiB, half a KiB per block.
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; ++i) {
+      _mm_prefetch(reinterpret_cast<const char*>(next_group) +
+                       b * (kBlake3ChunkBytes / 2) + i * 64,
+                   _MM_HINT_T0);
+    }
+    const uint32_t block_flags =
+        (b == 0 ? kFlagChunkStart : 0) | (b + 1 == kBlocks ? kFlagChunkEnd : 0);
+    Compress8(h, m, counter_lo, counter_hi, block_flags);
   }
   Transpose8x8(h);
   for (int i = 0; i < 8; ++i) {
@@ -304,9 +381,16 @@ MM_TARGET_AVX2 void HashGroup8(const uint8_t* const* inputs, size_t blocks,
 }
 
 // --------------------------------------------------------------- AVX-512
+//
+// Everything below is forced inline into the two kernels (HashGroup16 and
+// HashChunks16) so that the 16 state vectors and the transposes stay in
+// registers; as separate functions they went through the stack.
 
-MM_TARGET_AVX512 inline void G16(__m512i& a, __m512i& b, __m512i& c, __m512i& d,
-                                 __m512i x, __m512i y) {
+#define MM_AVX512_INLINE \
+  inline __attribute__((always_inline, target("avx512f")))
+
+MM_AVX512_INLINE void G16(__m512i& a, __m512i& b, __m512i& c, __m512i& d,
+                          __m512i x, __m512i y) {
   a = _mm512_add_epi32(_mm512_add_epi32(a, b), x);
   d = _mm512_ror_epi32(_mm512_xor_si512(d, a), 16);
   c = _mm512_add_epi32(c, d);
@@ -318,7 +402,7 @@ MM_TARGET_AVX512 inline void G16(__m512i& a, __m512i& b, __m512i& c, __m512i& d,
 }
 
 template <int R>
-MM_TARGET_AVX512 inline void Round16(__m512i* v, const __m512i* m) {
+MM_AVX512_INLINE void Round16(__m512i* v, const __m512i* m) {
   constexpr const std::array<uint8_t, 16>& s = kMessageSchedule[R];
   G16(v[0], v[4], v[8], v[12], m[s[0]], m[s[1]]);
   G16(v[1], v[5], v[9], v[13], m[s[2]], m[s[3]]);
@@ -330,8 +414,51 @@ MM_TARGET_AVX512 inline void Round16(__m512i* v, const __m512i* m) {
   G16(v[3], v[4], v[9], v[14], m[s[14]], m[s[15]]);
 }
 
-MM_TARGET_AVX512 inline void Transpose16x16(__m512i* r) {
+// One compression of 16 blocks side by side: `h` (the eight chaining-value
+// vectors) becomes the next chaining values. `m` holds the transposed
+// message words.
+MM_AVX512_INLINE void Compress16(__m512i* h, const __m512i* m,
+                                 __m512i counter_lo, __m512i counter_hi,
+                                 uint32_t block_flags) {
+  __m512i v[16] = {
+      h[0],
+      h[1],
+      h[2],
+      h[3],
+      h[4],
+      h[5],
+      h[6],
+      h[7],
+      _mm512_set1_epi32(static_cast<int>(kIv[0])),
+      _mm512_set1_epi32(static_cast<int>(kIv[1])),
+      _mm512_set1_epi32(static_cast<int>(kIv[2])),
+      _mm512_set1_epi32(static_cast<int>(kIv[3])),
+      counter_lo,
+      counter_hi,
+      _mm512_set1_epi32(static_cast<int>(kBlake3BlockBytes)),
+      _mm512_set1_epi32(static_cast<int>(block_flags)),
+  };
+  Round16<0>(v, m);
+  Round16<1>(v, m);
+  Round16<2>(v, m);
+  Round16<3>(v, m);
+  Round16<4>(v, m);
+  Round16<5>(v, m);
+  Round16<6>(v, m);
+  h[0] = _mm512_xor_si512(v[0], v[8]);
+  h[1] = _mm512_xor_si512(v[1], v[9]);
+  h[2] = _mm512_xor_si512(v[2], v[10]);
+  h[3] = _mm512_xor_si512(v[3], v[11]);
+  h[4] = _mm512_xor_si512(v[4], v[12]);
+  h[5] = _mm512_xor_si512(v[5], v[13]);
+  h[6] = _mm512_xor_si512(v[6], v[14]);
+  h[7] = _mm512_xor_si512(v[7], v[15]);
+}
+
+// In place: row i word j becomes row j word i, for 16 rows of 16 words.
+MM_AVX512_INLINE void Transpose16x16(__m512i* r) {
   __m512i t[16];
+#pragma GCC unroll 8
   for (int p = 0; p < 8; ++p) {
     t[2 * p] = _mm512_unpacklo_epi32(r[2 * p], r[2 * p + 1]);
     t[2 * p + 1] = _mm512_unpackhi_epi32(r[2 * p], r[2 * p + 1]);
@@ -339,12 +466,14 @@ MM_TARGET_AVX512 inline void Transpose16x16(__m512i* r) {
   // u[4g + k] holds, in each 128-bit lane L, column 4L + k of rows
   // 4g..4g+3.
   __m512i u[16];
+#pragma GCC unroll 4
   for (int g = 0; g < 4; ++g) {
     u[4 * g + 0] = _mm512_unpacklo_epi64(t[4 * g], t[4 * g + 2]);
     u[4 * g + 1] = _mm512_unpackhi_epi64(t[4 * g], t[4 * g + 2]);
     u[4 * g + 2] = _mm512_unpacklo_epi64(t[4 * g + 1], t[4 * g + 3]);
     u[4 * g + 3] = _mm512_unpackhi_epi64(t[4 * g + 1], t[4 * g + 3]);
   }
+#pragma GCC unroll 4
   for (int k = 0; k < 4; ++k) {
     // Lanes 0,1 of rows 0-3 and 4-7, then of rows 8-11 and 12-15; then the
     // same for lanes 2,3.
@@ -359,22 +488,80 @@ MM_TARGET_AVX512 inline void Transpose16x16(__m512i* r) {
   }
 }
 
+// Writes the 16 chaining values held word-wise in h[0..7] (h[w] lane i is
+// word w of input i) as 16 consecutive 32-byte values. An 8x16 transpose:
+// half the shuffles of padding to 16x16.
+MM_AVX512_INLINE void StoreChainingValues16(const __m512i* h, uint8_t* out) {
+  __m512i t[8];
+#pragma GCC unroll 4
+  for (int p = 0; p < 4; ++p) {
+    t[2 * p] = _mm512_unpacklo_epi32(h[2 * p], h[2 * p + 1]);
+    t[2 * p + 1] = _mm512_unpackhi_epi32(h[2 * p], h[2 * p + 1]);
+  }
+  // u[4g + k] holds, in each 128-bit lane L, words 4g..4g+3 of input
+  // 4L + k.
+  __m512i u[8];
+#pragma GCC unroll 2
+  for (int g = 0; g < 2; ++g) {
+    u[4 * g + 0] = _mm512_unpacklo_epi64(t[4 * g], t[4 * g + 2]);
+    u[4 * g + 1] = _mm512_unpackhi_epi64(t[4 * g], t[4 * g + 2]);
+    u[4 * g + 2] = _mm512_unpacklo_epi64(t[4 * g + 1], t[4 * g + 3]);
+    u[4 * g + 3] = _mm512_unpackhi_epi64(t[4 * g + 1], t[4 * g + 3]);
+  }
+  // Output vector 2L + k/2 (k even) holds inputs 4L + k and 4L + k + 1:
+  // words 0-3 and 4-7 of the first, then of the second.
+#pragma GCC unroll 2
+  for (int k = 0; k < 4; k += 2) {
+    // Lanes 0,1 of u[k] and u[4+k], then lanes 2,3.
+    const __m512i a01 = _mm512_shuffle_i32x4(u[k], u[4 + k], 0x44);
+    const __m512i a23 = _mm512_shuffle_i32x4(u[k], u[4 + k], 0xEE);
+    const __m512i b01 = _mm512_shuffle_i32x4(u[k + 1], u[5 + k], 0x44);
+    const __m512i b23 = _mm512_shuffle_i32x4(u[k + 1], u[5 + k], 0xEE);
+    // a01 = [u_k.L0, u_k.L1, u_4+k.L0, u_4+k.L1]; pick L0 of each source
+    // (inputs k and k+1 of 128-bit lane 0), then L1.
+    const __m512i in0 = _mm512_shuffle_i32x4(a01, b01, 0x88);
+    const __m512i in1 = _mm512_shuffle_i32x4(a01, b01, 0xDD);
+    const __m512i in2 = _mm512_shuffle_i32x4(a23, b23, 0x88);
+    const __m512i in3 = _mm512_shuffle_i32x4(a23, b23, 0xDD);
+    // inN holds inputs 4N + k and 4N + k + 1, words 0-3 and 4-7 each.
+    _mm512_storeu_si512(out + 32 * (0 + k), in0);
+    _mm512_storeu_si512(out + 32 * (4 + k), in1);
+    _mm512_storeu_si512(out + 32 * (8 + k), in2);
+    _mm512_storeu_si512(out + 32 * (12 + k), in3);
+  }
+}
+
+// Counters of 16 consecutive chunks from `counter`, low and high words,
+// with the carry into the high word where the low word wraps.
+MM_AVX512_INLINE void ChunkCounters16(uint64_t counter, __m512i& lo,
+                                      __m512i& hi) {
+  const __m512i base = _mm512_set1_epi32(static_cast<int>(counter));
+  lo = _mm512_add_epi32(base, _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9,
+                                                10, 11, 12, 13, 14, 15));
+  const __mmask16 wrapped = _mm512_cmplt_epu32_mask(lo, base);
+  hi = _mm512_set1_epi32(static_cast<int>(counter >> 32));
+  hi = _mm512_mask_add_epi32(hi, wrapped, hi, _mm512_set1_epi32(1));
+}
+
 MM_TARGET_AVX512 void HashGroup16(const uint8_t* const* inputs, size_t blocks,
                                   const uint32_t key[8], uint64_t counter,
                                   bool increment, uint8_t flags,
                                   uint8_t flags_start, uint8_t flags_end,
                                   uint8_t* out) {
-  __m512i h[16];
+  __m512i h[8];
   for (int i = 0; i < 8; ++i) {
     h[i] = _mm512_set1_epi32(static_cast<int>(key[i]));
   }
-  alignas(64) uint32_t lo[16];
-  alignas(64) uint32_t hi[16];
-  LaneCounters(counter, increment, 16, lo, hi);
-  const __m512i counter_lo = _mm512_load_si512(lo);
-  const __m512i counter_hi = _mm512_load_si512(hi);
+  __m512i counter_lo;
+  __m512i counter_hi;
+  ChunkCounters16(counter, counter_lo, counter_hi);
+  if (!increment) {
+    counter_lo = _mm512_set1_epi32(static_cast<int>(counter));
+    counter_hi = _mm512_set1_epi32(static_cast<int>(counter >> 32));
+  }
   for (size_t b = 0; b < blocks; ++b) {
     __m512i m[16];
+#pragma GCC unroll 16
     for (int i = 0; i < 16; ++i) {
       m[i] = _mm512_loadu_si512(inputs[i] + b * kBlake3BlockBytes);
       // Sixteen strided streams are more than the hardware prefetcher
@@ -384,41 +571,50 @@ MM_TARGET_AVX512 void HashGroup16(const uint8_t* const* inputs, size_t blocks,
                    _MM_HINT_T0);
     }
     Transpose16x16(m);
-    __m512i v[16] = {
-        h[0],
-        h[1],
-        h[2],
-        h[3],
-        h[4],
-        h[5],
-        h[6],
-        h[7],
-        _mm512_set1_epi32(static_cast<int>(kIv[0])),
-        _mm512_set1_epi32(static_cast<int>(kIv[1])),
-        _mm512_set1_epi32(static_cast<int>(kIv[2])),
-        _mm512_set1_epi32(static_cast<int>(kIv[3])),
-        counter_lo,
-        counter_hi,
-        _mm512_set1_epi32(static_cast<int>(kBlake3BlockBytes)),
-        _mm512_set1_epi32(BlockFlags(b, blocks, flags, flags_start, flags_end)),
-    };
-    Round16<0>(v, m);
-    Round16<1>(v, m);
-    Round16<2>(v, m);
-    Round16<3>(v, m);
-    Round16<4>(v, m);
-    Round16<5>(v, m);
-    Round16<6>(v, m);
-    for (int i = 0; i < 8; ++i) h[i] = _mm512_xor_si512(v[i], v[i + 8]);
+    Compress16(h, m, counter_lo, counter_hi,
+               BlockFlags(b, blocks, flags, flags_start, flags_end));
   }
-  // Rows 8-15 are padding: after the transpose, row j's first eight words
-  // are input j's chaining value.
-  for (int i = 8; i < 16; ++i) h[i] = _mm512_setzero_si512();
-  Transpose16x16(h);
-  for (int i = 0; i < 16; ++i) {
-    // Only the low eight words: the next input's value follows.
-    _mm512_mask_storeu_epi32(out + 32 * i, 0x00FF, h[i]);
+  StoreChainingValues16(h, out);
+}
+
+// 16 whole chunks lying one after another from `input`, counters from
+// `counter`: the common case of a large input, so its block count and flags
+// are constants and the next 16 chunks are prefetched while these are
+// compressed.
+MM_TARGET_AVX512 void HashChunks16(const uint8_t* input, const uint32_t key[8],
+                                   uint64_t counter, uint8_t* out) {
+  __m512i h[8];
+  for (int i = 0; i < 8; ++i) {
+    h[i] = _mm512_set1_epi32(static_cast<int>(key[i]));
   }
+  __m512i counter_lo;
+  __m512i counter_hi;
+  ChunkCounters16(counter, counter_lo, counter_hi);
+  constexpr size_t kBlocks = kBlake3ChunkBytes / kBlake3BlockBytes;
+  const uint8_t* next_group = input + 16 * kBlake3ChunkBytes;
+  for (size_t b = 0; b < kBlocks; ++b) {
+    __m512i m[16];
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; ++i) {
+      m[i] = _mm512_loadu_si512(input + i * kBlake3ChunkBytes +
+                                b * kBlake3BlockBytes);
+    }
+    // The next group's 16 KiB, one KiB per block: sequential, so these
+    // lines come from memory well before they are read, whatever the
+    // hardware prefetcher makes of the 16 strided streams above. Past the
+    // end of the input they are harmless (prefetches never fault).
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; ++i) {
+      _mm_prefetch(reinterpret_cast<const char*>(next_group) +
+                       b * kBlake3ChunkBytes + i * 64,
+                   _MM_HINT_T0);
+    }
+    Transpose16x16(m);
+    const uint32_t block_flags =
+        (b == 0 ? kFlagChunkStart : 0) | (b + 1 == kBlocks ? kFlagChunkEnd : 0);
+    Compress16(h, m, counter_lo, counter_hi, block_flags);
+  }
+  StoreChainingValues16(h, out);
 }
 
 }  // namespace
@@ -473,6 +669,30 @@ void HashManyAvx512(const uint8_t* const* inputs, size_t num_inputs,
                flags, flags_start, flags_end, out);
 }
 
+void HashChunksAvx512(const uint8_t* input, size_t num_chunks, uint64_t counter,
+                      uint8_t* out) {
+  while (num_chunks >= 16) {
+    HashChunks16(input, kIv, counter, out);
+    input += 16 * kBlake3ChunkBytes;
+    num_chunks -= 16;
+    out += 16 * 32;
+    counter += 16;
+  }
+  HashChunksAvx2(input, num_chunks, counter, out);
+}
+
+void HashChunksAvx2(const uint8_t* input, size_t num_chunks, uint64_t counter,
+                    uint8_t* out) {
+  while (num_chunks >= 8) {
+    HashChunks8(input, kIv, counter, out);
+    input += 8 * kBlake3ChunkBytes;
+    num_chunks -= 8;
+    out += 8 * 32;
+    counter += 8;
+  }
+  HashChunksWith(HashManySse41, input, num_chunks, counter, out);
+}
+
 bool CpuHasSse41() {
   __builtin_cpu_init();
   return __builtin_cpu_supports("sse4.1");
@@ -512,6 +732,14 @@ void HashManyAvx512(const uint8_t* const* inputs, size_t num_inputs,
                     uint8_t flags_end, uint8_t* out) {
   HashManyPortable(inputs, num_inputs, blocks, key, counter, increment_counter,
                    flags, flags_start, flags_end, out);
+}
+void HashChunksAvx512(const uint8_t* input, size_t num_chunks, uint64_t counter,
+                      uint8_t* out) {
+  HashChunksWith(HashManyPortable, input, num_chunks, counter, out);
+}
+void HashChunksAvx2(const uint8_t* input, size_t num_chunks, uint64_t counter,
+                    uint8_t* out) {
+  HashChunksWith(HashManyPortable, input, num_chunks, counter, out);
 }
 bool CpuHasSse41() { return false; }
 bool CpuHasAvx2() { return false; }

@@ -37,19 +37,22 @@ constexpr size_t kReadBufferBytes = size_t{1} << 20;
 // Files below this are read, not mapped: mapping costs a few syscalls and
 // page-table work that a small read does not.
 constexpr uint64_t kMmapMinBytes = uint64_t{1} << 20;
-// Below this, blake3_multi hashes on the calling thread: starting threads
-// costs more than it saves.
-constexpr uint64_t kMultiMinBytes = uint64_t{8} << 20;
-// Bounds of one blake3_multi task (a whole subtree): at least 1 MiB so the
-// SIMD batches stay full, at most 64 MiB so threads finish together.
+// Below this, BLAKE3 goes through one plain hasher on the calling thread:
+// cutting the file into subtree tasks (and, for blake3_multi, starting
+// threads) costs more than it saves.
+constexpr uint64_t kTasksMinBytes = uint64_t{8} << 20;
+// Bounds of one subtree task: at least 1 MiB so the SIMD batches stay
+// full, at most 8 MiB so that the threads finish within a few milliseconds
+// of each other (a thread left alone with the last task is a core idle).
 constexpr uint64_t kMinTaskBytes = uint64_t{1} << 20;
-constexpr uint64_t kMaxTaskBytes = uint64_t{64} << 20;
+constexpr uint64_t kMaxTaskBytes = uint64_t{8} << 20;
 // A mapped file is hashed this much at a time (by each thread), each
 // window's pages released from the resident set once hashed, so hashing
-// keeps the process's resident memory near threads x 16 MiB whatever the
-// file's size (the installer's target is under 64 MB); small enough for
-// that, large enough that the madvise calls cost nothing measurable.
-constexpr uint64_t kMapWindowBytes = uint64_t{16} << 20;
+// keeps the process's resident memory near threads x 8 MiB whatever the
+// file's size (the installer's target is under 64 MB); the madvise calls
+// cost nothing measurable at this size, and the pages' unmapping costs
+// the same in any size of window.
+constexpr uint64_t kMapWindowBytes = uint64_t{8} << 20;
 
 std::string ToHex(absl::Span<const uint8_t> bytes) {
   static constexpr char kHex[] = "0123456789abcdef";
@@ -210,17 +213,12 @@ absl::Status ReadRange(
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::string> Blake3SingleHex(const OpenedFile& file,
-                                            const std::filesystem::path& path,
-                                            bool use_mmap) {
+// One plain hasher over the whole file, for files below kTasksMinBytes.
+absl::StatusOr<std::string> Blake3SmallFileHex(
+    const OpenedFile& file, const std::filesystem::path& path, bool use_mmap) {
   Blake3Hasher hasher;
   if (std::unique_ptr<MappedFile> mapped = MaybeMap(file, use_mmap)) {
-    // In windows, each released once hashed (MappedFile::Release).
-    for (uint64_t offset = 0; offset < file.size; offset += kMapWindowBytes) {
-      const uint64_t length = std::min(kMapWindowBytes, file.size - offset);
-      hasher.Update(mapped->bytes(offset, length));
-      mapped->Release(offset, length);
-    }
+    hasher.Update(mapped->bytes(0, file.size));
     return ToHex(hasher.Finalize());
   }
   ReadBuffer buffer = NewReadBuffer();
@@ -265,16 +263,15 @@ Blake3ChainingValue CombineTasks(uint64_t length, uint64_t task_bytes,
   return Blake3Hasher::ParentChainingValue(left_cv, right_cv);
 }
 
-absl::StatusOr<std::string> Blake3MultiHex(const OpenedFile& file,
+// BLAKE3 of a file of at least kTasksMinBytes, cut along its tree into
+// subtree tasks that `threads` threads (the caller among them) take from a
+// shared queue; the caller joins the tasks' chaining values up to the root.
+// With one thread this is blake3_single: the same work in file order,
+// where each task's subtree hasher compresses every chunk it is given at
+// once (a plain hasher keeps each piece's last chunk back for the root).
+absl::StatusOr<std::string> Blake3TasksHex(const OpenedFile& file,
                                            const std::filesystem::path& path,
                                            int threads, bool use_mmap) {
-  if (threads == 0) {
-    threads =
-        static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  }
-  if (threads == 1 || file.size < kMultiMinBytes) {
-    return Blake3SingleHex(file, path, use_mmap);
-  }
   const std::unique_ptr<MappedFile> mapped = MaybeMap(file, use_mmap);
   // About eight tasks per thread, so a thread that lags (page faults, a
   // busy core) is covered by the others.
@@ -324,6 +321,28 @@ absl::StatusOr<std::string> Blake3MultiHex(const OpenedFile& file,
   const Blake3ChainingValue right_cv =
       CombineTasks(file.size - left, task_bytes, tasks, next);
   return ToHex(Blake3Hasher::RootFromChildren(left_cv, right_cv));
+}
+
+absl::StatusOr<std::string> Blake3SingleHex(const OpenedFile& file,
+                                            const std::filesystem::path& path,
+                                            bool use_mmap) {
+  if (file.size < kTasksMinBytes) {
+    return Blake3SmallFileHex(file, path, use_mmap);
+  }
+  return Blake3TasksHex(file, path, /*threads=*/1, use_mmap);
+}
+
+absl::StatusOr<std::string> Blake3MultiHex(const OpenedFile& file,
+                                           const std::filesystem::path& path,
+                                           int threads, bool use_mmap) {
+  if (threads == 0) {
+    threads =
+        static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  }
+  if (file.size < kTasksMinBytes) {
+    return Blake3SmallFileHex(file, path, use_mmap);
+  }
+  return Blake3TasksHex(file, path, threads, use_mmap);
 }
 
 absl::Status OpenSslError(std::string_view what) {

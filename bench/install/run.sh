@@ -8,7 +8,7 @@
 #                        [--weights-mib N] [--checkpoint-mib N]
 #
 # Cases, each run peer and ours alternately, --runs times (default 3), min
-# and median reported:
+# and median of wall and of CPU time (user + system) reported:
 #   a. a Hugging Face repo: an SDXL diffusers pipeline of 10 files, four of
 #      them safetensors weights of --weights-mib (default 512, so 2 GiB in
 #      all), made by make_repo.py and served by nginx as the hub would
@@ -23,7 +23,11 @@
 #      Peer: `b3sum FILE`; b1 the same against `b3sum --num-threads 1`
 #      (like for like with a one-thread hash; the installer hashes BLAKE3
 #      with every core since the multi-threaded hash landed);
-#      b2 against `mm hash FILE` (the same hash, without the install).
+#      b2 against `mm hash FILE` (the same hash on one thread, without the
+#      install). Each side, peer or ours, gets a fresh `cp` of the
+#      checkpoint before its run (ours consumes it; and a freshly written
+#      file's page cache is cheaper to map than an old one's, so both must
+#      start from the same kind of copy).
 #   c. mm-installer's peak resident memory (VmHWM) over each run of a,
 #      with RssAnon and RssFile sampled (and VmHWM over each run of b).
 # Every run of ours starts a fresh records + downloader + installer (empty
@@ -34,7 +38,7 @@
 # read from memory by both sides. Both sides use their default settings
 # (the downloader fdatasyncs each file before its rename).
 #
-# Installs nginx, aria2, b3sum and curl with apt-get when missing.
+# Installs nginx, aria2, b3sum, curl and time with apt-get when missing.
 # Not part of scripts/test.sh.
 set -euo pipefail
 
@@ -82,6 +86,7 @@ command -v aria2c >/dev/null || missing+=(aria2)
 command -v b3sum >/dev/null || missing+=(b3sum)
 command -v curl >/dev/null || missing+=(curl)
 command -v python3 >/dev/null || missing+=(python3)
+[[ -x /usr/bin/time ]] || missing+=(time)
 if ((${#missing[@]})); then
   echo "installing ${missing[*]}..." >&2
   sudo=()
@@ -124,7 +129,7 @@ cleanup() {
   stop_stack
   stop_pid "$nginx_pid"
   # Outputs only; the data is kept for the next run.
-  rm -rf "$peer_out" "$stack" "$work/nginx"
+  rm -rf "$peer_out" "$stack" "$work/nginx" "$work/peer-source.safetensors"
 }
 trap cleanup EXIT
 
@@ -294,17 +299,42 @@ PY
 
 # --- timing -----------------------------------------------------------------
 
-# Runs "$@" and sets `wall` (seconds); a failing command ends the benchmark
-# with its output.
+# CPU seconds (user + system) the running services have used so far; 0
+# when none runs.
+clock_ticks=$(getconf CLK_TCK)
+services_cpu() {
+  local pid ticks=0 fields
+  for pid in "${records_pid:-}" "${downloader_pid:-}" "${installer_pid:-}"; do
+    [[ -n $pid && -r /proc/$pid/stat ]] || continue
+    # Fields 14 and 15 (utime, stime), counted after the command name,
+    # which is in parentheses and may hold spaces.
+    fields=$(sed 's/^.*) //' "/proc/$pid/stat")
+    ticks=$((ticks + $(awk '{ print $12 + $13 }' <<<"$fields")))
+  done
+  awk -v t="$ticks" -v hz="$clock_ticks" 'BEGIN { printf "%.3f", t / hz }'
+}
+
+# Runs "$@" and sets `wall` and `cpu` (seconds; cpu is the command's user +
+# system time, plus, when with_services=1, what the services used meanwhile,
+# since our installs do their work in mm-installer, not in the CLI). On a
+# machine shared with other work, wall time includes waiting for a CPU and
+# CPU time does not. A failing command ends the benchmark with its output.
+with_services=0
 timed() {
-  local start end log=$work/command.log
+  local start end log=$work/command.log times=$work/command.times
+  local services_before=0 services_after=0 user sys
+  ((with_services)) && services_before=$(services_cpu)
   start=$(date +%s%N)
-  if ! "$@" >"$log" 2>&1; then
+  if ! /usr/bin/time -f '%U %S' -o "$times" "$@" >"$log" 2>&1; then
     cat "$log" >&2
     die "command failed: $*"
   fi
   end=$(date +%s%N)
+  ((with_services)) && services_after=$(services_cpu)
   wall=$(awk -v ns=$((end - start)) 'BEGIN { printf "%.3f", ns / 1e9 }')
+  read -r user sys <"$times"
+  cpu=$(awk -v u="$user" -v s="$sys" -v b="$services_before" \
+    -v a="$services_after" 'BEGIN { printf "%.3f", u + s + a - b }')
 }
 
 stats() { # prints "min median" of the numbers on stdin
@@ -347,16 +377,18 @@ peer_a() {
   # pair's wall is the sum (nothing runs between the two).
   timed aria2c -j4 -q --file-allocation=falloc -i "$work/aria2.list" -d "$peer_out"
   fetch=$wall
+  local fetch_cpu=$cpu
   timed env -C "$peer_out" b3sum -- "${repo_files[@]}"
   peer_parts_a+=("$fetch $wall")
   wall=$(awk -v a="$fetch" -v b="$wall" 'BEGIN { printf "%.3f", a + b }')
+  cpu=$(awk -v a="$fetch_cpu" -v b="$cpu" 'BEGIN { printf "%.3f", a + b }')
   diff -rq "$files_root" "$peer_out" >&2 || die "aria2c's files differ"
 }
 ours_a() {
   start_stack
   fresh
   start_sampler "$installer_pid" "$work/rss-a"
-  timed "${mm_cli[@]}" --json install "$repo" --wait
+  with_services=1 timed "${mm_cli[@]}" --json install "$repo" --wait
   stop_sampler
   cp "$work/command.log" "$work/job-a.json"
   hwm_runs+=("$(vm_hwm_kib "$installer_pid")")
@@ -368,20 +400,35 @@ ours_a() {
     die "case a left a tmpinstall_ folder"
 }
 # Case b; b1 the same against one thread of b3sum (ours hashes with
-# blake3_single, one thread; b3sum uses every CPU).
-peer_b() {
+# blake3_multi, every CPU, like b3sum). Each side hashes a fresh `cp` of
+# the checkpoint: how a file came into the page cache (written by cp, or
+# written long ago and read back) decides the size of its cached pages and
+# so the cost of mapping them; measured here, b3sum spent 0.10 s of system
+# time on a fresh copy and 0.17-0.22 s on the original.
+peer_copy=""
+fresh_peer_copy() {
+  peer_copy=$work/peer-source.safetensors
+  rm -f "$peer_copy"
+  cp "$checkpoint" "$peer_copy"
   fresh
-  timed b3sum -- "$checkpoint"
+}
+peer_b() {
+  fresh_peer_copy
+  timed b3sum -- "$peer_copy"
+  rm -f "$peer_copy"
 }
 peer_b1() {
-  fresh
-  timed b3sum --num-threads 1 -- "$checkpoint"
+  fresh_peer_copy
+  timed b3sum --num-threads 1 -- "$peer_copy"
+  rm -f "$peer_copy"
 }
 # b2: against our own hash of the file (the same library call the
-# installer makes), so the difference is what the install adds to hashing.
+# installer makes, on one thread), so the difference is what the install
+# adds to hashing.
 peer_b2() {
-  fresh
-  timed "$mm" hash "$checkpoint"
+  fresh_peer_copy
+  timed "$mm" hash "$peer_copy"
+  rm -f "$peer_copy"
 }
 ours_b() {
   start_stack
@@ -389,7 +436,8 @@ ours_b() {
   rm -f "$stack/checkpoint.safetensors"
   cp "$checkpoint" "$stack/checkpoint.safetensors"
   fresh
-  timed "${mm_cli[@]}" --json install "$stack/checkpoint.safetensors" --wait
+  with_services=1 timed "${mm_cli[@]}" --json install \
+    "$stack/checkpoint.safetensors" --wait
   job_b+=("$wall/$(job_span "$work/command.log")")
   hwm_b_runs+=("$(vm_hwm_kib "$installer_pid")")
   check_installed "main/checkpoint/sd-1" "case b"
@@ -410,6 +458,7 @@ PY
 }
 
 rows=()
+cpu_rows=()
 job_b=()
 hwm_b_runs=()
 hwm_runs=()
@@ -422,7 +471,7 @@ peer_parts_a=()
 run_case() {
   local name=$1 bytes=$2 peer_label=$3 our_label=$4 target=$5 peer_fn=$6
   local ours_fn=$7
-  local -a peer_walls=() our_walls=()
+  local -a peer_walls=() our_walls=() peer_cpus=() our_cpus=()
   local i who
   for ((i = 1; i <= runs; i++)); do
     # Alternate which goes first, so neither always follows the other.
@@ -431,18 +480,20 @@ run_case() {
     for who in "${order[@]}"; do
       if [[ $who == peer ]]; then
         "$peer_fn"
-        peer_walls+=("$wall")
+        peer_walls+=("$wall") peer_cpus+=("$cpu")
       else
         "$ours_fn"
-        our_walls+=("$wall")
+        our_walls+=("$wall") our_cpus+=("$cpu")
       fi
-      printf '  %s run %d %-5s wall %7.3f s  (load %s)\n' "$name" "$i" \
-        "$who" "$wall" "$(cut -d' ' -f1 /proc/loadavg)" >&2
+      printf '  %s run %d %-5s wall %7.3f s  cpu %7.3f s  (load %s)\n' \
+        "$name" "$i" "$who" "$wall" "$cpu" "$(cut -d' ' -f1 /proc/loadavg)" >&2
     done
   done
-  local pmin pmed omin omed
+  local pmin pmed omin omed pcmin pcmed ocmin ocmed
   read -r pmin pmed < <(printf '%s\n' "${peer_walls[@]}" | stats)
   read -r omin omed < <(printf '%s\n' "${our_walls[@]}" | stats)
+  read -r pcmin pcmed < <(printf '%s\n' "${peer_cpus[@]}" | stats)
+  read -r ocmin ocmed < <(printf '%s\n' "${our_cpus[@]}" | stats)
   rows+=("$(awk -v n="$name" -v p="$peer_label" -v o="$our_label" -v b="$bytes" \
     -v pmin="$pmin" -v pmed="$pmed" -v omin="$omin" -v omed="$omed" \
     -v t="$target" 'BEGIN {
@@ -450,6 +501,11 @@ run_case() {
       printf "| %s | `%s` | %.2f / %.2f | `%s` | %.2f / %.2f | %.2f (min %.2f) | <= %.2f: %s |",
         n, p, pmin, pmed, o, omin, omed, r, omin / pmin, t,
         (r <= t ? "met" : "**missed**")
+    }')")
+  cpu_rows+=("$(awk -v n="$name" -v pmin="$pcmin" -v pmed="$pcmed" \
+    -v omin="$ocmin" -v omed="$ocmed" 'BEGIN {
+      printf "| %s | %.2f / %.2f | %.2f / %.2f | %.2f (min %.2f) |",
+        n, pmin, pmed, omin, omed, omed / pmed, omin / pmin
     }')")
 }
 
@@ -476,6 +532,13 @@ echo
 echo "| case | peer | peer s min / median | ours | ours s min / median | ours/peer median (min/min) | target |"
 echo "|---|---|---:|---|---:|---:|---|"
 printf '%s\n' "${rows[@]}"
+echo
+echo "CPU time (user + system; ours: the CLI plus what mm-records, mm-downloader"
+echo "and mm-installer used during the install), the same runs:"
+echo
+echo "| case | peer cpu s min / median | ours cpu s min / median | ours/peer median (min/min) |"
+echo "|---|---:|---:|---:|"
+printf '%s\n' "${cpu_rows[@]}"
 echo
 # KiB lists on stdin -> "min / median / max" in MiB.
 mib_stats() {

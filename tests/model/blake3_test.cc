@@ -191,12 +191,12 @@ TEST(Blake3Test, ExtendedOutputMatchesB3sum) {
   }
 }
 
-// Lengths around the SIMD group widths and the 64-chunk batch: every backend
-// must agree with the portable code.
+// Lengths around the SIMD group widths and the 256-chunk batch: every
+// backend must agree with the portable code.
 TEST(Blake3Test, BackendsAgreeAroundBatchBoundaries) {
   std::vector<size_t> lengths;
-  for (size_t chunks :
-       {15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 129, 200, 1000}) {
+  for (size_t chunks : {15,  16,  17,  31,  32,  33,  63,  64,  65,  127,
+                        128, 129, 200, 255, 256, 257, 511, 512, 513, 1000}) {
     for (long delta : {-1L, 0L, 1L, 513L}) {
       lengths.push_back(chunks * 1024 + delta);
     }
@@ -207,6 +207,62 @@ TEST(Blake3Test, BackendsAgreeAroundBatchBoundaries) {
     for (Blake3Backend backend : SupportedBlake3Backends()) {
       EXPECT_EQ(HashWith(backend, input), expected)
           << "length " << length << " backend " << Blake3BackendName(backend);
+    }
+  }
+}
+
+// The contiguous-chunk kernels (HashChunksAvx512's 16-chunk groups,
+// HashChunksAvx2's 8-chunk groups, and their narrower tails) give the
+// chaining values the portable code gives, for every count around the
+// group widths and for counters whose low word wraps inside a group (chunk
+// 2^32 starts 4 TiB into an input).
+TEST(Blake3Test, ContiguousChunkKernelsMatchPortable) {
+  const blake3_internal::CpuFeatures cpu = blake3_internal::DetectCpuFeatures();
+  const std::pair<Blake3Backend, blake3_internal::HashChunksFn> kernels[] = {
+      {Blake3Backend::kAvx2, blake3_internal::HashChunksAvx2},
+      {Blake3Backend::kAvx512, blake3_internal::HashChunksAvx512}};
+  constexpr size_t kMaxChunks = 50;
+  std::string input = OfficialInput(kMaxChunks * 1024);
+  const auto* bytes = reinterpret_cast<const uint8_t*>(input.data());
+  int kernels_run = 0;
+  for (const auto& [backend, hash_chunks] : kernels) {
+    if (!blake3_internal::CheckBackendRuns(backend, cpu).ok()) continue;
+    ++kernels_run;
+    for (uint64_t counter : {uint64_t{0}, uint64_t{7}, (uint64_t{1} << 32) - 5,
+                             (uint64_t{3} << 32) - 16}) {
+      for (size_t chunks = 1; chunks <= kMaxChunks; ++chunks) {
+        std::vector<uint8_t> expected(chunks * 32);
+        std::vector<uint8_t> actual(chunks * 32);
+        blake3_internal::HashChunksWith(blake3_internal::HashManyPortable,
+                                        bytes, chunks, counter,
+                                        expected.data());
+        hash_chunks(bytes, chunks, counter, actual.data());
+        EXPECT_EQ(Hex(actual), Hex(expected))
+            << Blake3BackendName(backend) << ": " << chunks
+            << " chunks from counter " << counter;
+      }
+    }
+  }
+  if (kernels_run == 0) GTEST_SKIP() << "this CPU has neither AVX2 nor AVX-512";
+}
+
+// A 16-chunk group that is not the first of its input starts at the right
+// counter, and each of its chunks lands at its own output slot: a hasher
+// for a subtree far into a file matches the portable code there.
+TEST(Blake3Test, SubtreeFarIntoTheInputMatchesPortable) {
+  const std::string input = OfficialInput(64 * 1024);
+  for (uint64_t first_chunk : {uint64_t{64}, uint64_t{1} << 26,
+                               (uint64_t{1} << 32) - 64, uint64_t{1} << 32}) {
+    Blake3Hasher portable =
+        Blake3Hasher::ForSubtree(first_chunk, Blake3Backend::kPortable);
+    portable.Update(input);
+    for (Blake3Backend backend : SupportedBlake3Backends()) {
+      Blake3Hasher hasher = Blake3Hasher::ForSubtree(first_chunk, backend);
+      hasher.Update(input);
+      EXPECT_EQ(hasher.FinalizeChainingValue(),
+                portable.FinalizeChainingValue())
+          << "first chunk " << first_chunk << " backend "
+          << Blake3BackendName(backend);
     }
   }
 }
@@ -259,6 +315,49 @@ TEST(Blake3Test, SubtreesCombineToTheWholeDigest) {
                   left.FinalizeChainingValue(), right.FinalizeChainingValue())),
               Blake3Hex(input))
         << "length " << length;
+  }
+}
+
+// A subtree hasher compresses each whole chunk as soon as it has it (it is
+// never the root); however its input is cut into pieces, ending on a chunk
+// boundary or not, its chaining value joins the other subtree's into the
+// digest a plain hasher gives.
+TEST(Blake3Test, SubtreeHashersTakeAnySplit) {
+  std::mt19937_64 random(20261207);
+  for (size_t length :
+       {size_t{2048}, size_t{3 * 1024}, size_t{2 * 1024 + 1}, size_t{17 * 1024},
+        size_t{33 * 1024 - 1}, size_t{600 * 1024}, size_t{600 * 1024 + 5},
+        size_t{(1 << 20) + 1024}}) {
+    const std::string input = OfficialInput(length);
+    const std::string expected = Blake3Hex(input);
+    const size_t left_bytes = Blake3LeftSubtreeBytes(length);
+    for (Blake3Backend backend : SupportedBlake3Backends()) {
+      for (int trial = 0; trial < 8; ++trial) {
+        auto feed = [&](Blake3Hasher& hasher, std::string_view part) {
+          size_t offset = 0;
+          while (offset < part.size()) {
+            // Whole chunks, odd sizes and empty pieces, small and large.
+            const size_t limit = (random() % 3 == 0) ? 300000 : 2500;
+            size_t piece = random() % limit;
+            if (random() % 4 == 0) piece = piece / 1024 * 1024;
+            piece = std::min(piece, part.size() - offset);
+            hasher.Update(part.substr(offset, piece));
+            offset += piece;
+          }
+        };
+        Blake3Hasher left = Blake3Hasher::ForSubtree(0, backend);
+        feed(left, std::string_view(input).substr(0, left_bytes));
+        Blake3Hasher right =
+            Blake3Hasher::ForSubtree(left_bytes / 1024, backend);
+        feed(right, std::string_view(input).substr(left_bytes));
+        EXPECT_EQ(
+            Hex(Blake3Hasher::RootFromChildren(left.FinalizeChainingValue(),
+                                               right.FinalizeChainingValue())),
+            expected)
+            << "length " << length << " backend " << Blake3BackendName(backend)
+            << " trial " << trial;
+      }
+    }
   }
 }
 

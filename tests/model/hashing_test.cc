@@ -155,15 +155,19 @@ TEST(HashingTest, Blake3ModesMatchB3sumOnOfficialLengths) {
   }
 }
 
-// Sizes large enough that blake3_multi really splits the file into
-// subtrees (it hashes small files on one thread), read both ways.
+// Sizes around the point (8 MiB) from which both BLAKE3 modes cut the file
+// into subtree tasks of up to 8 MiB (one mapped window each), around the
+// task boundaries, and ending on a chunk boundary (where the last task's
+// hasher has no partial chunk) or not; read both ways.
 TEST(HashingTest, Blake3MultiMatchesB3sumOnLargeFiles) {
   if (!HaveTool("/usr/bin/b3sum")) GTEST_SKIP() << "b3sum is not installed";
   TempDir dir;
   const std::string data = RandomBytes((33 << 20) + 1025, 7);
   for (size_t length :
-       {size_t{8} << 20, (size_t{8} << 20) + 1, (size_t{9} << 20) + 1025,
-        (size_t{17} << 20) - 1, (size_t{33} << 20) + 1025}) {
+       {(size_t{8} << 20) - 1, size_t{8} << 20, (size_t{8} << 20) + 1,
+        (size_t{9} << 20) + 1025, size_t{16} << 20, (size_t{16} << 20) + 1024,
+        (size_t{17} << 20) - 1, (size_t{24} << 20) + 3072,
+        (size_t{33} << 20) + 1025}) {
     const std::filesystem::path file = dir.path() / "large.bin";
     WriteFile(file, std::string_view(data).substr(0, length));
     const std::string expected =
