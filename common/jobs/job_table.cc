@@ -456,6 +456,27 @@ absl::Status JobTable::Heartbeat() {
   return absl::OkStatus();
 }
 
+absl::StatusOr<JobCounts> JobTable::Count() {
+  std::vector<sql::Value> params = {NowMs()};
+  ASSIGN_OR_RETURN(
+      sql::Result result,
+      db_->Execute(absl::StrCat("SELECT state, COUNT(*), CAST(SUM(CASE WHEN "
+                                "lease_owner = '' OR lease_expires < ? THEN 1 "
+                                "ELSE 0 END) AS BIGINT) FROM ",
+                                jobs_, " GROUP BY state"),
+                   params));
+  JobCounts counts;
+  for (const sql::Row& row : result.rows) {
+    std::string state = row.Text(0);
+    counts.by_state[state] = row.Int(1);
+    if (std::find(spec_.claimable_states.begin(), spec_.claimable_states.end(),
+                  state) != spec_.claimable_states.end()) {
+      counts.unclaimed += row.Int(2);
+    }
+  }
+  return counts;
+}
+
 absl::Status JobTable::Ping() {
   ASSIGN_OR_RETURN(sql::Result ignored, db_->Execute("SELECT 1"));
   return absl::OkStatus();

@@ -29,6 +29,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -83,6 +84,15 @@ struct JobTableSpec {
   std::vector<std::string> terminal_states;
   // The kind's own schema changes after the shared table (version >= 2).
   std::vector<sql::Migration> extra_migrations;
+};
+
+// How many jobs a table holds (JobTable::Count).
+struct JobCounts {
+  // Jobs per state; states without jobs are absent.
+  std::map<std::string, int64_t> by_state;
+  // Jobs a worker could claim now: in a claimable state with no lease or
+  // an expired one (the queue depth).
+  int64_t unclaimed = 0;
 };
 
 // One List page: rows in submission order and the token for the next.
@@ -162,6 +172,10 @@ class JobTable {
   // Deletes rows in a terminal state that ended before `ended_before`;
   // returns them.
   absl::StatusOr<std::vector<JobRow>> Prune(absl::Time ended_before);
+
+  // Counts every job by state, and those waiting for a worker: one
+  // aggregate query (the metrics read it at scrape time).
+  absl::StatusOr<JobCounts> Count();
 
   // Records that this replica is alive (token ownership, see ClaimNext).
   absl::Status Heartbeat();

@@ -203,20 +203,26 @@ Family<Histogram>* Registry::AddHistogram(
       .histograms.get();
 }
 
-void Registry::AddCollector(std::function<void()> collect) {
-  MutexLock lock(&mu_);
-  collectors_.push_back(std::move(collect));
+int Registry::AddCollector(std::function<void()> collect) {
+  MutexLock lock(&collect_mu_);
+  int id = next_collector_id_++;
+  collectors_[id] = std::move(collect);
+  return id;
+}
+
+void Registry::RemoveCollector(int id) {
+  MutexLock lock(&collect_mu_);
+  collectors_.erase(id);
 }
 
 std::string Registry::Render() const {
-  // Collectors may take a while (a database query); they run outside mu_
-  // so that start-up code adding families is never held up by a scrape.
-  std::vector<std::function<void()>> collectors;
   {
-    MutexLock lock(&mu_);
-    collectors = collectors_;
+    // Collectors may take a while (a database query); they run outside
+    // mu_ so that start-up code adding families is never held up by a
+    // scrape.
+    MutexLock lock(&collect_mu_);
+    for (const auto& [id, collect] : collectors_) collect();
   }
-  for (const auto& collect : collectors) collect();
 
   std::string text;
   MutexLock lock(&mu_);

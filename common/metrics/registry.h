@@ -33,6 +33,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -141,11 +142,17 @@ class Registry {
                                   const std::vector<double>& bounds)
       ABSL_LOCKS_EXCLUDED(mu_);
 
-  // Runs `collect` at the start of every Render (see the class comment).
-  void AddCollector(std::function<void()> collect) ABSL_LOCKS_EXCLUDED(mu_);
+  // Runs `collect` at the start of every Render (see the class comment);
+  // returns an id for RemoveCollector. `collect` must not add or remove
+  // collectors.
+  int AddCollector(std::function<void()> collect)
+      ABSL_LOCKS_EXCLUDED(collect_mu_);
+  // Stops running the collector `id`, waiting for a Render that is running
+  // it to finish, so that what it reads may be destroyed afterwards.
+  void RemoveCollector(int id) ABSL_LOCKS_EXCLUDED(collect_mu_);
 
   // The text exposition of every family, in name order.
-  std::string Render() const ABSL_LOCKS_EXCLUDED(mu_);
+  std::string Render() const ABSL_LOCKS_EXCLUDED(mu_, collect_mu_);
 
  private:
   struct Entry {
@@ -164,7 +171,40 @@ class Registry {
 
   mutable Mutex mu_;
   std::map<std::string, Entry> families_ ABSL_GUARDED_BY(mu_);
-  std::vector<std::function<void()>> collectors_ ABSL_GUARDED_BY(mu_);
+  // Held while collectors run, so RemoveCollector can wait them out; apart
+  // from mu_ so that a slow collector never holds up AddCounter and co.
+  mutable Mutex collect_mu_ ABSL_ACQUIRED_BEFORE(mu_);
+  std::map<int, std::function<void()>> collectors_ ABSL_GUARDED_BY(collect_mu_);
+  int next_collector_id_ ABSL_GUARDED_BY(collect_mu_) = 0;
+};
+
+// Adds a collector for as long as it lives (Registry::AddCollector and
+// RemoveCollector), so that the object a collector reads can be destroyed
+// safely after it. Move-only; a default-constructed one holds nothing.
+class ScopedCollector {
+ public:
+  ScopedCollector() = default;
+  ScopedCollector(Registry* registry, std::function<void()> collect)
+      : registry_(registry), id_(registry->AddCollector(std::move(collect))) {}
+  ~ScopedCollector() { Reset(); }
+  ScopedCollector(ScopedCollector&& other) noexcept
+      : registry_(std::exchange(other.registry_, nullptr)), id_(other.id_) {}
+  ScopedCollector& operator=(ScopedCollector&& other) noexcept {
+    if (this != &other) {
+      Reset();
+      registry_ = std::exchange(other.registry_, nullptr);
+      id_ = other.id_;
+    }
+    return *this;
+  }
+  void Reset() {
+    if (registry_ != nullptr) registry_->RemoveCollector(id_);
+    registry_ = nullptr;
+  }
+
+ private:
+  Registry* registry_ = nullptr;
+  int id_ = -1;
 };
 
 // Text exposition helpers, exposed for tests.

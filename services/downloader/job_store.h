@@ -60,6 +60,8 @@ class JobStore {
   const std::string& replica_id() const { return raw().replica_id(); }
   sql::Dialect dialect() const { return raw().dialect(); }
   ChangeSignal& changes() { return table_.table().changes(); }
+  // The table underneath (counts for the metrics).
+  jobs::JobTable& job_table() { return table_.table(); }
   Clock* clock() const { return raw().clock(); }
 
   // Inserts `job` (assigning sequence and revision). With a request_id that

@@ -325,6 +325,26 @@ TEST_P(JobTableTest, PruneDeletesOnlyTerminalJobsEndedBefore) {
   EXPECT_GT(next.sequence, working.sequence);
 }
 
+TEST_P(JobTableTest, CountGivesJobsByStateAndThoseWaitingForAWorker) {
+  ASSERT_OK_AND_ASSIGN(JobCounts empty, table_->Count());
+  EXPECT_TRUE(empty.by_state.empty());
+  EXPECT_EQ(empty.unclaimed, 0);
+  MustCreate(NewRow("ready"));
+  MustCreate(NewRow("ready"));
+  MustCreate(NewRow("finished"));
+  ASSERT_OK_AND_ASSIGN(auto claimed, table_->ClaimNext(kLease, kTtl));
+  ASSERT_TRUE(claimed.has_value());
+  ASSERT_OK_AND_ASSIGN(JobCounts counts, table_->Count());
+  EXPECT_EQ(counts.by_state,
+            (std::map<std::string, int64_t>{
+                {"finished", 1}, {"ready", 1}, {"working", 1}}));
+  EXPECT_EQ(counts.unclaimed, 1);  // the leased job is not waiting
+  // Its lease runs out: waiting again (ClaimNext would hand it over).
+  clock_.Advance(kLease + absl::Seconds(1));
+  ASSERT_OK_AND_ASSIGN(counts, table_->Count());
+  EXPECT_EQ(counts.unclaimed, 2);
+}
+
 TEST_P(JobTableTest, TwoKindsShareADatabaseButNotTheirJobs) {
   JobTableSpec gadgets = WidgetSpec();
   gadgets.prefix = "gadget";

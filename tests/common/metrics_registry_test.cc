@@ -132,9 +132,12 @@ TEST(MetricsRegistryTest, CollectorsRunBeforeEveryRender) {
   Registry registry;
   Gauge* depth = registry.AddGauge("depth", "D")->WithLabels({});
   int runs = 0;
-  registry.AddCollector([&] { depth->Set(++runs * 10); });
+  int id = registry.AddCollector([&] { depth->Set(++runs * 10); });
   EXPECT_THAT(registry.Render(), HasSubstr("depth 10\n"));
   EXPECT_THAT(registry.Render(), HasSubstr("depth 20\n"));
+  registry.RemoveCollector(id);
+  EXPECT_THAT(registry.Render(), HasSubstr("depth 20\n"));
+  EXPECT_EQ(runs, 2);
 }
 
 // Run under the tsan preset: concurrent updates, series creation and
