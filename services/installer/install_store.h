@@ -36,6 +36,8 @@ class InstallStore {
 
   const std::string& replica_id() const { return table_->replica_id(); }
   jobs::ChangeSignal& changes() { return table_->changes(); }
+  // The table underneath (counts for the metrics).
+  jobs::JobTable& job_table() { return *table_; }
   Clock* clock() const { return table_->clock(); }
   sql::Dialect dialect() const { return table_->dialect(); }
 

@@ -158,8 +158,23 @@ absl::StatusOr<std::unique_ptr<InstallerServer>> InstallerServer::Start(
     }
   }
 
+  // The host's registry (rpc metrics) also gets the job counts.
+  ServerOptions server_options = o.server;
+  if (server_options.metrics == nullptr) {
+    server_options.metrics = std::make_shared<metrics::Registry>();
+  }
+  std::vector<std::string> states;
+  for (InstallState state :
+       {InstallState::kWaiting, InstallState::kDownloading,
+        InstallState::kDownloadsDone, InstallState::kRunning,
+        InstallState::kPaused, InstallState::kCompleted, InstallState::kError,
+        InstallState::kCancelled}) {
+    states.emplace_back(StateName(state));
+  }
+  server->job_metrics_ = std::make_unique<jobs::JobMetrics>(
+      &server->store_->job_table(), server_options.metrics.get(), states);
   ASSIGN_OR_RETURN(server->host_,
-                   ServiceHost::Start(o.server, {server->service_.get()},
+                   ServiceHost::Start(server_options, {server->service_.get()},
                                       {kInstallerServiceName}));
   InstallerService* service = server->service_.get();
   server->host_->AddShutdownHook([service] { service->Shutdown(); });
