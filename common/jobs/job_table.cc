@@ -129,10 +129,9 @@ JobTable::~JobTable() {
   changes_.Interrupt();
 }
 
-absl::StatusOr<std::unique_ptr<JobTable>> JobTable::Open(const std::string& url,
-                                                         std::string replica_id,
-                                                         JobTableSpec spec,
-                                                         Clock* clock) {
+absl::StatusOr<std::unique_ptr<JobTable>> JobTable::Open(
+    const std::string& url, std::string replica_id, JobTableSpec spec,
+    Clock* clock, metrics::Registry* metrics) {
   if (spec.prefix.empty() || spec.channel.empty() ||
       spec.claimable_states.empty() || spec.terminal_states.empty()) {
     return absl::InvalidArgumentError(
@@ -142,6 +141,7 @@ absl::StatusOr<std::unique_ptr<JobTable>> JobTable::Open(const std::string& url,
   sql::Options options;
   // Workers, rpc handlers and the LISTEN thread at once.
   options.pool_size = 6;
+  options.metrics = metrics;
   ASSIGN_OR_RETURN(std::unique_ptr<sql::Database> db,
                    sql::Database::Open(url, options));
   RETURN_IF_ERROR(db->Migrate(spec.component, Migrations(spec)));

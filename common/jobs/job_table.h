@@ -105,11 +105,11 @@ class JobTable {
  public:
   // Opens (and migrates) the table at `url` (see sql::Database::Open).
   // `replica_id` names this process in leases; `clock` must outlive the
-  // table.
-  static absl::StatusOr<std::unique_ptr<JobTable>> Open(const std::string& url,
-                                                        std::string replica_id,
-                                                        JobTableSpec spec,
-                                                        Clock* clock);
+  // table. `metrics`, when given, counts the database's errors and
+  // reconnects (sql::Options::metrics) and must outlive the table.
+  static absl::StatusOr<std::unique_ptr<JobTable>> Open(
+      const std::string& url, std::string replica_id, JobTableSpec spec,
+      Clock* clock, metrics::Registry* metrics = nullptr);
   ~JobTable();
 
   const std::string& replica_id() const { return replica_id_; }

@@ -140,8 +140,8 @@ absl::StatusOr<std::unique_ptr<Downloader>> Downloader::Create(
   ASSIGN_OR_RETURN(DownloadRoots roots,
                    DownloadRoots::Create(options.download_roots));
   ASSIGN_OR_RETURN(d->tokens_, TokenProvider::Create(options.token_rules));
-  absl::StatusOr<std::unique_ptr<JobStore>> store =
-      JobStore::Open(options.db, options.replica_id, options.clock);
+  absl::StatusOr<std::unique_ptr<JobStore>> store = JobStore::Open(
+      options.db, options.replica_id, options.clock, options.metrics);
   if (!store.ok()) {
     return absl::Status(
         store.status().code(),

@@ -52,10 +52,11 @@ class JobStore {
  public:
   // Opens (and migrates) the store at `url` (see sql::Database::Open).
   // `replica_id` names this process in leases; lease times and the start
-  // stamp come from `clock`, which must outlive the store.
+  // stamp come from `clock`, which must outlive the store. `metrics`: see
+  // jobs::JobTable::Open.
   static absl::StatusOr<std::unique_ptr<JobStore>> Open(
       const std::string& url, const std::string& replica_id,
-      Clock* clock = RealClock());
+      Clock* clock = RealClock(), metrics::Registry* metrics = nullptr);
 
   const std::string& replica_id() const { return raw().replica_id(); }
   sql::Dialect dialect() const { return raw().dialect(); }

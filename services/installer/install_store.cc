@@ -55,10 +55,11 @@ jobs::JobTableSpec InstallTableSpec() {
 }
 
 absl::StatusOr<std::unique_ptr<InstallStore>> InstallStore::Open(
-    const std::string& url, const std::string& replica_id, Clock* clock) {
-  ASSIGN_OR_RETURN(
-      std::unique_ptr<jobs::JobTable> table,
-      jobs::JobTable::Open(url, replica_id, InstallTableSpec(), clock));
+    const std::string& url, const std::string& replica_id, Clock* clock,
+    metrics::Registry* metrics) {
+  ASSIGN_OR_RETURN(std::unique_ptr<jobs::JobTable> table,
+                   jobs::JobTable::Open(url, replica_id, InstallTableSpec(),
+                                        clock, metrics));
   return std::unique_ptr<InstallStore>(new InstallStore(std::move(table)));
 }
 

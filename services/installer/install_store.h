@@ -31,8 +31,10 @@ struct InstallPage {
 
 class InstallStore {
  public:
+  // `metrics`: see jobs::JobTable::Open.
   static absl::StatusOr<std::unique_ptr<InstallStore>> Open(
-      const std::string& url, const std::string& replica_id, Clock* clock);
+      const std::string& url, const std::string& replica_id, Clock* clock,
+      metrics::Registry* metrics = nullptr);
 
   const std::string& replica_id() const { return table_->replica_id(); }
   jobs::ChangeSignal& changes() { return table_->changes(); }

@@ -113,7 +113,15 @@ absl::StatusOr<std::unique_ptr<InstallerServer>> InstallerServer::Start(
                      o.worker.models_dir.string(), ": ", error.message()));
   }
   const std::string replica_id = NewResourceId().substr(0, 16);
-  ASSIGN_OR_RETURN(server->store_, InstallStore::Open(o.db, replica_id, clock));
+  // One registry for the host's rpc metrics, the job counts and the
+  // database's errors.
+  ServerOptions server_options = o.server;
+  if (server_options.metrics == nullptr) {
+    server_options.metrics = std::make_shared<metrics::Registry>();
+  }
+  ASSIGN_OR_RETURN(server->store_,
+                   InstallStore::Open(o.db, replica_id, clock,
+                                      server_options.metrics.get()));
   if (server->store_->dialect() == sql::Dialect::kSqlite) {
     // One process owns an embedded store: the previous one is gone.
     RETURN_IF_ERROR(server->store_->ExpireAllLeases());
@@ -158,11 +166,6 @@ absl::StatusOr<std::unique_ptr<InstallerServer>> InstallerServer::Start(
     }
   }
 
-  // The host's registry (rpc metrics) also gets the job counts.
-  ServerOptions server_options = o.server;
-  if (server_options.metrics == nullptr) {
-    server_options.metrics = std::make_shared<metrics::Registry>();
-  }
   std::vector<std::string> states;
   for (InstallState state :
        {InstallState::kWaiting, InstallState::kDownloading,

@@ -167,6 +167,8 @@ TEST(RecordsE2eTest, MetricsListenExposesRpcCountsAndHealth) {
               HasSubstr("mm_rpc_requests_total{method=\"modelmanager.v1."
                         "ModelRecords/GetModel\",code=\"NOT_FOUND\"} 1\n"));
   EXPECT_THAT(scrape.body, HasSubstr("mm_serving 1\n"));
+  // The store's database counts its failures in the same registry.
+  EXPECT_THAT(scrape.body, HasSubstr("# TYPE mm_db_errors_total counter\n"));
   ASSERT_OK_AND_ASSIGN(
       auto health, testing::HttpGet(address, "/healthz", absl::Seconds(20)));
   EXPECT_EQ(health.status, 200);
