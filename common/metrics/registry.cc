@@ -226,7 +226,11 @@ std::string Registry::Render() const {
 
   std::string text;
   MutexLock lock(&mu_);
-  for (const auto& [name, entry] : families_) {
+  for (const auto& family : families_) {
+    // Named copies of the references: clang 14 cannot capture structured
+    // bindings in the lambdas below.
+    const std::string& name = family.first;
+    const Entry& entry = family.second;
     absl::StrAppend(&text, "# HELP ", name, " ", EscapeHelp(entry.help), "\n",
                     "# TYPE ", name, " ", TypeName(entry.type), "\n");
     switch (entry.type) {
