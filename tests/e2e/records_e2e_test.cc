@@ -131,18 +131,6 @@ TEST(RecordsE2eTest, SqliteRecordsSurviveARestartAndSigtermExitsZero) {
   EXPECT_EQ(code, 0);
 }
 
-// The address a service logged for its metrics endpoint
-// ("metrics on http://127.0.0.1:PORT/metrics"), or "" when not logged.
-std::string MetricsAddressFromLog(const std::filesystem::path& log) {
-  std::string text = testing::ReadFile(log);
-  constexpr std::string_view kPrefix = "metrics on http://";
-  size_t start = text.find(kPrefix);
-  if (start == std::string::npos) return "";
-  start += kPrefix.size();
-  size_t end = text.find("/metrics", start);
-  return end == std::string::npos ? "" : text.substr(start, end - start);
-}
-
 TEST(RecordsE2eTest, MetricsListenExposesRpcCountsAndHealth) {
   TempDir dir;
   std::string db = "sqlite:" + (dir.path() / "records.db").string();
@@ -150,7 +138,7 @@ TEST(RecordsE2eTest, MetricsListenExposesRpcCountsAndHealth) {
       auto server, RecordsServer::Start(dir.path(), db,
                                         {"--metrics-listen", "127.0.0.1:0"}));
   // Logged before the gRPC server started, so before SERVING.
-  std::string address = MetricsAddressFromLog(server->log());
+  std::string address = testing::LoggedMetricsAddress(server->log());
   ASSERT_THAT(address, ::testing::StartsWith("127.0.0.1:"))
       << testing::ReadFile(server->log());
   ASSERT_OK_AND_ASSIGN(auto model, server->Create(VaeJson(1)));

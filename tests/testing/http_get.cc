@@ -8,6 +8,8 @@
 
 #include <cerrno>
 #include <cstring>
+#include <fstream>
+#include <iterator>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -78,6 +80,18 @@ absl::StatusOr<HttpGetResponse> HttpGet(const std::string& address,
   }
   response.body = data.substr(header_end + 4);
   return response;
+}
+
+std::string LoggedMetricsAddress(const std::filesystem::path& log) {
+  std::ifstream in(log);
+  std::string text((std::istreambuf_iterator<char>(in)),
+                   std::istreambuf_iterator<char>());
+  constexpr std::string_view kPrefix = "metrics on http://";
+  size_t start = text.find(kPrefix);
+  if (start == std::string::npos) return "";
+  start += kPrefix.size();
+  size_t end = text.find("/metrics", start);
+  return end == std::string::npos ? "" : text.substr(start, end - start);
 }
 
 }  // namespace mm::testing

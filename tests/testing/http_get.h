@@ -4,6 +4,7 @@
 #ifndef MM_TESTS_TESTING_HTTP_GET_H_
 #define MM_TESTS_TESTING_HTTP_GET_H_
 
+#include <filesystem>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -23,6 +24,12 @@ struct HttpGetResponse {
 absl::StatusOr<HttpGetResponse> HttpGet(const std::string& address,
                                         const std::string& path,
                                         absl::Duration timeout);
+
+// The address a service executable logged for its metrics endpoint
+// ("metrics on http://127.0.0.1:PORT/metrics" in the file `log`), or ""
+// when it logged none. Logged before the gRPC server starts, so present
+// once the service is SERVING.
+std::string LoggedMetricsAddress(const std::filesystem::path& log);
 
 }  // namespace mm::testing
 
