@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "common/logging.h"
+#include "common/rpc_metrics.h"
 #include "common/secret_file.h"
 #include "common/status.h"
 #include "grpc/grpc_security_constants.h"
@@ -93,6 +94,9 @@ std::vector<OptionSpec> ServerOptionSpecs(const std::string& default_listen) {
       {"shutdown-grace", "10s",
        "How long in-flight calls may finish after SIGTERM"},
       {"log-level", "info", "debug, info, warning or error"},
+      {"metrics-listen", "",
+       "HOST:PORT to serve Prometheus /metrics and /healthz on over HTTP "
+       "(off when empty)"},
   };
 }
 
@@ -125,6 +129,7 @@ absl::StatusOr<ServerOptions> ServerOptionsFromConfig(const Config& config) {
                      level_text, "'"));
   }
   SetMinLogLevel(level);
+  options.metrics_listen = config.GetString("metrics-listen");
   return options;
 }
 
@@ -145,6 +150,14 @@ absl::StatusOr<std::unique_ptr<ServiceHost>> ServiceHost::Start(
   host->options_ = options;
   host->health_names_ = health_names;
   host->health_names_.push_back("");
+  host->metrics_ = options.metrics != nullptr
+                       ? options.metrics
+                       : std::make_shared<metrics::Registry>();
+  host->serving_gauge_ =
+      host->metrics_
+          ->AddGauge("mm_serving",
+                     "1 while the gRPC health status is SERVING, 0 otherwise")
+          ->WithLabels({});
 
   std::string listen = options.listen;
   bool is_unix = absl::StartsWith(listen, "unix:");
@@ -221,6 +234,12 @@ absl::StatusOr<std::unique_ptr<ServiceHost>> ServiceHost::Start(
       grpc::ServerBuilder::SyncServerOption::MAX_POLLERS,
       kMaxIdleServerThreads);
   for (grpc::Service* service : services) builder.RegisterService(service);
+  std::vector<
+      std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
+      interceptors;
+  interceptors.push_back(
+      MakeRpcMetricsInterceptorFactory(host->metrics_.get()));
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
 
   // The socket is created inside BuildAndStart; a tight umask makes it 0600
   // from its first moment rather than after a chmod.
@@ -246,6 +265,14 @@ absl::StatusOr<std::unique_ptr<ServiceHost>> ServiceHost::Start(
     host->address_ = absl::StrCat(hostname, ":", host->port_);
   }
   host->SetServing(false);
+  ServiceHost* raw = host.get();
+  if (!options.metrics_listen.empty()) {
+    ASSIGN_OR_RETURN(
+        host->metrics_server_,
+        metrics::MetricsServer::Start({.listen = options.metrics_listen},
+                                      host->metrics_.get(),
+                                      [raw] { return raw->healthy(); }));
+  }
   MM_LOG(INFO) << "listening on " << host->address_
                << (options.tls_cert.empty() ? "" : " (TLS)")
                << (token ? " (token auth)" : "");
@@ -260,6 +287,7 @@ ServiceHost::~ServiceHost() {
 void ServiceHost::SetServing(bool serving) {
   serving_ = serving;
   if (shut_down_.load() && serving) return;
+  serving_gauge_->Set(serving ? 1 : 0);
   grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService();
   if (health == nullptr) return;
   for (const std::string& name : health_names_) {
@@ -311,6 +339,7 @@ void ServiceHost::Shutdown(absl::Duration grace) {
   for (auto& hook : shutdown_hooks_) hook();
   server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
   server_->Wait();
+  if (metrics_server_ != nullptr) metrics_server_->Stop();
 }
 
 int ServiceHost::RunUntilSignal() {

@@ -1,11 +1,15 @@
 // The one server bootstrap every service uses: listening address (unix
 // socket with mode 0600, or HOST:PORT), TLS and mutual TLS, bearer-token
 // auth, grpc.health.v1, server reflection and an orderly shutdown on
-// SIGTERM/SIGINT (NOT_SERVING, drain in-flight calls with a deadline, stop).
+// SIGTERM/SIGINT (NOT_SERVING, drain in-flight calls with a deadline, stop),
+// and the operator's view: rpc metrics on every call (common/rpc_metrics.h)
+// and, with --metrics-listen, Prometheus /metrics and /healthz over HTTP
+// (common/metrics/http_server.h; docs/operations.md lists the metrics).
 //
 //   ASSIGN_OR_RETURN(ServerOptions options, ServerOptionsFromConfig(config));
 //   ASSIGN_OR_RETURN(auto host, ServiceHost::Start(options, {&service},
 //                                                  {"modelmanager.v1.ModelRecords"}));
+//   host->metrics();              // where services add their own metrics
 //   host->SetServing(true);       // once dependencies are ready
 //   return host->RunUntilSignal();  // exit code
 //
@@ -26,6 +30,8 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "common/config.h"
+#include "common/metrics/http_server.h"
+#include "common/metrics/registry.h"
 #include "grpcpp/impl/codegen/service_type.h"
 #include "grpcpp/server.h"
 
@@ -47,10 +53,16 @@ struct ServerOptions {
   std::string tls_client_ca;
   // How long in-flight calls may finish after SIGTERM before cancelled.
   absl::Duration shutdown_grace = absl::Seconds(10);
+  // "HOST:PORT" to serve /metrics and /healthz on over HTTP; empty: off.
+  std::string metrics_listen;
+  // The registry the host's rpc metrics go to and /metrics renders. Null:
+  // the host makes its own (see ServiceHost::metrics). A service whose
+  // parts are built before the host passes one in to share it.
+  std::shared_ptr<metrics::Registry> metrics;
 };
 
 // The flags every service shares: listen, auth-token-file, tls-cert,
-// tls-key, tls-client-ca, shutdown-grace, log-level.
+// tls-key, tls-client-ca, shutdown-grace, log-level, metrics-listen.
 std::vector<OptionSpec> ServerOptionSpecs(const std::string& default_listen);
 // Reads them (and applies log-level).
 absl::StatusOr<ServerOptions> ServerOptionsFromConfig(const Config& config);
@@ -69,14 +81,24 @@ class ServiceHost {
   // Sets every health name to SERVING (true) or NOT_SERVING (false).
   void SetServing(bool serving);
   bool serving() const { return serving_.load(); }
+  // What /healthz reports: SERVING and not shut down.
+  bool healthy() const { return serving_.load() && !shut_down_.load(); }
   // The TCP port bound (useful with port 0); 0 for unix sockets.
   int port() const { return port_; }
   // The address clients dial: "unix:/path" or "127.0.0.1:PORT".
   const std::string& address() const { return address_; }
+  // The registry of this server's metrics (never null): rpc metrics and
+  // mm_serving are in it; services add theirs.
+  metrics::Registry* metrics() const { return metrics_.get(); }
+  // The HTTP address of /metrics ("127.0.0.1:PORT"); empty when off.
+  std::string metrics_address() const {
+    return metrics_server_ ? metrics_server_->address() : "";
+  }
 
   // NOT_SERVING, runs the shutdown hooks (services end their long-lived
   // streams there), then lets in-flight calls finish until now + grace,
-  // cancels the rest and stops. Idempotent.
+  // cancels the rest and stops, then stops the metrics endpoint.
+  // Idempotent.
   void Shutdown(absl::Duration grace);
   // Runs `check` now and then every `interval` on a background thread,
   // setting SERVING while it returns OK and NOT_SERVING (logging why) while
@@ -98,7 +120,12 @@ class ServiceHost {
   ServiceHost() = default;
 
   ServerOptions options_;
+  std::shared_ptr<metrics::Registry> metrics_;
+  metrics::Gauge* serving_gauge_ = nullptr;  // mm_serving, in metrics_
   std::unique_ptr<grpc::Server> server_;
+  // Stopped after server_ (see Shutdown), so /healthz answers 503 while
+  // the server drains.
+  std::unique_ptr<metrics::MetricsServer> metrics_server_;
   std::vector<std::string> health_names_;
   std::atomic<bool> serving_{false};
   std::atomic<bool> shut_down_{false};

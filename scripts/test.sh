@@ -27,7 +27,7 @@ export MM_REQUIRE_POSTGRES=1
 export CCACHE_BASEDIR="$PWD" CCACHE_NOHASHDIR=true
 
 # The concurrent tests that also run under TSan.
-tsan_tests='^(records_record_store_conformance_test|records_records_service_test|common_sql_test|common_jobs_.*|common_clock_test|common_http_fetch_test|installer_.*|cli_download_watch_test|common_http_transfer_loop_test|common_http_test_server_test|common_http_fake_hf_hub_test|common_server_test|downloader_.*|cli_supervisor_test|loader_model_cache_test|loader_loader_service_test|loader_dtype_conversion_test|loader_vram_tier_test|e2e_.*)$'
+tsan_tests='^(records_record_store_conformance_test|records_records_service_test|common_sql_test|common_jobs_.*|common_metrics_.*|common_clock_test|common_http_fetch_test|installer_.*|cli_download_watch_test|common_http_transfer_loop_test|common_http_test_server_test|common_http_fake_hf_hub_test|common_server_test|downloader_.*|cli_supervisor_test|loader_model_cache_test|loader_loader_service_test|loader_dtype_conversion_test|loader_vram_tier_test|e2e_.*)$'
 
 reports=build/test-reports
 rm -rf "$reports"

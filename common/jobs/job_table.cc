@@ -129,10 +129,9 @@ JobTable::~JobTable() {
   changes_.Interrupt();
 }
 
-absl::StatusOr<std::unique_ptr<JobTable>> JobTable::Open(const std::string& url,
-                                                         std::string replica_id,
-                                                         JobTableSpec spec,
-                                                         Clock* clock) {
+absl::StatusOr<std::unique_ptr<JobTable>> JobTable::Open(
+    const std::string& url, std::string replica_id, JobTableSpec spec,
+    Clock* clock, metrics::Registry* metrics) {
   if (spec.prefix.empty() || spec.channel.empty() ||
       spec.claimable_states.empty() || spec.terminal_states.empty()) {
     return absl::InvalidArgumentError(
@@ -142,6 +141,7 @@ absl::StatusOr<std::unique_ptr<JobTable>> JobTable::Open(const std::string& url,
   sql::Options options;
   // Workers, rpc handlers and the LISTEN thread at once.
   options.pool_size = 6;
+  options.metrics = metrics;
   ASSIGN_OR_RETURN(std::unique_ptr<sql::Database> db,
                    sql::Database::Open(url, options));
   RETURN_IF_ERROR(db->Migrate(spec.component, Migrations(spec)));
@@ -454,6 +454,27 @@ absl::Status JobTable::Heartbeat() {
                                 "excluded.heartbeat_ms"),
                    {replica_id_, NowMs()}));
   return absl::OkStatus();
+}
+
+absl::StatusOr<JobCounts> JobTable::Count() {
+  std::vector<sql::Value> params = {NowMs()};
+  ASSIGN_OR_RETURN(
+      sql::Result result,
+      db_->Execute(absl::StrCat("SELECT state, COUNT(*), CAST(SUM(CASE WHEN "
+                                "lease_owner = '' OR lease_expires < ? THEN 1 "
+                                "ELSE 0 END) AS BIGINT) FROM ",
+                                jobs_, " GROUP BY state"),
+                   params));
+  JobCounts counts;
+  for (const sql::Row& row : result.rows) {
+    std::string state = row.Text(0);
+    counts.by_state[state] = row.Int(1);
+    if (std::find(spec_.claimable_states.begin(), spec_.claimable_states.end(),
+                  state) != spec_.claimable_states.end()) {
+      counts.unclaimed += row.Int(2);
+    }
+  }
+  return counts;
 }
 
 absl::Status JobTable::Ping() {

@@ -29,6 +29,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -85,6 +86,15 @@ struct JobTableSpec {
   std::vector<sql::Migration> extra_migrations;
 };
 
+// How many jobs a table holds (JobTable::Count).
+struct JobCounts {
+  // Jobs per state; states without jobs are absent.
+  std::map<std::string, int64_t> by_state;
+  // Jobs a worker could claim now: in a claimable state with no lease or
+  // an expired one (the queue depth).
+  int64_t unclaimed = 0;
+};
+
 // One List page: rows in submission order and the token for the next.
 struct JobPage {
   std::vector<JobRow> rows;
@@ -95,11 +105,11 @@ class JobTable {
  public:
   // Opens (and migrates) the table at `url` (see sql::Database::Open).
   // `replica_id` names this process in leases; `clock` must outlive the
-  // table.
-  static absl::StatusOr<std::unique_ptr<JobTable>> Open(const std::string& url,
-                                                        std::string replica_id,
-                                                        JobTableSpec spec,
-                                                        Clock* clock);
+  // table. `metrics`, when given, counts the database's errors and
+  // reconnects (sql::Options::metrics) and must outlive the table.
+  static absl::StatusOr<std::unique_ptr<JobTable>> Open(
+      const std::string& url, std::string replica_id, JobTableSpec spec,
+      Clock* clock, metrics::Registry* metrics = nullptr);
   ~JobTable();
 
   const std::string& replica_id() const { return replica_id_; }
@@ -162,6 +172,10 @@ class JobTable {
   // Deletes rows in a terminal state that ended before `ended_before`;
   // returns them.
   absl::StatusOr<std::vector<JobRow>> Prune(absl::Time ended_before);
+
+  // Counts every job by state, and those waiting for a worker: one
+  // aggregate query (the metrics read it at scrape time).
+  absl::StatusOr<JobCounts> Count();
 
   // Records that this replica is alive (token ownership, see ClaimNext).
   absl::Status Heartbeat();

@@ -127,8 +127,71 @@ std::string RedactUrl(std::string_view url) {
   return result;
 }
 
+namespace {
+
+// Counts the calls that failed, by code, and forwards everything.
+class MeteredDatabase final : public Database {
+ public:
+  MeteredDatabase(std::unique_ptr<Database> inner, metrics::Registry* registry)
+      : inner_(std::move(inner)),
+        errors_(registry->AddCounter(
+            "mm_db_errors_total",
+            "Database calls (statements, transactions, pings) that failed, "
+            "by status code",
+            {"code"})) {}
+
+  Dialect dialect() const override { return inner_->dialect(); }
+  absl::StatusOr<Result> Execute(std::string_view sql,
+                                 const std::vector<Value>& params) override {
+    absl::StatusOr<Result> result = inner_->Execute(sql, params);
+    Count(result.status());
+    return result;
+  }
+  absl::Status Transaction(
+      absl::FunctionRef<absl::Status(Session&)> body) override {
+    absl::Status status = inner_->Transaction(body);
+    Count(status);
+    return status;
+  }
+  absl::StatusOr<std::unique_ptr<Subscription>> Listen(
+      std::string_view channel,
+      std::function<void(std::optional<std::string>)> callback) override {
+    auto subscription = inner_->Listen(channel, std::move(callback));
+    Count(subscription.status());
+    return subscription;
+  }
+  absl::Status Ping() override {
+    absl::Status status = inner_->Ping();
+    Count(status);
+    return status;
+  }
+
+ private:
+  void Count(const absl::Status& status) {
+    if (status.ok()) return;
+    errors_->WithLabels({absl::StatusCodeToString(status.code())})->Increment();
+  }
+
+  const std::unique_ptr<Database> inner_;
+  metrics::Family<metrics::Counter>* const errors_;
+};
+
+absl::StatusOr<std::unique_ptr<Database>> OpenBackend(std::string_view std_url,
+                                                      const Options& options);
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<Database>> Database::Open(
-    std::string_view std_url, const Options& options) {
+    std::string_view url, const Options& options) {
+  ASSIGN_OR_RETURN(std::unique_ptr<Database> db, OpenBackend(url, options));
+  if (options.metrics == nullptr) return db;
+  return std::make_unique<MeteredDatabase>(std::move(db), options.metrics);
+}
+
+namespace {
+
+absl::StatusOr<std::unique_ptr<Database>> OpenBackend(std::string_view std_url,
+                                                      const Options& options) {
   const absl::string_view url = AsAbsl(std_url);
   if (options.pool_size < 1) {
     return absl::InvalidArgumentError(absl::StrCat("sql Options.pool_size is ",
@@ -171,6 +234,8 @@ absl::StatusOr<std::unique_ptr<Database>> Database::Open(
       "\" is not understood; use sqlite:PATH, a PATH ending in .db, "
       "sqlite::memory:, or a postgresql:// connection URI"));
 }
+
+}  // namespace
 
 absl::Status Database::Migrate(std::string_view std_component,
                                const std::vector<Migration>& migrations) {

@@ -42,6 +42,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/metrics/registry.h"
 
 namespace mm::sql {
 
@@ -131,6 +132,11 @@ struct Options {
   // between fail at once with UNAVAILABLE.
   absl::Duration reconnect_backoff_min = absl::Milliseconds(100);
   absl::Duration reconnect_backoff_max = absl::Seconds(5);
+  // Where the database counts its failures (docs/operations.md):
+  // mm_db_errors_total{code} (Execute, Transaction and Ping calls that
+  // failed), mm_db_connect_failures_total and mm_db_reconnects_total
+  // (PostgreSQL). Null: not counted. Must outlive the database.
+  metrics::Registry* metrics = nullptr;
 };
 
 // An active LISTEN; destroying it stops listening (and waits for a running

@@ -448,6 +448,20 @@ bool StillUsable(PGconn* conn) {
 
 // Opens one connection; `conninfo` comes last so the URL overrides our
 // defaults (e.g. a different connect_timeout).
+// Counts `name` (a counter without labels) when the options ask for
+// metrics. Only on rare paths (connection failures and recoveries), so the
+// family look-up each time costs nothing that matters.
+void CountEvent(const Options& options, const char* name, const char* help) {
+  if (options.metrics == nullptr) return;
+  options.metrics->AddCounter(name, help)->WithLabels({})->Increment();
+}
+
+void CountReconnect(const Options& options) {
+  CountEvent(options, "mm_db_reconnects_total",
+             "PostgreSQL connections made again after one was lost or an "
+             "attempt failed (pool and listener)");
+}
+
 absl::StatusOr<ConnPtr> Connect(const std::string& conninfo,
                                 const std::string& redacted,
                                 const Options& options) {
@@ -477,6 +491,8 @@ absl::StatusOr<ConnPtr> Connect(const std::string& conninfo,
         "libpq could not allocate a connection object (out of memory)");
   }
   if (PQstatus(conn.get()) != CONNECTION_OK) {
+    CountEvent(options, "mm_db_connect_failures_total",
+               "PostgreSQL connection attempts that failed");
     return absl::UnavailableError(absl::StrCat(
         "cannot connect to PostgreSQL at ", redacted, ": ",
         OneLine(PQerrorMessage(conn.get())),
@@ -580,6 +596,7 @@ class PostgresSubscription : public Subscription {
         }
         conn = std::move(*fresh);
         backoff = options_.reconnect_backoff_min;
+        CountReconnect(options_);
         MM_LOG(INFO) << "postgres listener reconnected to " << redacted_ << " ("
                      << listen_sql_ << ")";
         callback_(std::nullopt);
@@ -708,6 +725,8 @@ class PostgresDatabase : public Database {
 
   absl::StatusOr<ConnectionPtr> Acquire() {
     const absl::Time deadline = absl::Now() + options_.acquire_timeout;
+    // Whether the connection made below replaces one the server closed.
+    bool replacing = false;
     MutexLock lock(&mu_);
     while (true) {
       if (!mu_.AwaitWithDeadline(
@@ -725,6 +744,7 @@ class PostgresDatabase : public Database {
         idle_.pop_back();
         if (StillUsable(conn->get())) return conn;
         --open_;  // Dropped; fall through to replace it.
+        replacing = true;
         MM_LOG(INFO) << "postgres " << redacted_
                      << ": dropping a pooled connection the server closed: "
                      << OneLine(PQerrorMessage(conn->get()));
@@ -745,6 +765,9 @@ class PostgresDatabase : public Database {
       if (conn.ok()) {
         if (backoff_ > options_.reconnect_backoff_min) {
           MM_LOG(INFO) << "postgres " << redacted_ << ": reconnected";
+        }
+        if (backoff_ > options_.reconnect_backoff_min || replacing) {
+          CountReconnect(options_);
         }
         backoff_ = options_.reconnect_backoff_min;
         next_attempt_ = absl::InfinitePast();

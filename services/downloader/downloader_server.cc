@@ -140,8 +140,8 @@ absl::StatusOr<std::unique_ptr<Downloader>> Downloader::Create(
   ASSIGN_OR_RETURN(DownloadRoots roots,
                    DownloadRoots::Create(options.download_roots));
   ASSIGN_OR_RETURN(d->tokens_, TokenProvider::Create(options.token_rules));
-  absl::StatusOr<std::unique_ptr<JobStore>> store =
-      JobStore::Open(options.db, options.replica_id, options.clock);
+  absl::StatusOr<std::unique_ptr<JobStore>> store = JobStore::Open(
+      options.db, options.replica_id, options.clock, options.metrics);
   if (!store.ok()) {
     return absl::Status(
         store.status().code(),
@@ -162,6 +162,14 @@ absl::StatusOr<std::unique_ptr<Downloader>> Downloader::Create(
   loop_options.max_bytes_per_second = options.max_bytes_per_second;
   // Stall detection on the same clock as leases, retries and throttling.
   loop_options.clock = options.clock;
+  metrics::Counter* bytes = nullptr;
+  if (options.metrics != nullptr) {
+    bytes = options.metrics
+                ->AddCounter("mm_download_bytes_total",
+                             "Body bytes downloaded into files, all jobs")
+                ->WithLabels({});
+    options.engine.bytes_downloaded = bytes;
+  }
   d->loop_ = http::TransferLoop::Create(loop_options);
   d->engine_ = std::make_unique<Engine>(d->store_.get(), d->loop_.get(),
                                         d->tokens_.get(), options.engine);
@@ -170,11 +178,56 @@ absl::StatusOr<std::unique_ptr<Downloader>> Downloader::Create(
       d->store_.get(), d->tokens_.get(), std::move(roots), policy,
       [engine] { engine->Wake(); });
   d->service_ = std::make_unique<DownloaderService>(d->manager_.get());
+  if (options.metrics != nullptr) {
+    std::vector<std::string> states;
+    for (JobState state :
+         {JobState::kWaiting, JobState::kQueued, JobState::kRunning,
+          JobState::kPaused, JobState::kSucceeded, JobState::kFailed,
+          JobState::kCancelled}) {
+      states.emplace_back(StateName(state));
+    }
+    d->job_metrics_ = std::make_unique<jobs::JobMetrics>(
+        &d->store_->job_table(), options.metrics, states);
+    metrics::Gauge* rate =
+        options.metrics
+            ->AddGauge("mm_download_bytes_per_second",
+                       "Body bytes received per second, averaged since the "
+                       "previous scrape (at least 1 s before)")
+            ->WithLabels({});
+    metrics::Gauge* active =
+        options.metrics
+            ->AddGauge("mm_download_active_transfers",
+                       "HTTP transfers (segments) running now")
+            ->WithLabels({});
+    // Collectors run one at a time (Registry), so this state needs no lock.
+    struct RateState {
+      absl::Time at = absl::InfinitePast();
+      double bytes = 0;
+    };
+    auto last = std::make_shared<RateState>();
+    http::TransferLoop* loop = d->loop_.get();
+    Clock* clock = options.clock;
+    d->transfer_collector_ = metrics::ScopedCollector(
+        options.metrics, [last, loop, clock, bytes, rate, active] {
+          active->Set(loop->ActiveTransfers());
+          absl::Time now = clock->Now();
+          double total = bytes->value();
+          if (last->at == absl::InfinitePast()) {
+            *last = {now, total};
+          } else if (now - last->at >= absl::Seconds(1)) {
+            rate->Set((total - last->bytes) /
+                      absl::ToDoubleSeconds(now - last->at));
+            *last = {now, total};
+          }
+        });
+  }
   d->options_ = std::move(options);
   return d;
 }
 
 Downloader::~Downloader() {
+  transfer_collector_.Reset();
+  job_metrics_.reset();
   Stop();
   engine_.reset();
   loop_.reset();

@@ -26,6 +26,8 @@
 #include "common/clock.h"
 #include "common/config.h"
 #include "common/http/transfer_loop.h"
+#include "common/jobs/job_metrics.h"
+#include "common/metrics/registry.h"
 #include "services/downloader/download_manager.h"
 #include "services/downloader/downloader_service.h"
 #include "services/downloader/engine.h"
@@ -54,6 +56,10 @@ struct DownloaderOptions {
   std::string replica_id;
   // Lease times and stamps; must outlive the downloader.
   Clock* clock = RealClock();
+  // Where the downloader's metrics go (docs/operations.md): job counts,
+  // bytes received and their rate, active transfers. Null: none. Must
+  // outlive the downloader.
+  metrics::Registry* metrics = nullptr;
 };
 
 // mm-downloader's flags (besides the server's own, ServerOptionSpecs).
@@ -95,6 +101,10 @@ class Downloader {
   std::unique_ptr<Engine> engine_;
   std::unique_ptr<DownloadManager> manager_;
   std::unique_ptr<DownloaderService> service_;
+  // Read the store and the loop at scrape time: destroyed (first) in
+  // ~Downloader before them.
+  std::unique_ptr<jobs::JobMetrics> job_metrics_;
+  metrics::ScopedCollector transfer_collector_;
 };
 
 }  // namespace mm::downloader

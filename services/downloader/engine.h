@@ -39,6 +39,7 @@
 #include "common/clock.h"
 #include "common/http/address_policy.h"
 #include "common/http/transfer_loop.h"
+#include "common/metrics/registry.h"
 #include "common/mutex.h"
 #include "services/downloader/job_store.h"
 #include "services/downloader/tokens.h"
@@ -76,6 +77,10 @@ struct EngineOptions {
   // by the TransferLoop, on TransferLoop::Options::clock, which the
   // server assembly sets to the same clock.)
   Clock* clock = RealClock();
+  // Counts the body bytes taken into download files (overshoot past a
+  // segment's end is not counted); null: not counted. Must outlive the
+  // engine.
+  metrics::Counter* bytes_downloaded = nullptr;
 };
 
 class JobRunner;

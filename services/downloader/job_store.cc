@@ -42,9 +42,11 @@ bool DownloadJobCodec::IsTerminal(JobState state) {
 }
 
 absl::StatusOr<std::unique_ptr<JobStore>> JobStore::Open(
-    const std::string& url, const std::string& replica_id, Clock* clock) {
-  ASSIGN_OR_RETURN(std::unique_ptr<jobs::JobTable> table,
-                   jobs::JobTable::Open(url, replica_id, Spec(), clock));
+    const std::string& url, const std::string& replica_id, Clock* clock,
+    metrics::Registry* metrics) {
+  ASSIGN_OR_RETURN(
+      std::unique_ptr<jobs::JobTable> table,
+      jobs::JobTable::Open(url, replica_id, Spec(), clock, metrics));
   return std::unique_ptr<JobStore>(new JobStore(std::move(table)));
 }
 

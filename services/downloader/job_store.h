@@ -57,15 +57,18 @@ class JobStore {
  public:
   // Opens (and migrates) the store at `url` (see sql::Database::Open).
   // `replica_id` names this process in leases; lease times and the start
-  // stamp come from `clock`, which must outlive the store.
+  // stamp come from `clock`, which must outlive the store. `metrics`: see
+  // jobs::JobTable::Open.
   static absl::StatusOr<std::unique_ptr<JobStore>> Open(
       const std::string& url, const std::string& replica_id,
-      Clock* clock = RealClock());
+      Clock* clock = RealClock(), metrics::Registry* metrics = nullptr);
 
   const std::string& replica_id() const { return table_.replica_id(); }
   sql::Dialect dialect() const { return table_.dialect(); }
   ChangeSignal& changes() { return table_.changes(); }
   Clock* clock() const { return table_.clock(); }
+  // The table underneath (counts for the metrics).
+  jobs::JobTable& job_table() { return table_.table(); }
 
   // Inserts `job` (assigning sequence and revision). With a request_id that
   // already exists, nothing is inserted and the existing job is returned.

@@ -445,6 +445,9 @@ bool JobRunner::OnBody(const TransferKey& key, const char* data, size_t size) {
     segment_state.pending.reserve(kWriteBlockBytes);
   }
   segment_state.pending.append(data, static_cast<size_t>(length));
+  if (engine_->options().bytes_downloaded != nullptr) {
+    engine_->options().bytes_downloaded->Increment(static_cast<double>(length));
+  }
   const absl::Time now = clock_->Now();
   if (segment_state.pending.size() >= kWriteBlockBytes || at_end ||
       now - segment_state.last_write >= kWriteInterval) {

@@ -37,6 +37,10 @@ int Run(int argc, char** argv) {
     std::cerr << "mm-downloader: " << options.status().message() << "\n";
     return 2;
   }
+  // One registry for the server's rpc metrics and the downloader's own.
+  auto registry = std::make_shared<mm::metrics::Registry>();
+  server_options->metrics = registry;
+  options->metrics = registry.get();
   absl::StatusOr<std::unique_ptr<dl::Downloader>> downloader =
       dl::Downloader::Create(*options);
   if (!downloader.ok()) {

@@ -32,10 +32,11 @@ const std::vector<InstallState>& LiveStates() {
 }
 
 absl::StatusOr<std::unique_ptr<InstallStore>> OpenInstallStore(
-    const std::string& url, const std::string& replica_id, Clock* clock) {
-  ASSIGN_OR_RETURN(
-      std::unique_ptr<jobs::JobTable> table,
-      jobs::JobTable::Open(url, replica_id, InstallTableSpec(), clock));
+    const std::string& url, const std::string& replica_id, Clock* clock,
+    metrics::Registry* metrics) {
+  ASSIGN_OR_RETURN(std::unique_ptr<jobs::JobTable> table,
+                   jobs::JobTable::Open(url, replica_id, InstallTableSpec(),
+                                        clock, metrics));
   return std::make_unique<InstallStore>(std::move(table));
 }
 

@@ -58,9 +58,11 @@ using InstallPage = InstallStore::Page;
 
 // Opens (and migrates) the install job table at `url` (see
 // sql::Database::Open); `replica_id` names this process in leases, and
-// `clock`, which must outlive the store, gives lease times.
+// `clock`, which must outlive the store, gives lease times; `metrics`: see
+// jobs::JobTable::Open.
 absl::StatusOr<std::unique_ptr<InstallStore>> OpenInstallStore(
-    const std::string& url, const std::string& replica_id, Clock* clock);
+    const std::string& url, const std::string& replica_id, Clock* clock,
+    metrics::Registry* metrics = nullptr);
 
 // The states of a job that is not finished (ListAll of them: every live
 // job).

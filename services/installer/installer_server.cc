@@ -113,7 +113,15 @@ absl::StatusOr<std::unique_ptr<InstallerServer>> InstallerServer::Start(
                      o.worker.models_dir.string(), ": ", error.message()));
   }
   const std::string replica_id = NewResourceId().substr(0, 16);
-  ASSIGN_OR_RETURN(server->store_, OpenInstallStore(o.db, replica_id, clock));
+  // One registry for the host's rpc metrics, the job counts and the
+  // database's errors.
+  ServerOptions server_options = o.server;
+  if (server_options.metrics == nullptr) {
+    server_options.metrics = std::make_shared<metrics::Registry>();
+  }
+  ASSIGN_OR_RETURN(
+      server->store_,
+      OpenInstallStore(o.db, replica_id, clock, server_options.metrics.get()));
   if (server->store_->dialect() == sql::Dialect::kSqlite) {
     // One process owns an embedded store: the previous one is gone.
     RETURN_IF_ERROR(server->store_->ExpireAllLeases());
@@ -158,8 +166,18 @@ absl::StatusOr<std::unique_ptr<InstallerServer>> InstallerServer::Start(
     }
   }
 
+  std::vector<std::string> states;
+  for (InstallState state :
+       {InstallState::kWaiting, InstallState::kDownloading,
+        InstallState::kDownloadsDone, InstallState::kRunning,
+        InstallState::kPaused, InstallState::kCompleted, InstallState::kError,
+        InstallState::kCancelled}) {
+    states.emplace_back(StateName(state));
+  }
+  server->job_metrics_ = std::make_unique<jobs::JobMetrics>(
+      &server->store_->table(), server_options.metrics.get(), states);
   ASSIGN_OR_RETURN(server->host_,
-                   ServiceHost::Start(o.server, {server->service_.get()},
+                   ServiceHost::Start(server_options, {server->service_.get()},
                                       {kInstallerServiceName}));
   InstallerService* service = server->service_.get();
   server->host_->AddShutdownHook([service] { service->Shutdown(); });

@@ -18,6 +18,7 @@
 #include "common/clock.h"
 #include "common/config.h"
 #include "common/http/transfer_loop.h"
+#include "common/jobs/job_metrics.h"
 #include "common/server.h"
 #include "services/installer/download_cache.h"
 #include "services/installer/hub_client.h"
@@ -79,6 +80,8 @@ class InstallerServer {
   std::unique_ptr<DownloadCache> cache_;
   std::unique_ptr<InstallerService> service_;
   std::unique_ptr<ServiceHost> host_;
+  // Reads store_ at scrape time; declared last so it goes first.
+  std::unique_ptr<jobs::JobMetrics> job_metrics_;
 };
 
 }  // namespace mm::installer

@@ -13,6 +13,7 @@
 #include "common/server.h"
 #include "services/loader/byte_size.h"
 #include "services/loader/device.h"
+#include "services/loader/loader_metrics.h"
 #include "services/loader/loader_service.h"
 #include "services/loader/model_loader.h"
 #include "services/loader/record_source.h"
@@ -145,6 +146,11 @@ int Run(int argc, char** argv) {
        .device = device.ok() ? device->get() : nullptr,
        .vram_unavailable = device.ok() ? absl::OkStatus() : device.status(),
        .vram_budget_bytes = vram_budget});
+  // One registry for the server's rpc metrics and the cache's.
+  auto registry = std::make_shared<mm::metrics::Registry>();
+  options->metrics = registry;
+  mm::metrics::ScopedCollector cache_metrics =
+      mm::loader::ExportLoaderMetrics(&loader, registry.get());
   absl::StatusOr<std::shared_ptr<grpc::Channel>> watch_channel =
       mm::MakeChannel(config->GetString("records"), records_options);
   if (!watch_channel.ok()) {

@@ -82,6 +82,13 @@ class ModelLoader {
   absl::StatusOr<uint64_t> Unload(
       const modelmanager::v1::UnloadRequest& request);
   modelmanager::v1::CacheStats GetCacheStats() const;
+  // Each tier's own statistics (the metrics); no VRAM ones without a
+  // device.
+  ModelCache::Stats RamStats() const { return cache_.GetStats(); }
+  std::optional<ModelCache::Stats> VramStats() const {
+    if (options_.device == nullptr) return std::nullopt;
+    return vram_cache_.GetStats();
+  }
   // A record changed (`deleted` false: `record` is its new state) or was
   // deleted: drops the cache entries it makes stale (all of them on
   // delete; those loaded from another path or hash on change). Leased

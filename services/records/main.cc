@@ -41,8 +41,11 @@ int Run(int argc, char** argv) {
     return 2;
   }
   std::string db = config->GetString("db");
+  // One registry for the server's rpc metrics and the database's errors.
+  auto metrics = std::make_shared<mm::metrics::Registry>();
+  options->metrics = metrics;
   absl::StatusOr<std::unique_ptr<mm::records::RecordStore>> store =
-      mm::records::OpenRecordStore(db);
+      mm::records::OpenRecordStore(db, metrics.get());
   if (!store.ok()) {
     MM_LOG(ERROR) << "cannot open record store " << mm::sql::RedactUrl(db)
                   << ": " << store.status();

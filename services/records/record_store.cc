@@ -8,7 +8,7 @@
 namespace mm::records {
 
 absl::StatusOr<std::unique_ptr<RecordStore>> OpenRecordStore(
-    const std::string& url) {
+    const std::string& url, metrics::Registry* metrics) {
   if (absl::EndsWith(url, ".yaml") || absl::EndsWith(url, ".yml")) {
     std::string path = url;
     if (absl::StartsWith(path, "yaml:")) path = path.substr(5);
@@ -17,7 +17,7 @@ absl::StatusOr<std::unique_ptr<RecordStore>> OpenRecordStore(
   if (absl::StartsWith(url, "sqlite:") || absl::EndsWith(url, ".db") ||
       absl::StartsWith(url, "postgresql://") ||
       absl::StartsWith(url, "postgres://")) {
-    return OpenSqlRecordStore(url);
+    return OpenSqlRecordStore(url, metrics);
   }
   return absl::InvalidArgumentError(
       absl::StrCat("--db '", url,

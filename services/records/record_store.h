@@ -23,6 +23,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/metrics/registry.h"
 #include "nlohmann/json.hpp"
 
 namespace mm::records {
@@ -148,9 +149,11 @@ class RecordStore {
 // "postgresql://..." or "postgres://..."; a PATH ending in ".yaml" or
 // ".yml" (the YAML file store). Applies migrations. INVALID_ARGUMENT for
 // an unknown URL, FAILED_PRECONDITION for a file of the wrong kind,
-// UNAVAILABLE when the database cannot be reached.
+// UNAVAILABLE when the database cannot be reached. `metrics`, when given,
+// counts a database's errors and reconnects (sql::Options::metrics); it
+// must outlive the store.
 absl::StatusOr<std::unique_ptr<RecordStore>> OpenRecordStore(
-    const std::string& url);
+    const std::string& url, metrics::Registry* metrics = nullptr);
 
 }  // namespace mm::records
 

@@ -625,8 +625,9 @@ class SqlRecordStore final : public RecordStore {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<RecordStore>> OpenSqlRecordStore(
-    const std::string& url) {
+    const std::string& url, metrics::Registry* metrics) {
   sql::Options options;
+  options.metrics = metrics;
   // Enough connections that gRPC's handler threads rarely queue for one;
   // PostgreSQL's default max_connections (100) leaves room for replicas.
   options.pool_size = 8;

@@ -21,8 +21,9 @@
 namespace mm::records {
 
 // `url` is a sql::Database URL (sqlite:..., *.db, postgresql://...).
+// `metrics`: sql::Options::metrics.
 absl::StatusOr<std::unique_ptr<RecordStore>> OpenSqlRecordStore(
-    const std::string& url);
+    const std::string& url, metrics::Registry* metrics = nullptr);
 
 }  // namespace mm::records
 

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/jobs/job_metrics.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/fake_clock.h"
@@ -323,6 +324,54 @@ TEST_P(JobTableTest, PruneDeletesOnlyTerminalJobsEndedBefore) {
   // Sequences are never reused after the newest job was pruned.
   JobRow next = MustCreate(NewRow());
   EXPECT_GT(next.sequence, working.sequence);
+}
+
+TEST_P(JobTableTest, CountGivesJobsByStateAndThoseWaitingForAWorker) {
+  ASSERT_OK_AND_ASSIGN(JobCounts empty, table_->Count());
+  EXPECT_TRUE(empty.by_state.empty());
+  EXPECT_EQ(empty.unclaimed, 0);
+  MustCreate(NewRow("ready"));
+  MustCreate(NewRow("ready"));
+  MustCreate(NewRow("finished"));
+  ASSERT_OK_AND_ASSIGN(auto claimed, table_->ClaimNext(kLease, kTtl));
+  ASSERT_TRUE(claimed.has_value());
+  ASSERT_OK_AND_ASSIGN(JobCounts counts, table_->Count());
+  EXPECT_EQ(counts.by_state,
+            (std::map<std::string, int64_t>{
+                {"finished", 1}, {"ready", 1}, {"working", 1}}));
+  EXPECT_EQ(counts.unclaimed, 1);  // the leased job is not waiting
+  // Its lease runs out: waiting again (ClaimNext would hand it over).
+  clock_.Advance(kLease + absl::Seconds(1));
+  ASSERT_OK_AND_ASSIGN(counts, table_->Count());
+  EXPECT_EQ(counts.unclaimed, 2);
+}
+
+TEST_P(JobTableTest, JobMetricsReadTheCountsAtScrapeTime) {
+  metrics::Registry registry;
+  {
+    JobMetrics job_metrics(table_.get(), &registry,
+                           {"ready", "working", "finished", "broken"});
+    EXPECT_EQ(registry.Render(),
+              "# HELP mm_job_queue_depth Jobs waiting for a worker: in a "
+              "claimable state, with no live lease\n"
+              "# TYPE mm_job_queue_depth gauge\n"
+              "mm_job_queue_depth 0\n"
+              "# HELP mm_jobs Jobs in the job table, by state\n"
+              "# TYPE mm_jobs gauge\n"
+              "mm_jobs{state=\"broken\"} 0\n"
+              "mm_jobs{state=\"finished\"} 0\n"
+              "mm_jobs{state=\"ready\"} 0\n"
+              "mm_jobs{state=\"working\"} 0\n");
+    MustCreate(NewRow("ready"));
+    MustCreate(NewRow("odd"));  // a state the metrics were not told of
+    std::string text = registry.Render();
+    EXPECT_THAT(text, HasSubstr("mm_jobs{state=\"ready\"} 1\n"));
+    EXPECT_THAT(text, HasSubstr("mm_jobs{state=\"odd\"} 1\n"));
+    EXPECT_THAT(text, HasSubstr("mm_job_queue_depth 1\n"));
+  }
+  // Gone with the JobMetrics: the gauges stay as last read.
+  MustCreate(NewRow("ready"));
+  EXPECT_THAT(registry.Render(), HasSubstr("mm_jobs{state=\"ready\"} 1\n"));
 }
 
 TEST_P(JobTableTest, TwoKindsShareADatabaseButNotTheirJobs) {

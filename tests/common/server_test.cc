@@ -11,6 +11,7 @@
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "modelmanager/v1/records.grpc.pb.h"
+#include "tests/testing/http_get.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/subprocess.h"
 #include "tests/testing/temp_dir.h"
@@ -22,6 +23,7 @@ using ::mm::testing::StatusIs;
 using ::mm::testing::TempDir;
 using ::mm::testing::WriteFile;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 // A service with one working rpc, enough to see what reaches handlers.
 class VersionOnlyService final
@@ -218,6 +220,121 @@ TEST(ServiceHostTest, MutualTlsRequiresAClientCertificate) {
   ASSERT_OK_AND_ASSIGN(auto plain, MakeChannel(host->address(), {}));
   EXPECT_THAT(CallVersion(plain), StatusIs(absl::StatusCode::kUnavailable));
   EXPECT_EQ(service.calls.load(), 1);
+}
+
+absl::Status CallGetModel(const std::shared_ptr<grpc::Channel>& channel) {
+  auto stub = modelmanager::v1::ModelRecords::NewStub(channel);
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() +
+                       std::chrono::seconds(10));
+  modelmanager::v1::Model response;
+  return FromGrpcStatus(stub->GetModel(&context, {}, &response));
+}
+
+TEST(ServiceHostMetricsTest, CountsEveryRpcByMethodAndCode) {
+  TempDir dir;
+  VersionOnlyService service;
+  ServerOptions options;
+  options.listen = "unix:" + (dir.path() / "s.sock").string();
+  ASSERT_OK_AND_ASSIGN(auto host, ServiceHost::Start(options, {&service}, {}));
+  EXPECT_EQ(host->metrics_address(), "");  // no --metrics-listen: no HTTP
+  ASSERT_OK_AND_ASSIGN(auto channel, MakeChannel(host->address(), {}));
+  EXPECT_OK(CallVersion(channel));
+  EXPECT_OK(CallVersion(channel));
+  EXPECT_THAT(CallGetModel(channel),
+              StatusIs(absl::StatusCode::kUnimplemented));
+
+  // Counted before the status was sent, so already visible here.
+  std::string text = host->metrics()->Render();
+  EXPECT_THAT(text, HasSubstr("mm_rpc_requests_total{method=\"modelmanager."
+                              "v1.ModelRecords/GetVersion\",code=\"OK\"} 2\n"));
+  EXPECT_THAT(text,
+              HasSubstr("mm_rpc_requests_total{method=\"modelmanager."
+                        "v1.ModelRecords/GetModel\",code=\"UNIMPLEMENTED\"} "
+                        "1\n"));
+  EXPECT_THAT(text, HasSubstr("mm_rpc_duration_seconds_count{method=\""
+                              "modelmanager.v1.ModelRecords/GetVersion\",code="
+                              "\"OK\"} 2\n"));
+  EXPECT_THAT(text, HasSubstr("mm_rpc_duration_seconds_bucket{method=\""
+                              "modelmanager.v1.ModelRecords/GetVersion\",code="
+                              "\"OK\",le=\"+Inf\"} 2\n"));
+  EXPECT_THAT(text, HasSubstr("mm_serving 0\n"));
+  host->SetServing(true);
+  EXPECT_THAT(host->metrics()->Render(), HasSubstr("mm_serving 1\n"));
+}
+
+TEST(ServiceHostMetricsTest, ServesMetricsAndHealthzUntilShutdown) {
+  TempDir dir;
+  VersionOnlyService service;
+  ServerOptions options;
+  options.listen = "unix:" + (dir.path() / "s.sock").string();
+  options.metrics_listen = "127.0.0.1:0";
+  ASSERT_OK_AND_ASSIGN(auto host, ServiceHost::Start(options, {&service}, {}));
+  std::string address = host->metrics_address();
+  ASSERT_THAT(address, ::testing::StartsWith("127.0.0.1:"));
+
+  ASSERT_OK_AND_ASSIGN(
+      auto health, testing::HttpGet(address, "/healthz", absl::Seconds(10)));
+  EXPECT_EQ(health.status, 503);
+  host->SetServing(true);
+  ASSERT_OK_AND_ASSIGN(
+      health, testing::HttpGet(address, "/healthz", absl::Seconds(10)));
+  EXPECT_EQ(health.status, 200);
+  EXPECT_EQ(health.body, "SERVING\n");
+
+  ASSERT_OK_AND_ASSIGN(auto channel, MakeChannel(host->address(), {}));
+  EXPECT_OK(CallVersion(channel));
+  ASSERT_OK_AND_ASSIGN(
+      auto scrape, testing::HttpGet(address, "/metrics", absl::Seconds(10)));
+  EXPECT_EQ(scrape.status, 200);
+  EXPECT_THAT(scrape.body,
+              HasSubstr("mm_rpc_requests_total{method=\"modelmanager.v1."
+                        "ModelRecords/GetVersion\",code=\"OK\"} 1\n"));
+  EXPECT_THAT(scrape.body, HasSubstr("mm_rpc_in_flight{method=\"modelmanager."
+                                     "v1.ModelRecords/GetVersion\"} 0\n"));
+
+  host->Shutdown(absl::Seconds(1));
+  EXPECT_THAT(testing::HttpGet(address, "/healthz", absl::Seconds(10)),
+              StatusIs(absl::StatusCode::kUnavailable));
+}
+
+TEST(ServiceHostMetricsTest, ABusyMetricsPortFailsStart) {
+  TempDir dir;
+  ServerOptions options;
+  options.listen = "unix:" + (dir.path() / "a.sock").string();
+  options.metrics_listen = "127.0.0.1:0";
+  ASSERT_OK_AND_ASSIGN(auto first, ServiceHost::Start(options, {}, {}));
+  options.listen = "unix:" + (dir.path() / "b.sock").string();
+  options.metrics_listen = first->metrics_address();
+  EXPECT_THAT(ServiceHost::Start(options, {}, {}).status(),
+              StatusIs(absl::StatusCode::kUnavailable,
+                       HasSubstr("--metrics-listen " + options.metrics_listen +
+                                 ": cannot bind")));
+}
+
+TEST(ServerOptionsTest, MetricsListenIsAFlagAndAnEnvironmentVariable) {
+  ASSERT_OK_AND_ASSIGN(
+      Config defaults,
+      Config::Load(ServerOptionSpecs("unix:x.sock"), {},
+                   [](const std::string&) { return std::nullopt; }));
+  ASSERT_OK_AND_ASSIGN(ServerOptions off, ServerOptionsFromConfig(defaults));
+  EXPECT_EQ(off.metrics_listen, "");
+  ASSERT_OK_AND_ASSIGN(
+      Config from_env,
+      Config::Load(ServerOptionSpecs("unix:x.sock"), {},
+                   [](const std::string& name) -> std::optional<std::string> {
+                     if (name == "MM_METRICS_LISTEN") return "0.0.0.0:9090";
+                     return std::nullopt;
+                   }));
+  ASSERT_OK_AND_ASSIGN(ServerOptions on, ServerOptionsFromConfig(from_env));
+  EXPECT_EQ(on.metrics_listen, "0.0.0.0:9090");
+  ASSERT_OK_AND_ASSIGN(
+      Config from_flag,
+      Config::Load(ServerOptionSpecs("unix:x.sock"),
+                   {"--metrics-listen", "127.0.0.1:9091"},
+                   [](const std::string&) { return std::nullopt; }));
+  ASSERT_OK_AND_ASSIGN(on, ServerOptionsFromConfig(from_flag));
+  EXPECT_EQ(on.metrics_listen, "127.0.0.1:9091");
 }
 
 TEST(ServerOptionsTest, TlsFlagsMustComeTogether) {

@@ -495,6 +495,45 @@ TEST(OpenTest, SqliteExecuteRunsOneStatement) {
   EXPECT_OK(db->Execute("CREATE TABLE a (x); -- only a comment").status());
 }
 
+// The value of the series `series` ("name" or "name{labels}") in a
+// registry's text, or -1 when absent.
+double SeriesValue(const metrics::Registry& registry,
+                   const std::string& series) {
+  std::string text = "\n" + registry.Render();
+  size_t at = text.find("\n" + series + " ");
+  if (at == std::string::npos) return -1;
+  return std::stod(text.substr(at + series.size() + 2));
+}
+
+TEST(OpenTest, FailedCallsAreCountedByCode) {
+  metrics::Registry registry;
+  Options options;
+  options.metrics = &registry;
+  ASSERT_OK_AND_ASSIGN(auto db, Database::Open("sqlite::memory:", options));
+  ASSERT_OK(db->Execute("CREATE TABLE t (x INTEGER PRIMARY KEY)").status());
+  EXPECT_OK(db->Execute("INSERT INTO t VALUES (1)").status());
+  EXPECT_THAT(db->Execute("INSERT INTO t VALUES (1)"),
+              StatusIs(absl::StatusCode::kAlreadyExists));
+  EXPECT_THAT(db->Execute("CREATE TABLE a (x); CREATE TABLE b (x)"),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(db->Transaction([](Session&) {
+    return absl::AbortedError("the body gave up");
+  }),
+              StatusIs(absl::StatusCode::kAborted));
+  EXPECT_OK(db->Ping());
+  EXPECT_EQ(
+      SeriesValue(registry, "mm_db_errors_total{code=\"ALREADY_EXISTS\"}"), 1);
+  EXPECT_EQ(
+      SeriesValue(registry, "mm_db_errors_total{code=\"INVALID_ARGUMENT\"}"),
+      1);
+  EXPECT_EQ(SeriesValue(registry, "mm_db_errors_total{code=\"ABORTED\"}"), 1);
+  // Without Options.metrics nothing is counted anywhere.
+  ASSERT_OK_AND_ASSIGN(auto quiet, Database::Open("sqlite::memory:"));
+  EXPECT_FALSE(quiet->Execute("SELECT * FROM nowhere").ok());
+  EXPECT_EQ(
+      SeriesValue(registry, "mm_db_errors_total{code=\"ALREADY_EXISTS\"}"), 1);
+}
+
 TEST(OpenTest, SqliteLockHeldPastBusyTimeoutIsUnavailable) {
   TempDir dir;
   const std::string url = "sqlite:" + (dir.path() / "shared.db").string();
@@ -712,8 +751,10 @@ TEST(PostgresOutageTest, FailsFastWhileDownAndRecovers) {
   absl::StatusOr<std::unique_ptr<PostgresCluster>> cluster =
       PostgresCluster::Start();
   if (!cluster.ok()) MM_SKIP_OR_FAIL_WITHOUT_POSTGRES(cluster.status());
+  metrics::Registry registry;
   Options options;
   options.reconnect_backoff_max = absl::Seconds(1);
+  options.metrics = &registry;
   ASSERT_OK_AND_ASSIGN(auto db, Database::Open((*cluster)->url(), options));
   ASSERT_OK(db->Execute("CREATE TABLE t (x BIGINT)").status());
   Inbox inbox;
@@ -749,6 +790,13 @@ TEST(PostgresOutageTest, FailsFastWhileDownAndRecovers) {
                         {std::string("changes"), std::string("after")})
                 .status());
   EXPECT_TRUE(inbox.WaitFor("after", absl::Seconds(30)));
+
+  // Counted: the failed calls while down (3 x 2 at least), the failed
+  // connection attempts, and the pool's and the listener's reconnection.
+  EXPECT_GE(SeriesValue(registry, "mm_db_errors_total{code=\"UNAVAILABLE\"}"),
+            6);
+  EXPECT_GE(SeriesValue(registry, "mm_db_connect_failures_total"), 1);
+  EXPECT_GE(SeriesValue(registry, "mm_db_reconnects_total"), 2);
 }
 
 TEST(PostgresOutageTest, PreparedStatementsAreRebuiltAfterARestart) {

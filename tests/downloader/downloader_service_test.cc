@@ -18,6 +18,7 @@
 #include "gtest/gtest.h"
 #include "model/hashing.h"
 #include "tests/downloader/harness.h"
+#include "tests/testing/fake_clock.h"
 #include "tests/testing/http_test_server.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
@@ -112,6 +113,45 @@ TEST_F(DownloaderTest, DownloadsOneFileNamedAfterTheUrl) {
   EXPECT_EQ(FilesUnderRoot(), std::vector<std::string>{"model.safetensors"});
   EXPECT_TRUE(job.times().has_start_time());
   EXPECT_TRUE(job.times().has_end_time());
+}
+
+TEST_F(DownloaderTest, MetricsCountJobsBytesAndRate) {
+  metrics::Registry registry;
+  testing::FakeClock clock;
+  HarnessOptions options;
+  options.metrics = &registry;
+  options.clock = &clock;
+  StartHarness(options);
+  // Every state from the first scrape, the queue empty.
+  std::string text = registry.Render();
+  EXPECT_THAT(text, HasSubstr("mm_jobs{state=\"queued\"} 0\n"));
+  EXPECT_THAT(text, HasSubstr("mm_jobs{state=\"succeeded\"} 0\n"));
+  EXPECT_THAT(text, HasSubstr("mm_job_queue_depth 0\n"));
+  EXPECT_THAT(text, HasSubstr("mm_download_bytes_total 0\n"));
+
+  std::string body = RandomBody(200 * 1024, 3);
+  server_->SetFile("/files/a.bin", {.body = body});
+  v1::DownloadJob job = Run(Request("/files/a.bin"));
+  ASSERT_EQ(job.state(), v1::DOWNLOAD_STATE_SUCCEEDED) << job.DebugString();
+
+  // A paused job is not in the queue; a queued one is (the engine's
+  // workers are stopped so that it stays queued).
+  harness_->downloader().StopEngine();
+  server_->SetFile("/files/b.bin", {.body = body});
+  ASSERT_OK(harness_->Create(Request("/files/b.bin")).status());
+
+  clock.Advance(absl::Seconds(4));
+  text = registry.Render();
+  EXPECT_THAT(text, HasSubstr("mm_jobs{state=\"succeeded\"} 1\n"));
+  EXPECT_THAT(text, HasSubstr("mm_jobs{state=\"queued\"} 1\n"));
+  EXPECT_THAT(text, HasSubstr("mm_job_queue_depth 1\n"));
+  EXPECT_THAT(text, HasSubstr(absl::StrCat("mm_download_bytes_total ",
+                                           body.size(), "\n")));
+  // The bytes since the first scrape, over the 4 s the fake clock moved.
+  EXPECT_THAT(text, HasSubstr(absl::StrCat("mm_download_bytes_per_second ",
+                                           body.size() / 4, "\n")));
+  EXPECT_THAT(text, HasSubstr("mm_download_active_transfers 0\n"));
+  harness_.reset();  // before the registry and the clock it uses
 }
 
 TEST_F(DownloaderTest, LargeFileIsSplitIntoSegmentsOnSeparateConnections) {

@@ -44,6 +44,7 @@ absl::StatusOr<std::unique_ptr<Harness>> Harness::Start(
   d.max_host_connections = options.max_host_connections;
   d.replica_id = options.replica_id;
   d.clock = options.clock;
+  d.metrics = options.metrics;
   h->options_ = std::move(options);
   ASSIGN_OR_RETURN(h->downloader_, Downloader::Create(std::move(d)));
   grpc::ServerBuilder builder;

@@ -48,6 +48,7 @@ struct HarnessOptions {
   int max_host_connections = 0;
   std::string replica_id = "test-replica";
   Clock* clock = RealClock();
+  metrics::Registry* metrics = nullptr;  // DownloaderOptions::metrics
 };
 
 class Harness {
@@ -57,6 +58,7 @@ class Harness {
 
   modelmanager::v1::Downloader::Stub& stub() { return *stub_; }
   JobStore& store() { return downloader_->store(); }
+  Downloader& downloader() { return *downloader_; }
   // The logic behind the stub, for what no rpc does (e.g. one bulk action
   // on one job).
   DownloadManager& manager() { return downloader_->manager(); }

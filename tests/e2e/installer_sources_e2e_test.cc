@@ -18,6 +18,7 @@
 #include "nlohmann/json.hpp"
 #include "tests/e2e/installer_harness.h"
 #include "tests/testing/fake_hf_hub.h"
+#include "tests/testing/http_get.h"
 #include "tests/testing/install_fixtures.h"
 #include "tests/testing/model_fixtures.h"
 #include "tests/testing/status_matchers.h"
@@ -59,6 +60,30 @@ TEST_F(InstallerE2eTest, ALocalFileIsProbedHashedMovedAndRegistered) {
   EXPECT_FALSE(fs::exists(source));  // moved, not copied
   ASSERT_EQ(Records().size(), 1u);
   EXPECT_EQ(Records()[0].key(), job.key());
+}
+
+TEST_F(InstallerE2eTest, MetricsShowJobsByStateAndRpcs) {
+  ASSERT_OK(RestartInstaller({"--metrics-listen", "127.0.0.1:0"}));
+  std::string address = testing::LoggedMetricsAddress(installer_.log);
+  ASSERT_THAT(address, ::testing::StartsWith("127.0.0.1:"))
+      << testing::ReadFile(installer_.log);
+
+  const fs::path source = dir_.path() / "incoming" / "detail.safetensors";
+  testing::WriteLoraSd1(source);
+  ASSERT_OK_AND_ASSIGN(v1::InstallJob job, Install(source.string()));
+  ASSERT_EQ(job.state(), v1::INSTALL_STATE_COMPLETED);
+
+  ASSERT_OK_AND_ASSIGN(
+      auto scrape, testing::HttpGet(address, "/metrics", absl::Seconds(20)));
+  EXPECT_EQ(scrape.status, 200);
+  EXPECT_THAT(scrape.body, HasSubstr("mm_jobs{state=\"completed\"} 1\n"));
+  EXPECT_THAT(scrape.body, HasSubstr("mm_jobs{state=\"waiting\"} 0\n"));
+  EXPECT_THAT(scrape.body, HasSubstr("mm_job_queue_depth 0\n"));
+  EXPECT_THAT(scrape.body,
+              HasSubstr("mm_rpc_requests_total{method=\"modelmanager.v1."
+                        "Installer/CreateInstall\",code=\"OK\"} 1\n"));
+  // The job store's database counts its failures in the same registry.
+  EXPECT_THAT(scrape.body, HasSubstr("# TYPE mm_db_errors_total counter\n"));
 }
 
 TEST_F(InstallerE2eTest, InPlaceLeavesTheFileWhereItIs) {

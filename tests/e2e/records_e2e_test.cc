@@ -13,6 +13,7 @@
 #include "modelmanager/v1/records.grpc.pb.h"
 #include "nlohmann/json.hpp"
 #include "tests/testing/child_service.h"
+#include "tests/testing/http_get.h"
 #include "tests/testing/postgres_cluster.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/subprocess.h"
@@ -26,6 +27,7 @@ using ::mm::testing::StatusIs;
 using ::mm::testing::Subprocess;
 using ::mm::testing::TempDir;
 using nlohmann::json;
+using ::testing::HasSubstr;
 
 json VaeJson(int n) {
   return {{"hash", "md5:a0cd925fc063f98dbf029eee315060c3"},
@@ -43,14 +45,16 @@ json VaeJson(int n) {
 class RecordsServer {
  public:
   static absl::StatusOr<std::unique_ptr<RecordsServer>> Start(
-      const std::filesystem::path& dir, const std::string& db) {
+      const std::filesystem::path& dir, const std::string& db,
+      const std::vector<std::string>& extra_args = {}) {
     auto server = std::make_unique<RecordsServer>();
     server->address_ = "unix:" + (dir / "records.sock").string();
     server->log_ = dir / "records.log";
-    auto process = Subprocess::Start(
-        {MM_RECORDS_BIN, "--listen", server->address_, "--db", db,
-         "--health-interval", "200ms", "--shutdown-grace", "5s"},
-        server->log_);
+    std::vector<std::string> args = {
+        MM_RECORDS_BIN,      "--listen", server->address_,   "--db", db,
+        "--health-interval", "200ms",    "--shutdown-grace", "5s"};
+    args.insert(args.end(), extra_args.begin(), extra_args.end());
+    auto process = Subprocess::Start(args, server->log_);
     if (!process.ok()) return process.status();
     server->process_ = std::move(*process);
     auto channel = MakeChannel(server->address_, {});
@@ -125,6 +129,41 @@ TEST(RecordsE2eTest, SqliteRecordsSurviveARestartAndSigtermExitsZero) {
   server->process().Signal(SIGINT);
   ASSERT_OK_AND_ASSIGN(int code, server->process().Wait(absl::Seconds(30)));
   EXPECT_EQ(code, 0);
+}
+
+TEST(RecordsE2eTest, MetricsListenExposesRpcCountsAndHealth) {
+  TempDir dir;
+  std::string db = "sqlite:" + (dir.path() / "records.db").string();
+  ASSERT_OK_AND_ASSIGN(
+      auto server, RecordsServer::Start(dir.path(), db,
+                                        {"--metrics-listen", "127.0.0.1:0"}));
+  // Logged before the gRPC server started, so before SERVING.
+  std::string address = testing::LoggedMetricsAddress(server->log());
+  ASSERT_THAT(address, ::testing::StartsWith("127.0.0.1:"))
+      << testing::ReadFile(server->log());
+  ASSERT_OK_AND_ASSIGN(auto model, server->Create(VaeJson(1)));
+  EXPECT_THAT(server->Get("no-such-key"),
+              StatusIs(absl::StatusCode::kNotFound));
+
+  ASSERT_OK_AND_ASSIGN(
+      auto scrape, testing::HttpGet(address, "/metrics", absl::Seconds(20)));
+  EXPECT_EQ(scrape.status, 200);
+  EXPECT_THAT(scrape.body,
+              HasSubstr("mm_rpc_requests_total{method=\"modelmanager.v1."
+                        "ModelRecords/CreateModel\",code=\"OK\"} 1\n"));
+  EXPECT_THAT(scrape.body,
+              HasSubstr("mm_rpc_requests_total{method=\"modelmanager.v1."
+                        "ModelRecords/GetModel\",code=\"NOT_FOUND\"} 1\n"));
+  EXPECT_THAT(scrape.body, HasSubstr("mm_serving 1\n"));
+  // The store's database counts its failures in the same registry.
+  EXPECT_THAT(scrape.body, HasSubstr("# TYPE mm_db_errors_total counter\n"));
+  ASSERT_OK_AND_ASSIGN(
+      auto health, testing::HttpGet(address, "/healthz", absl::Seconds(20)));
+  EXPECT_EQ(health.status, 200);
+
+  server->process().Signal(SIGTERM);
+  ASSERT_OK_AND_ASSIGN(int code, server->process().Wait(absl::Seconds(30)));
+  EXPECT_EQ(code, 0) << testing::ReadFile(server->log());
 }
 
 TEST(RecordsE2eTest, PostgresOutageGivesUnavailableThenRecovers) {

@@ -18,6 +18,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "modelmanager/v1/loader.grpc.pb.h"
+#include "services/loader/loader_metrics.h"
 #include "services/loader/model_loader.h"
 #include "tests/testing/model_fixtures.h"
 #include "tests/testing/status_matchers.h"
@@ -33,6 +34,7 @@ using ::mm::testing::StatusIs;
 using ::mm::testing::TempDir;
 using ::mm::testing::WriteSafetensors;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 constexpr absl::Duration kCallTimeout = absl::Seconds(30);
 
@@ -243,6 +245,29 @@ TEST_F(LoaderServiceTest, CancellingTheStreamReleasesTheLease) {
   EXPECT_OK(Unload("k1", &freed));
   EXPECT_EQ(freed, 512);  // 400 bytes at 0, 6 at 448, rounded up to 64
   EXPECT_EQ(::shm_open(first->handle.shm_name().c_str(), O_RDONLY, 0), -1);
+}
+
+TEST_F(LoaderServiceTest, MetricsFollowTheCache) {
+  Start(1 << 20);
+  metrics::Registry registry;
+  metrics::ScopedCollector collector =
+      ExportLoaderMetrics(loader_.get(), &registry);
+  EXPECT_THAT(registry.Render(),
+              HasSubstr("mm_cache_budget_bytes{tier=\"ram\"} 1048576\n"));
+  AddModel("k1", Tensors(100, 1));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<HeldLoad> first, Load("k1"));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<HeldLoad> second, Load("k1"));
+  std::string text = registry.Render();
+  EXPECT_THAT(text, HasSubstr("mm_cache_hits_total{tier=\"ram\"} 1\n"));
+  EXPECT_THAT(text, HasSubstr("mm_cache_misses_total{tier=\"ram\"} 1\n"));
+  EXPECT_THAT(text, HasSubstr("mm_cache_leases{tier=\"ram\"} 2\n"));
+  EXPECT_THAT(text, HasSubstr("mm_cache_entries{tier=\"ram\"} 1\n"));
+  EXPECT_THAT(text, HasSubstr("mm_cache_bytes{tier=\"ram\"} 512\n"));
+  // No device in this test: no VRAM series.
+  EXPECT_THAT(text, Not(HasSubstr("tier=\"vram\"")));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<HeldLoad> third, Load("k1"));
+  EXPECT_THAT(registry.Render(),
+              HasSubstr("mm_cache_hits_total{tier=\"ram\"} 2\n"));
 }
 
 TEST_F(LoaderServiceTest, ErrorsEndTheStreamWithTheirCode) {
