@@ -340,7 +340,12 @@ class InstallRun {
       Outcome moved = Save([&](InstallJob& job) {
         return job.TransitionTo(InstallState::kDownloading, clock_->Now());
       });
-      if (moved == Outcome::kStop) return moved;
+      // kContinue with the state unchanged: the job database was away and
+      // the move is not saved; run the step again rather than go on from a
+      // state the store does not have (as in IdentifyStep).
+      if (moved == Outcome::kStop || job_.state != InstallState::kDownloading) {
+        return moved;
+      }
     }
     return FollowDownload();
   }
@@ -463,7 +468,13 @@ class InstallRun {
         job.status_message = "probing and hashing";
         return absl::OkStatus();
       });
-      if (moved == Outcome::kStop) return moved;
+      // Not saved (the job database was away): try the move again. Going
+      // on would register the model and then fail the job, since the store
+      // still says DOWNLOADS_DONE, which cannot become COMPLETED (seen in
+      // tests/e2e/cluster_test.cc with PostgreSQL restarted mid-install).
+      if (moved == Outcome::kStop || job_.state != InstallState::kRunning) {
+        return moved;
+      }
     }
     model::ProbeOptions probe;
     probe.overrides = job_.config_in;
