@@ -52,11 +52,13 @@ enum class Outcome { kContinue, kStop };
 // One job's run on its own thread.
 class InstallRun {
  public:
-  InstallRun(InstallWorker* worker, InstallJob job)
+  InstallRun(InstallWorker* worker, InstallJob job,
+             std::shared_ptr<const std::atomic<bool>> superseded)
       : worker_(worker),
         deps_(worker->deps()),
         options_(worker->options()),
         clock_(deps_.store->clock()),
+        superseded_(std::move(superseded)),
         job_(std::move(job)) {}
 
   void Run() {
@@ -196,6 +198,11 @@ class InstallRun {
 
   Outcome Step() {
     if (worker_->stopping()) return Outcome::kStop;
+    if (superseded_->load()) {
+      MM_LOG(INFO) << "install " << job_.id
+                   << ": claimed again by this replica; this run stops";
+      return Outcome::kStop;
+    }
     if (!Active()) return Outcome::kStop;
     switch (job_.step) {
       case InstallStep::kPlan:
@@ -375,6 +382,18 @@ class InstallRun {
                  download.state() != v1::DOWNLOAD_STATE_PAUSED;
         });
     if (outcome == Outcome::kStop) return Outcome::kStop;
+    if (!last && watched.ok()) {
+      // The stream ends OK without a message when the download finished at
+      // the revision this job had already recorded (a replica saved it,
+      // then went away before its next step): read the download instead.
+      // Seen in tests/e2e/cluster_test.cc, where this was "DownloadLost: OK".
+      absl::StatusOr<v1::DownloadJob> download =
+          deps_.downloader->Get(job_.download_id);
+      if (!download.ok()) {
+        return Retryable(download.status(), "the downloader", "DownloadLost");
+      }
+      last = *std::move(download);
+    }
     if (!last) {
       if (watched.code() == absl::StatusCode::kDeadlineExceeded) {
         return Save([](InstallJob&) { return absl::OkStatus(); });
@@ -603,6 +622,8 @@ class InstallRun {
   // folder; a paused one pauses its download; a job still ours gives up its
   // lease so another claim (here or elsewhere) can take it.
   void Finish() {
+    // The new run owns the job and its lease now.
+    if (superseded_->load()) return;
     absl::StatusOr<InstallJob> current = deps_.store->Get(job_.id);
     if (current.ok()) job_ = *std::move(current);
     if (job_.state == InstallState::kCancelled) {
@@ -671,6 +692,8 @@ class InstallRun {
   const WorkerDeps& deps_;
   const WorkerOptions& options_;
   Clock* const clock_;
+  // Set by the worker when it claimed this job again (see Schedule).
+  const std::shared_ptr<const std::atomic<bool>> superseded_;
   InstallJob job_;
   const std::string job_id_copy_ = job_.id;
   int attempts_ = 0;
@@ -755,11 +778,33 @@ void InstallWorker::Schedule() {
       } else if (job->has_value()) {
         claimed = true;
         MutexLock lock(&mu_);
+        // A run of this job may still be going here: its lease lapsed while
+        // it waited (the job database away) and this claim took the job
+        // again for the same replica, whose saves it would share. Two runs
+        // of one job would both act on it (one places the model, the other
+        // then misses its files; seen in tests/e2e/cluster_test.cc), so the
+        // old run stops at its next step and the new one starts after it.
+        uint64_t previous = 0;
+        for (auto& [claim, run] : running_) {
+          if (run.job_id == (*job)->id && !run.finished) {
+            run.superseded->store(true);
+            previous = claim;
+          }
+        }
         const uint64_t claim = ++claims_;
         Running& slot = running_[claim];
+        slot.job_id = (*job)->id;
         slot.thread =
-            std::thread([this, claim, job = std::move(**job)]() mutable {
-              InstallRun(this, std::move(job)).Run();
+            std::thread([this, claim, previous, superseded = slot.superseded,
+                         job = std::move(**job)]() mutable {
+              if (previous != 0) {
+                MutexLock lock(&mu_);
+                mu_.Await([&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+                  auto it = running_.find(previous);
+                  return it == running_.end() || it->second.finished;
+                });
+              }
+              InstallRun(this, std::move(job), std::move(superseded)).Run();
               MutexLock lock(&mu_);
               running_[claim].finished = true;
             });

@@ -15,6 +15,7 @@
 #ifndef MM_SERVICES_INSTALLER_INSTALL_WORKER_H_
 #define MM_SERVICES_INSTALLER_INSTALL_WORKER_H_
 
+#include <atomic>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -95,6 +96,12 @@ class InstallWorker {
   struct Running {
     std::thread thread;
     bool finished = false;
+    std::string job_id;
+    // Set when this replica claimed the job again while the run was still
+    // going (its lease lapsed while it waited for the job database): the
+    // run stops at its next step and leaves the job to the new run.
+    std::shared_ptr<std::atomic<bool>> superseded =
+        std::make_shared<std::atomic<bool>>(false);
   };
   // Keyed by claim number: a job paused and resumed at once can have a
   // winding-down run and a new one for a moment.
