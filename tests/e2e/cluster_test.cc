@@ -482,6 +482,91 @@ class ClusterTest : public ::testing::Test {
     return data;
   }
 
+  // Runs examples/<language>/install_model.* against the cluster to install
+  // model `index` from a URL, and checks what it printed and the record it
+  // made. Without the language's runtime or packages it is a failure in a
+  // complete run (CI=true, or scripts/test.sh) and a note elsewhere.
+  enum class ClientLanguage { kNode, kPython };
+  void RunClient(ClientLanguage language, int index) {
+    const std::string name =
+        language == ClientLanguage::kNode ? "node" : "python";
+    std::vector<std::string> argv;
+    std::map<std::string, std::string> env;
+    std::string missing;
+    if (language == ClientLanguage::kNode) {
+#ifdef MM_NODE_BIN
+      const fs::path example = fs::path(MM_SOURCE_DIR) / "examples" / "node";
+      if (fs::exists(example / "node_modules" / "@grpc" / "grpc-js")) {
+        argv = {MM_NODE_BIN, (example / "install_model.js").string()};
+      } else {
+        missing = "examples/node/node_modules (run npm ci there)";
+      }
+#else
+      missing = "node";
+#endif
+    } else {
+#ifdef MM_PYTHON_STUBS_DIR
+      argv = {"/usr/bin/python3", (fs::path(MM_SOURCE_DIR) / "examples" /
+                                   "python" / "install_model.py")
+                                      .string()};
+      env["PYTHONPATH"] = MM_PYTHON_STUBS_DIR;
+#else
+      missing = "grpc_python_plugin or python3-grpcio";
+#endif
+    }
+    if (!missing.empty()) {
+      // scripts/test.sh (MM_REQUIRE_POSTGRES=1) and CI want every part run.
+      const char* ci = std::getenv("CI");
+      const char* complete = std::getenv("MM_REQUIRE_POSTGRES");
+      if ((ci != nullptr && std::string(ci) == "true") ||
+          (complete != nullptr && std::string(complete) == "1")) {
+        ADD_FAILURE() << "the " << name << " client cannot run: no " << missing;
+      } else {
+        std::cerr << "note: the " << name << " client was not run: no "
+                  << missing << "\n";
+      }
+      return;
+    }
+    const std::string path =
+        absl::StrCat("/models/", name, "-client.safetensors");
+    web_->SetFile(path, {.body = ModelBytes(index)});
+    const std::string source = web_->Url(path);
+    ASSERT_OK_AND_ASSIGN(std::vector<v1::Model> before, ListModels());
+    const size_t models_before = before.size();
+    const std::vector<std::string> flags = {
+        "--installer",  Target(installers_),
+        "--records",    Target(records_),
+        "--ca",         cert_.string(),
+        "--token-file", token_file_.string(),
+        "--timeout",    "60"};
+    argv.insert(argv.end(), flags.begin(), flags.end());
+    if (language == ClientLanguage::kNode) {
+      argv.insert(argv.end(), {"--source", source});
+    } else {
+      argv.push_back(source);
+    }
+    ASSERT_OK_AND_ASSIGN(testing::CommandResult result,
+                         testing::RunCommand(argv, absl::Seconds(90), env));
+    // What the client printed goes with the logs the token search reads.
+    WriteFile(dir_.path() / "logs" / (name + "-client.out"),
+              result.out + result.err);
+    ASSERT_EQ(result.exit_code, 0) << result.out << result.err;
+    // Its listing came first, before its own install.
+    EXPECT_TRUE(
+        absl::StartsWith(result.out, absl::StrCat(models_before, " models\n")))
+        << result.out;
+    EXPECT_THAT(result.out, HasSubstr("event complete")) << result.out;
+    EXPECT_THAT(result.out, HasSubstr("INSTALL_STATE_COMPLETED")) << result.out;
+    ASSERT_OK_AND_ASSIGN(std::vector<v1::Model> models, ListModels());
+    auto made = std::find_if(
+        models.begin(), models.end(),
+        [&](const v1::Model& model) { return model.source() == source; });
+    ASSERT_NE(made, models.end()) << result.out;
+    EXPECT_THAT(result.out,
+                HasSubstr("installed " + made->key() + " at " + made->path()));
+    EXPECT_EQ(ReadFile(models_ / made->path()), ModelBytes(index));
+  }
+
   // The lines of every log that name one of `ids`: what the replicas did
   // with a job, for a failure's message.
   std::string LogLinesNaming(const std::vector<std::string>& ids) const {
@@ -659,6 +744,12 @@ TEST_F(ClusterTest, TwentyInstallsSurviveKilledReplicasAndAPostgresRestart) {
   ASSERT_OK_AND_ASSIGN(std::string served,
                        LoadTensor(key_of_source[Source(0)]));
   EXPECT_EQ(served, TensorData(0));
+
+  // The clients in other languages: each lists the models, installs a new
+  // URL source through the same targets (one installer and one records
+  // replica dead in them) and follows the Watch stream to its end.
+  RunClient(ClientLanguage::kNode, 100);
+  RunClient(ClientLanguage::kPython, 101);
 
   // The hub got its token (so the search below means something), its CDN
   // never did.
