@@ -797,14 +797,32 @@ void InstallWorker::Schedule() {
         slot.thread =
             std::thread([this, claim, previous, superseded = slot.superseded,
                          job = std::move(**job)]() mutable {
+              bool run = true;
               if (previous != 0) {
-                MutexLock lock(&mu_);
-                mu_.Await([&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
-                  auto it = running_.find(previous);
-                  return it == running_.end() || it->second.finished;
-                });
+                {
+                  MutexLock lock(&mu_);
+                  mu_.Await([&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+                    auto it = running_.find(previous);
+                    return it == running_.end() || it->second.finished;
+                  });
+                }
+                // The old run may have saved a step after this claim read the
+                // job: start from what the store holds now. When it cannot be
+                // read, leave the job; its lease lapses and it is claimed
+                // again.
+                absl::StatusOr<InstallJob> current = deps_.store->Get(job.id);
+                if (current.ok()) {
+                  job = *std::move(current);
+                } else {
+                  MM_LOG(WARNING)
+                      << "install " << job.id
+                      << ": cannot read it again: " << current.status();
+                  run = false;
+                }
               }
-              InstallRun(this, std::move(job), std::move(superseded)).Run();
+              if (run) {
+                InstallRun(this, std::move(job), std::move(superseded)).Run();
+              }
               MutexLock lock(&mu_);
               running_[claim].finished = true;
             });

@@ -243,6 +243,25 @@ class ClusterTest : public ::testing::Test {
   // The loader ends with SIGTERM so that it unlinks its shared memory (the
   // Subprocess destructor's SIGKILL would leave it in /dev/shm).
   void TearDown() override {
+    if (HasFailure()) {
+      // What each replica said (a ThreadSanitizer report ends a replica
+      // with its report in its log), for the failure's diagnosis.
+      std::vector<Replica*> all = {&loader_};
+      for (auto* group : {&records_, &downloaders_, &installers_}) {
+        for (Replica& replica : *group) all.push_back(&replica);
+      }
+      for (Replica* replica : all) {
+        const std::string log =
+            fs::exists(replica->log) ? ReadFile(replica->log) : "";
+        std::cerr << "---- " << replica->name << " ("
+                  << (replica->process != nullptr && replica->process->Running()
+                          ? "running"
+                          : "not running")
+                  << "), last 6000 bytes of its log:\n"
+                  << log.substr(log.size() > 6000 ? log.size() - 6000 : 0)
+                  << "\n";
+      }
+    }
     loader_stub_.reset();
     loader_channel_.reset();
     if (loader_.process != nullptr && loader_.process->Running()) {
@@ -405,37 +424,52 @@ class ClusterTest : public ::testing::Test {
         "install ", id, " not done in time; last: ", GrpcStatusLine(status)));
   }
 
+  // Runs `call(context)` until it is not UNAVAILABLE or kCallTimeout has
+  // passed: a client of a cluster retries a call that met a replica going
+  // away (or a connection closed under it). Only for calls that are safe to
+  // repeat.
+  template <typename Call>
+  static absl::Status Retrying(Call call) {
+    const absl::Time deadline = absl::Now() + kCallTimeout;
+    for (;;) {
+      grpc::ClientContext context;
+      context.set_deadline(absl::ToChronoTime(deadline));
+      grpc::Status status = call(context);
+      if (status.error_code() != grpc::StatusCode::UNAVAILABLE ||
+          absl::Now() >= deadline) {
+        return FromGrpcStatus(status);
+      }
+    }
+  }
+
   absl::StatusOr<std::vector<v1::InstallJob>> ListInstalls() {
-    grpc::ClientContext context;
-    context.set_deadline(absl::ToChronoTime(absl::Now() + kCallTimeout));
     v1::ListInstallsRequest request;
     request.set_page_size(1000);
     v1::ListInstallsResponse response;
-    RETURN_IF_ERROR(
-        FromGrpcStatus(installer_->ListInstalls(&context, request, &response)));
+    RETURN_IF_ERROR(Retrying([&](grpc::ClientContext& context) {
+      return installer_->ListInstalls(&context, request, &response);
+    }));
     return std::vector<v1::InstallJob>(response.jobs().begin(),
                                        response.jobs().end());
   }
 
   absl::StatusOr<std::vector<v1::Model>> ListModels() {
-    grpc::ClientContext context;
-    context.set_deadline(absl::ToChronoTime(absl::Now() + kCallTimeout));
     v1::ListModelsRequest request;
     request.set_page_size(1000);
     v1::ListModelsResponse response;
-    RETURN_IF_ERROR(FromGrpcStatus(
-        records_stub_->ListModels(&context, request, &response)));
+    RETURN_IF_ERROR(Retrying([&](grpc::ClientContext& context) {
+      return records_stub_->ListModels(&context, request, &response);
+    }));
     return std::vector<v1::Model>(response.models().begin(),
                                   response.models().end());
   }
 
   absl::StatusOr<v1::SyncModelsResponse> Sync() {
-    grpc::ClientContext context;
-    context.set_deadline(absl::ToChronoTime(absl::Now() + kCallTimeout));
     v1::SyncModelsRequest request;
     v1::SyncModelsResponse response;
-    RETURN_IF_ERROR(
-        FromGrpcStatus(installer_->SyncModels(&context, request, &response)));
+    RETURN_IF_ERROR(Retrying([&](grpc::ClientContext& context) {
+      return installer_->SyncModels(&context, request, &response);
+    }));
     return response;
   }
 
