@@ -10,12 +10,20 @@
 #include "common/grpc_status.h"
 #include "common/secret_file.h"
 #include "common/status.h"
+#include "grpc/grpc.h"
 #include "grpc/grpc_security_constants.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
 
 namespace mm {
+
+bool IsMultiAddressTarget(const std::string& address) {
+  return (absl::StartsWith(address, "ipv4:") ||
+          absl::StartsWith(address, "ipv6:")) &&
+         absl::StrContains(address, ',');
+}
+
 absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(
     const std::string& address, const ClientOptions& options) {
   if (address.empty()) {
@@ -52,6 +60,18 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(
   if (!token.empty()) {
     credentials = grpc::CompositeChannelCredentials(
         credentials, grpc::AccessTokenCredentials(token));
+  }
+  if (IsMultiAddressTarget(address)) {
+    // Replicas behind one target: spread calls over every address and
+    // leave out the ones that do not answer (pick_first, gRPC's default,
+    // would send everything to the first one that connects).
+    args.SetLoadBalancingPolicyName("round_robin");
+    // gRPC's default authority for an ipv4:/ipv6: target is the whole
+    // address list, which is no name a certificate can carry; use the
+    // first address instead, as a single-address target would.
+    std::string first = address.substr(address.find(':') + 1);
+    first = first.substr(0, first.find(','));
+    args.SetString(GRPC_ARG_DEFAULT_AUTHORITY, first);
   }
   args.SetMaxReceiveMessageSize(64 << 20);
   return grpc::CreateCustomChannel(address, credentials, args);

@@ -31,8 +31,16 @@ struct ClientOptions {
   std::string tls_server_name;
 };
 
+// `address` is one of "unix:PATH", "HOST:PORT", or gRPC's multi-address
+// form for replicas, "ipv4:127.0.0.1:7001,127.0.0.1:7002" (or "ipv6:[::1]:
+// 7001,[::1]:7002"): calls are then spread round-robin over the addresses
+// that answer, and one that goes away is left out until it is back. With TLS
+// the certificate must name the first address's host (or tls_server_name).
 absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(
     const std::string& address, const ClientOptions& options);
+
+// Whether `address` is an ipv4:/ipv6: target listing several addresses.
+bool IsMultiAddressTarget(const std::string& address);
 
 // Asks the standard health service whether `service` ("" = the whole
 // server) is SERVING. UNAVAILABLE when the server cannot be reached before

@@ -62,3 +62,19 @@ fi
 if ! command -v kubectl >/dev/null 2>&1; then
   echo "setup: warning: no kubectl; the deploy_k8s tests will fail" >&2
 fi
+
+# The Node.js client example's packages, at the versions its lockfile pins
+# (examples/node/package-lock.json), for tests/e2e/cluster_test; again only
+# when the lockfile changed. Node (20) is not from Debian's archive and is
+# used where installed; the npm registry is needed here, never by a test.
+# --ignore-scripts: no package's install script runs (none is needed).
+node_dir="$(cd "$(dirname "$0")/../examples/node" && pwd)"
+if command -v npm >/dev/null; then
+  if [[ ! -e $node_dir/node_modules/.package-lock.json ||
+        $node_dir/package-lock.json -nt $node_dir/node_modules/.package-lock.json ]]; then
+    echo "setup: npm ci in examples/node"
+    (cd "$node_dir" && npm ci --no-audit --no-fund --ignore-scripts)
+  fi
+else
+  echo "setup: no npm; the Node.js client example will not run"
+fi

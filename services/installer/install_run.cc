@@ -73,11 +73,13 @@ void LeaseKeeper::Renew() {
   }
 }
 
-InstallRun::InstallRun(InstallWorker* worker, InstallJob job)
+InstallRun::InstallRun(InstallWorker* worker, InstallJob job,
+                       std::shared_ptr<const std::atomic<bool>> superseded)
     : worker_(worker),
       deps_(worker->deps()),
       options_(worker->options()),
       clock_(deps_.store->clock()),
+      superseded_(std::move(superseded)),
       job_(std::move(job)) {}
 
 void InstallRun::Run() {
@@ -89,7 +91,13 @@ void InstallRun::Run() {
 }
 
 InstallRun::Outcome InstallRun::Step() {
-  if (worker_->stopping() || !Active()) return Outcome::kStop;
+  if (worker_->stopping()) return Outcome::kStop;
+  if (superseded_->load()) {
+    MM_LOG(INFO) << "install " << job_.id
+                 << ": claimed again by this replica; this run stops";
+    return Outcome::kStop;
+  }
+  if (!Active()) return Outcome::kStop;
   switch (job_.step) {
     case InstallStep::kPlan:
       return PlanStep();
@@ -211,6 +219,8 @@ std::optional<std::string> InstallRun::Token(Outcome& outcome) {
 }
 
 void InstallRun::Finish() {
+  // The new run owns the job and its lease now.
+  if (superseded_->load()) return;
   absl::StatusOr<InstallJob> current = deps_.store->Get(job_.id);
   if (current.ok()) job_ = *std::move(current);
   if (job_.state == InstallState::kCancelled) {

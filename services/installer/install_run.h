@@ -22,7 +22,9 @@
 #ifndef MM_SERVICES_INSTALLER_INSTALL_RUN_H_
 #define MM_SERVICES_INSTALLER_INSTALL_RUN_H_
 
+#include <atomic>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -70,7 +72,10 @@ class LeaseKeeper {
 
 class InstallRun {
  public:
-  InstallRun(InstallWorker* worker, InstallJob job);
+  // `superseded`: set by the worker when this replica claimed the job
+  // again while this run was still going (see InstallWorker::ClaimOne).
+  InstallRun(InstallWorker* worker, InstallJob job,
+             std::shared_ptr<const std::atomic<bool>> superseded);
 
   // Runs steps until the job ends or is no longer this run's, then winds
   // down (Finish).
@@ -136,6 +141,7 @@ class InstallRun {
   const WorkerDeps& deps_;
   const WorkerOptions& options_;
   Clock* const clock_;
+  const std::shared_ptr<const std::atomic<bool>> superseded_;
   InstallJob job_;
   // Failed tries of the current step (the backoff grows with it).
   int attempts_ = 0;

@@ -163,6 +163,18 @@ InstallRun::Outcome InstallRun::FollowDownload() {
                !Settled(download);
       });
   if (outcome == Outcome::kStop) return Outcome::kStop;
+  if (!last && watched.ok()) {
+    // The stream ends OK without a message when the download finished at
+    // the revision this job had already recorded (a replica saved it, then
+    // went away before its next step): read the download instead. Seen in
+    // tests/e2e/cluster_test.cc, where this was "DownloadLost: OK".
+    absl::StatusOr<v1::DownloadJob> download =
+        deps_.downloader->Get(job_.download_id);
+    if (!download.ok()) {
+      return Retryable(download.status(), "the downloader", "DownloadLost");
+    }
+    last = *std::move(download);
+  }
   if (last) {
     attempts_ = 0;
     return DownloadSettled(*last);

@@ -62,7 +62,15 @@ model::HashOptions InstallRun::HashOptionsFor() const {
 }
 
 InstallRun::Outcome InstallRun::IdentifyStep() {
-  if (MarkStarted() == Outcome::kStop) return Outcome::kStop;
+  // kContinue with the state unchanged: the move was not saved (the job
+  // database was away); run the step again. Going on would register the
+  // model and then fail the job, since the store still says
+  // DOWNLOADS_DONE, which cannot become COMPLETED (seen in
+  // tests/e2e/cluster_test.cc with PostgreSQL restarted mid-install).
+  const Outcome started = MarkStarted();
+  if (started == Outcome::kStop || job_.state != InstallState::kRunning) {
+    return started;
+  }
   model::ProbeOptions probe;
   probe.overrides = job_.config_in;
   probe.hash = HashOptionsFor();

@@ -97,6 +97,27 @@ void InstallWorker::Schedule() {
   }
 }
 
+bool InstallWorker::AfterPreviousRun(uint64_t previous, InstallJob& job) {
+  {
+    MutexLock lock(&mu_);
+    mu_.Await([&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+      auto it = running_.find(previous);
+      return it == running_.end() || it->second.finished;
+    });
+  }
+  // The old run may have saved a step after this claim read the job: start
+  // from what the store holds now. When it cannot be read, leave the job;
+  // its lease lapses and it is claimed again.
+  absl::StatusOr<InstallJob> current = deps_.store->Get(job.id);
+  if (!current.ok()) {
+    MM_LOG(WARNING) << "install " << job.id
+                    << ": cannot read it again: " << current.status();
+    return false;
+  }
+  job = *std::move(current);
+  return true;
+}
+
 bool InstallWorker::ClaimOne() {
   {
     MutexLock lock(&mu_);
@@ -112,10 +133,28 @@ bool InstallWorker::ClaimOne() {
   }
   if (!job->has_value()) return false;
   MutexLock lock(&mu_);
+  // A run of this job may still be going here: its lease lapsed while it
+  // waited (the job database away) and this claim took the job again for
+  // the same replica, whose saves it would share. Two runs of one job would
+  // both act on it (one places the model, the other then misses its files;
+  // seen in tests/e2e/cluster_test.cc), so the old run stops at its next
+  // step and the new one starts after it has ended.
+  uint64_t previous = 0;
+  for (auto& [number, run] : running_) {
+    if (run.job_id == (*job)->id && !run.finished) {
+      run.superseded->store(true);
+      previous = number;
+    }
+  }
   const uint64_t claim = ++claims_;
-  running_[claim].thread =
-      std::thread([this, claim, job = std::move(**job)]() mutable {
-        InstallRun(this, std::move(job)).Run();
+  Running& slot = running_[claim];
+  slot.job_id = (*job)->id;
+  slot.thread =
+      std::thread([this, claim, previous, superseded = slot.superseded,
+                   job = std::move(**job)]() mutable {
+        if (previous == 0 || AfterPreviousRun(previous, job)) {
+          InstallRun(this, std::move(job), std::move(superseded)).Run();
+        }
         MutexLock lock(&mu_);
         running_[claim].finished = true;
       });

@@ -15,6 +15,7 @@
 #ifndef MM_SERVICES_INSTALLER_INSTALL_WORKER_H_
 #define MM_SERVICES_INSTALLER_INSTALL_WORKER_H_
 
+#include <atomic>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -83,6 +84,12 @@ class InstallWorker {
   // Claims a job and starts its run (install_run.h) when a slot is free;
   // whether it did.
   bool ClaimOne() ABSL_LOCKS_EXCLUDED(mu_);
+  // For a job claimed again while an earlier run of it (claim `previous`)
+  // was still going: waits for that run to end, then reads `job` again
+  // from the store; false when it cannot be read (the job is left to a
+  // later claim).
+  bool AfterPreviousRun(uint64_t previous, InstallJob& job)
+      ABSL_LOCKS_EXCLUDED(mu_);
   // Joins the threads of runs that ended.
   void Reap() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
@@ -96,6 +103,12 @@ class InstallWorker {
   struct Running {
     std::thread thread;
     bool finished = false;
+    std::string job_id;
+    // Set when this replica claimed the job again while the run was still
+    // going (its lease lapsed while it waited for the job database): the
+    // run stops at its next step and leaves the job to the new run.
+    std::shared_ptr<std::atomic<bool>> superseded =
+        std::make_shared<std::atomic<bool>>(false);
   };
   // Keyed by claim number: a job paused and resumed at once can have a
   // winding-down run and a new one for a moment.

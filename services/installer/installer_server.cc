@@ -18,11 +18,18 @@ std::vector<OptionSpec> InstallerOptionSpecs() {
   specs.push_back({"db", "sqlite:installer.db",
                    "Install job store: sqlite:PATH or postgresql://... "
                    "(replicas share one PostgreSQL)"});
-  specs.push_back({"records", "", "Address of the records service (required)"});
-  specs.push_back({"downloader", "", "Address of the downloader (required)"});
+  specs.push_back({"records", "",
+                   "Address of the records service (required); replicas as "
+                   "ipv4:HOST:PORT,HOST:PORT (round-robin)"});
+  specs.push_back({"downloader", "",
+                   "Address of the downloader (required); replicas as "
+                   "ipv4:HOST:PORT,HOST:PORT (round-robin)"});
   specs.push_back(
       {"service-token-file", "",
        "Bearer token file for calls to records and the downloader"});
+  specs.push_back({"service-tls-ca", "",
+                   "PEM CA bundle to verify records and the downloader: "
+                   "call them over TLS"});
   specs.push_back({"models-dir", "", "The models folder (required)"});
   specs.push_back({"hf-endpoint", "",
                    "Hugging Face endpoint (default: HF_ENDPOINT, else "
@@ -57,6 +64,7 @@ absl::StatusOr<InstallerOptions> InstallerOptionsFromConfig(
   options.records_address = config.GetString("records");
   options.downloader_address = config.GetString("downloader");
   options.service_token_file = config.GetString("service-token-file");
+  options.service_tls_ca = config.GetString("service-tls-ca");
   const std::string models = config.GetString("models-dir");
   for (const auto& [flag, value] : {std::pair<const char*, const std::string*>{
                                         "records", &options.records_address},
@@ -137,6 +145,7 @@ absl::StatusOr<std::unique_ptr<InstallerServer>> InstallerServer::Start(
       o.worker.models_dir, server->hub_.get(), policy);
   ClientOptions client;
   client.token_file = o.service_token_file;
+  client.tls_ca = o.service_tls_ca;
   ASSIGN_OR_RETURN(auto records_channel,
                    MakeChannel(o.records_address, client));
   ASSIGN_OR_RETURN(auto downloader_channel,

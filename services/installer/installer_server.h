@@ -40,6 +40,8 @@ struct InstallerOptions {
   // Token file for calls to records and the downloader (their
   // --auth-token-file).
   std::string service_token_file;
+  // CA bundle for those calls: TLS when set.
+  std::string service_tls_ca;
   WorkerOptions worker;
   HubOptions hub;
   bool allow_private_urls = false;

@@ -337,6 +337,54 @@ TEST(ServerOptionsTest, MetricsListenIsAFlagAndAnEnvironmentVariable) {
   EXPECT_EQ(on.metrics_listen, "127.0.0.1:9091");
 }
 
+// Replicas behind one "ipv4:A,B" target (how the installer and the loader
+// reach several records or downloader replicas): with TLS and a token, the
+// calls are spread over both, and they go on through the survivor when one
+// replica stops.
+TEST(MakeChannelTest, AMultiAddressTargetSpreadsCallsAndSurvivesAReplica) {
+  TempDir dir;
+  ASSERT_OK(MakeCertificate(dir.path(), "server"));
+  WriteFile(dir.path() / "token", "s3cret\n");
+  ServerOptions options;
+  options.listen = "127.0.0.1:0";
+  options.tls_cert = (dir.path() / "server.pem").string();
+  options.tls_key = (dir.path() / "server.key").string();
+  options.auth_token_file = (dir.path() / "token").string();
+  VersionOnlyService first_service;
+  VersionOnlyService second_service;
+  ASSERT_OK_AND_ASSIGN(auto first,
+                       ServiceHost::Start(options, {&first_service}, {}));
+  ASSERT_OK_AND_ASSIGN(auto second,
+                       ServiceHost::Start(options, {&second_service}, {}));
+  first->SetServing(true);
+  second->SetServing(true);
+  const std::string target =
+      "ipv4:" + first->address() + "," + second->address();
+  EXPECT_TRUE(IsMultiAddressTarget(target));
+  EXPECT_FALSE(IsMultiAddressTarget("ipv4:" + first->address()));
+  EXPECT_FALSE(IsMultiAddressTarget(first->address()));
+
+  ClientOptions client;
+  client.tls_ca = (dir.path() / "server.pem").string();
+  client.token_file = (dir.path() / "token").string();
+  ASSERT_OK_AND_ASSIGN(auto channel, MakeChannel(target, client));
+  for (int i = 0; i < 20; ++i) ASSERT_OK(CallVersion(channel));
+  // round_robin takes turns over the connected addresses; pick_first would
+  // have sent all 20 to one of them.
+  EXPECT_GT(first_service.calls.load(), 0);
+  EXPECT_GT(second_service.calls.load(), 0);
+  EXPECT_EQ(first_service.calls.load() + second_service.calls.load(), 20);
+
+  first->Shutdown(absl::ZeroDuration());
+  const int second_before = second_service.calls.load();
+  // A call that raced the shutdown may fail; the following ones find the
+  // survivor.
+  int ok = 0;
+  for (int i = 0; i < 20; ++i) ok += CallVersion(channel).ok() ? 1 : 0;
+  EXPECT_GE(ok, 19);
+  EXPECT_EQ(second_service.calls.load() - second_before, ok);
+}
+
 TEST(ServerOptionsTest, TlsFlagsMustComeTogether) {
   ASSERT_OK_AND_ASSIGN(
       Config config,
