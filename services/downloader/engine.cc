@@ -100,6 +100,9 @@ int Engine::ReapFinished() {
 
 std::optional<int> Engine::ClaimWork(int running) {
   while (running < options_.max_parallel) {
+    // The lease is counted from before the claim: never later than the
+    // store counts it.
+    const absl::Time claim_started = options_.clock->Now();
     absl::StatusOr<std::optional<Job>> claimed =
         store_->ClaimNext(options_.lease, options_.lease * kReplicaTtlLeases);
     if (!claimed.ok()) {
@@ -109,7 +112,7 @@ std::optional<int> Engine::ClaimWork(int running) {
     if (!claimed->has_value()) return running;
     Job job = std::move(**claimed);
     MM_LOG(INFO) << "download " << job.id << " starts: " << job.Source();
-    auto runner = std::make_shared<JobRunner>(this, job);
+    auto runner = std::make_shared<JobRunner>(this, job, claim_started);
     MutexLock lock(&mu_);
     if (stopping_) {
       // Hand it straight back.

@@ -62,13 +62,16 @@ struct EngineOptions {
   // Backoff: base * 2^(attempt-1), jittered to 50..100%, capped.
   absl::Duration retry_base_delay = absl::Seconds(1);
   absl::Duration retry_max_delay = absl::Seconds(60);
-  // Lease on a claimed job; renewed with every progress save.
+  // Lease on a claimed job; renewed with every progress save. A job whose
+  // lease cannot be renewed (the database is unreachable) stops a quarter
+  // lease before it ends, so another replica may take it over safely.
   absl::Duration lease = absl::Seconds(15);
   // fdatasync each finished file before it is renamed into place and the
   // job reported complete (off: faster, but a machine crash soon after can
   // leave a complete-looking file with missing data).
   bool sync_files = true;
-  // Longest time between progress saves while bytes move.
+  // Longest time between progress saves, bytes moving or not (each renews
+  // the lease); at most an eighth of the lease whatever this says.
   absl::Duration progress_interval = absl::Milliseconds(250);
   std::shared_ptr<const http::AddressPolicy> address_policy;
   // Where retry backoff, Retry-After, progress throttling and the

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -41,15 +42,24 @@ constexpr absl::Duration kMinSaveGap = absl::Milliseconds(50);
 // A save is due whenever this share of the file arrived since the last one
 // (a percent), so fast downloads still show smooth progress.
 constexpr int64_t kSaveEveryPercent = 1;
+// A runner whose lease cannot be renewed stops this share of the lease
+// before it ends (1/4: 3.75 s of the default 15 s), so its transfers have
+// ended before another replica can claim the job and write the same files.
+constexpr int kLeaseMarginDivisor = 4;
+// Saves (lease renewals) are attempted at least this often in a lease
+// (every 1/8 of it), bytes moving or not, so that a failing renewal is
+// noticed at least once inside the margin above.
+constexpr int kRenewalsPerLease = 8;
 
 }  // namespace
 
-JobRunner::JobRunner(Engine* engine, Job job)
+JobRunner::JobRunner(Engine* engine, Job job, absl::Time lease_start)
     : engine_(engine),
       clock_(engine->clock()),
       id_(job.id),
       job_(std::move(job)),
-      rate_sample_time_(clock_->Now()) {}
+      rate_sample_time_(clock_->Now()),
+      lease_ends_(lease_start + engine->options().lease) {}
 
 void JobRunner::Wake() {
   MutexLock lock(&wake_mu_);
@@ -265,8 +275,27 @@ void JobRunner::UpdateRate(absl::Time now, int64_t bytes) {
   rate_sample_time_ = now;
 }
 
+bool JobRunner::LeaseLapsing(absl::Time now) const {
+  return renewal_pending_ &&
+         now >= lease_ends_ - engine_->options().lease / kLeaseMarginDivisor;
+}
+
+void JobRunner::StopForLapsedLease(const std::string& why) {
+  MM_LOG(WARNING) << "download " << job_.id << ": lease ends at "
+                  << absl::FormatTime(lease_ends_) << " and cannot be renewed ("
+                  << why << "); stopping so another replica can take it";
+  // No final save and nothing deleted: whoever claims the job next resumes
+  // from the saved segments and the partial files.
+  if (stop_ == StopReason::kNone || stop_ == StopReason::kFailed) {
+    stop_ = StopReason::kLost;
+    lease_lapsed_ = true;
+  }
+  Wake();
+}
+
 void JobRunner::SaveProgress(bool force, bool final) {
   Job snapshot;
+  absl::Time sent;
   {
     MutexLock lock(&mu_);
     const absl::Time now = clock_->Now();
@@ -279,7 +308,9 @@ void JobRunner::SaveProgress(bool force, bool final) {
         (bytes - last_saved_bytes_) * 100 >= total * kSaveEveryPercent &&
         since_gap;
     const bool interval_due =
-        now - last_save_ >= engine_->options().progress_interval;
+        now - last_save_ >=
+        std::min(engine_->options().progress_interval,
+                 engine_->options().lease / kRenewalsPerLease);
     if (!force && !percent_due && !interval_due && (!dirty_ || !since_gap)) {
       return;
     }
@@ -288,16 +319,31 @@ void JobRunner::SaveProgress(bool force, bool final) {
     last_save_ = now;
     last_saved_bytes_ = bytes;
     snapshot = job_;
+    sent = now;
+    renewal_pending_ = true;
   }
   absl::StatusOr<Job> stored =
       engine_->store()->SaveProgress(snapshot, engine_->options().lease, final);
   if (!stored.ok()) {
     MM_LOG(WARNING) << "download " << snapshot.id
                     << ": cannot save progress: " << stored.status();
+    MutexLock lock(&mu_);
+    // The lease is not renewed. Going on is safe while it lasts (the
+    // database may be back for the next save); close to its end, another
+    // replica that reaches the database would take the job over and write
+    // the same files.
+    if (!final && stop_ != StopReason::kLost && LeaseLapsing(clock_->Now())) {
+      StopForLapsedLease(absl::StrCat("database: ", stored.status().message()));
+    }
     return;
   }
   MutexLock lock(&mu_);
   job_.revision = stored->revision;
+  if (stored->lease_owner == engine_->store()->replica_id()) {
+    // Renewed by this save, which the store counted from after `sent`.
+    lease_ends_ = std::max(lease_ends_, sent + engine_->options().lease);
+    renewal_pending_ = false;
+  }
   const StopReason before = stop_;
   if (stored->state == JobState::kPaused) {
     if (stop_ == StopReason::kNone) stop_ = StopReason::kPaused;
@@ -472,13 +518,20 @@ void JobRunner::Run() {
       stop == StopReason::kCancelled) {
     engine_->tokens()->ForgetJob(id_);
   }
+  bool lapsed;
+  {
+    MutexLock lock(&mu_);
+    lapsed = lease_lapsed_;
+  }
   MM_LOG(INFO) << "download " << id_ << " "
                << (stop == StopReason::kSucceeded   ? "succeeded"
                    : stop == StopReason::kFailed    ? "failed"
                    : stop == StopReason::kPaused    ? "paused"
                    : stop == StopReason::kCancelled ? "cancelled"
-                   : stop == StopReason::kLost      ? "was taken over elsewhere"
-                                                    : "stopped for shutdown");
+                   : stop == StopReason::kLost
+                       ? (lapsed ? "stopped: its lease could not be renewed"
+                                 : "was taken over elsewhere")
+                       : "stopped for shutdown");
   MutexLock lock(&mu_);
   finished_ = true;
 }

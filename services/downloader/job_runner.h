@@ -6,7 +6,8 @@
 // another replica, or been asked to shut down; by then every transfer and
 // verification has ended and the job's last state is saved.
 //
-//   auto runner = std::make_shared<JobRunner>(engine, std::move(job));
+//   auto runner = std::make_shared<JobRunner>(engine, std::move(job),
+//                                             claim_started);
 //   std::thread thread([runner] { runner->Run(); });
 //   ...
 //   runner->RequestShutdown();  // at Engine::Stop
@@ -51,7 +52,9 @@ struct TransferKey {
 
 class JobRunner : public std::enable_shared_from_this<JobRunner> {
  public:
-  JobRunner(Engine* engine, Job job);
+  // `lease_start`: when the claim that leased `job` was sent, on the
+  // engine's clock; the lease is counted from there.
+  JobRunner(Engine* engine, Job job, absl::Time lease_start);
 
   // The job thread: works the job until it stops, then saves it.
   void Run() ABSL_LOCKS_EXCLUDED(mu_, wake_mu_);
@@ -77,7 +80,9 @@ class JobRunner : public std::enable_shared_from_this<JobRunner> {
     kFailed,
     kPaused,
     kCancelled,
-    kLost,  // another replica holds the lease now
+    // Another replica holds the lease now, or it ends soon and cannot be
+    // renewed (see LeaseLapsing): no final save, partial files kept.
+    kLost,
     kShutdown,
   };
   // Where one part is: waiting for a slot, transferring, complete and due
@@ -183,6 +188,14 @@ class JobRunner : public std::enable_shared_from_this<JobRunner> {
   // has ended. Learns of a pause, cancel or lost lease from the answer.
   void SaveProgress(bool force, bool final = false)
       ABSL_LOCKS_EXCLUDED(mu_, wake_mu_);
+  // No save has renewed the lease since one was sent (it is still running
+  // or failed), and the clock has reached the lease's end less a margin:
+  // another replica may take the job soon, so this one must stop writing.
+  bool LeaseLapsing(absl::Time now) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Stops the job as lost because its lease cannot be renewed; `why` says
+  // what keeps it from being renewed.
+  void StopForLapsedLease(const std::string& why)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) ABSL_LOCKS_EXCLUDED(wake_mu_);
   // Folds the bytes since the last sample into the smoothed rate.
   void UpdateRate(absl::Time now, int64_t bytes)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -212,6 +225,14 @@ class JobRunner : public std::enable_shared_from_this<JobRunner> {
   int64_t rate_sample_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Time rate_sample_time_ ABSL_GUARDED_BY(mu_);
   double bytes_per_second_ ABSL_GUARDED_BY(mu_) = 0;
+  // The lease, on clock_: counted from when the claim or the last
+  // successful save was sent (the store renews it a little later, so this
+  // end is never later than the stored one).
+  absl::Time lease_ends_ ABSL_GUARDED_BY(mu_);
+  // A save was sent and none has succeeded since (in flight or failed).
+  bool renewal_pending_ ABSL_GUARDED_BY(mu_) = false;
+  // The job stopped as kLost because its lease could not be renewed.
+  bool lease_lapsed_ ABSL_GUARDED_BY(mu_) = false;
 
   mutable Mutex wake_mu_ ABSL_ACQUIRED_AFTER(mu_);
   int64_t wake_events_ ABSL_GUARDED_BY(wake_mu_) = 0;

@@ -424,6 +424,12 @@ bool JobRunner::OnBody(const TransferKey& key, const char* data, size_t size) {
       part_state.fd < 0) {
     return false;
   }
+  if (LeaseLapsing(clock_->Now())) {
+    // A save stuck on an unreachable database (it may take longer than the
+    // lease) must not keep this thread writing past the lease's end.
+    StopForLapsedLease("no save has renewed it since one was sent");
+    return false;
+  }
   Part& part = job_.parts[key.part];
   Segment& segment = part.segments[key.segment];
   SegmentState& segment_state = part_state.segments[key.segment];

@@ -78,12 +78,11 @@ constexpr absl::Duration kAllInstallsTimeout = absl::Seconds(60);
 
 // The leases of the downloaders' and installers' jobs: a killed replica's
 // jobs are taken over this long after its last renewal. Longer than the
-// PostgreSQL restart (about a second): a replica that cannot reach the
-// database keeps working, and a lease that lapsed meanwhile would let a
-// second replica take the job while the first still writes its files.
-// The downloader does not stop such a transfer (seen here with 2 s leases:
-// two replicas on one file, the loser failing "cannot stat
-// ....downloading"); that is a fault of its own, not this test's subject.
+// PostgreSQL restart (about a second), so that a replica that cannot reach
+// the database meanwhile keeps its jobs instead of handing them over. (A
+// downloader that cannot renew a lease stops the job a quarter of the lease
+// before it ends, so a shorter lease would cost restarts, not two replicas
+// writing one file; tests/downloader/engine_lease_test.cc.)
 constexpr char kLease[] = "5s";
 
 constexpr int kInstalls = 20;
