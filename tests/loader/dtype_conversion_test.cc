@@ -182,9 +182,8 @@ class Mapping {
 class DtypeConversionTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!DtypeConversionAvailable()) {
-      GTEST_SKIP() << "mm-loader built without libtorch (MM_WITH_TORCH)";
-    }
+    // Built only with libtorch (tests/CMakeLists.txt), where it must be in.
+    ASSERT_TRUE(DtypeConversionAvailable());
     fs::create_directories(dir_.path() / "models");
   }
 
