@@ -31,12 +31,6 @@ using ::mm::testing::RandomBody;
 using ::mm::testing::ReadFile;
 using ::mm::testing::TempDir;
 
-// Real time the test gives the engine to act once the fake clock allows
-// it: generous for a loaded machine; a hang fails instead of blocking.
-constexpr absl::Duration kActTimeout = absl::Seconds(20);
-// Real time in which the engine must NOT act: several of the job thread's
-// 50 ms polls, so an engine that ignored the fake clock would have acted.
-constexpr absl::Duration kQuietPeriod = absl::Milliseconds(400);
 
 class EngineClockTest : public ::testing::Test {
  protected:

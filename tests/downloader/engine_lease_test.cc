@@ -31,11 +31,6 @@ using ::mm::testing::PostgresCluster;
 using ::mm::testing::RandomBody;
 using ::mm::testing::TempDir;
 
-// Real time the engine gets to act once the fake clock allows it.
-constexpr absl::Duration kActTimeout = absl::Seconds(20);
-// Real time in which the engine must NOT act: several of the job thread's
-// 50 ms polls, each of which may save.
-constexpr absl::Duration kQuietPeriod = absl::Milliseconds(400);
 constexpr absl::Duration kLease = absl::Minutes(1);
 
 TEST(EngineLeaseTest, StopsBeforeTheLeaseEndsWhenTheDatabaseIsUnreachable) {

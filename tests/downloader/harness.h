@@ -32,6 +32,13 @@ EngineOptions FastEngineOptions();
 // The deadline of every rpc a test makes, unless it says otherwise: long
 // enough for a loaded machine, short enough that a hang fails the test.
 inline constexpr absl::Duration kRpcTimeout = absl::Seconds(30);
+// For engine tests on a FakeClock: the real time the engine gets to act once
+// the fake clock allows it (generous for a loaded machine; a hang fails
+// instead of blocking), and the real time in which it must NOT act (several
+// of the job thread's 50 ms polls, so an engine that ignored the fake clock
+// would have acted).
+inline constexpr absl::Duration kActTimeout = absl::Seconds(20);
+inline constexpr absl::Duration kQuietPeriod = absl::Milliseconds(400);
 
 // Sets `context`'s deadline `timeout` from now.
 void SetDeadline(grpc::ClientContext& context,
