@@ -424,7 +424,8 @@ bool JobRunner::OnBody(const TransferKey& key, const char* data, size_t size) {
       part_state.fd < 0) {
     return false;
   }
-  if (LeaseLapsing(clock_->Now())) {
+  const absl::Time now = clock_->Now();
+  if (LeaseLapsing(now)) {
     // A save stuck on an unreachable database (it may take longer than the
     // lease) must not keep this thread writing past the lease's end.
     StopForLapsedLease("no save has renewed it since one was sent");
@@ -454,7 +455,6 @@ bool JobRunner::OnBody(const TransferKey& key, const char* data, size_t size) {
   if (engine_->options().bytes_downloaded != nullptr) {
     engine_->options().bytes_downloaded->Increment(static_cast<double>(length));
   }
-  const absl::Time now = clock_->Now();
   if (segment_state.pending.size() >= kWriteBlockBytes || at_end ||
       now - segment_state.last_write >= kWriteInterval) {
     segment_state.last_write = now;
