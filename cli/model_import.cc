@@ -465,7 +465,7 @@ absl::StatusOr<ImportPlan> PlanInvokeAiDatabase(const fs::path& file,
   sql::Options sql_options;
   sql_options.pool_size = 1;
   absl::StatusOr<std::unique_ptr<sql::Database>> db =
-      sql::Database::Open(absl::StrCat("sqlite:", copy.string()), sql_options);
+      sql::Database::OpenSqlite(copy.string(), sql_options);
   if (!db.ok()) return Annotate(db.status(), context);
 
   absl::StatusOr<sql::Result> columns =

@@ -13,7 +13,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "common/sql/postgres_database.h"
+#include "common/sql/backend.h"
 #include "common/sql/sqlite_database.h"
 #include "common/status.h"
 #include "common/strings.h"
@@ -176,23 +176,11 @@ class MeteredDatabase final : public Database {
   metrics::Family<metrics::Counter>* const errors_;
 };
 
-absl::StatusOr<std::unique_ptr<Database>> OpenBackend(std::string_view std_url,
-                                                      const Options& options);
-
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<Database>> Database::Open(
-    std::string_view url, const Options& options) {
-  ASSIGN_OR_RETURN(std::unique_ptr<Database> db, OpenBackend(url, options));
-  if (options.metrics == nullptr) return db;
-  return std::make_unique<MeteredDatabase>(std::move(db), options.metrics);
-}
+namespace internal {
 
-namespace {
-
-absl::StatusOr<std::unique_ptr<Database>> OpenBackend(std::string_view std_url,
-                                                      const Options& options) {
-  const absl::string_view url = AsAbsl(std_url);
+absl::Status ValidateOptions(const Options& options) {
   if (options.pool_size < 1) {
     return absl::InvalidArgumentError(absl::StrCat("sql Options.pool_size is ",
                                                    options.pool_size,
@@ -208,34 +196,28 @@ absl::StatusOr<std::unique_ptr<Database>> OpenBackend(std::string_view std_url,
         "reconnect_backoff_min must be positive, busy_timeout not negative, "
         "and reconnect_backoff_max at least reconnect_backoff_min");
   }
-  if (url == "sqlite::memory:") {
-    return internal::OpenSqlite(":memory:", options);
-  }
-  if (absl::StartsWith(url, "postgresql://") ||
-      absl::StartsWith(url, "postgres://")) {
-    return internal::OpenPostgres(std::string(url), options);
-  }
-  if (absl::StartsWith(url, "sqlite:")) {
-    absl::string_view path = url.substr(7);
-    // "sqlite:///abs/path" and "sqlite://rel" keep what follows the "//".
-    if (absl::StartsWith(path, "//")) path.remove_prefix(2);
-    if (path.empty()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("database url \"", url,
-                       "\" names no file; write sqlite:/path/to/file.db"));
-    }
-    return internal::OpenSqlite(std::string(path), options);
-  }
-  if (absl::EndsWith(url, ".db") && !absl::StrContains(url, "://")) {
-    return internal::OpenSqlite(std::string(url), options);
-  }
-  return absl::InvalidArgumentError(absl::StrCat(
-      "database url \"", RedactUrl(std_url),
-      "\" is not understood; use sqlite:PATH, a PATH ending in .db, "
-      "sqlite::memory:, or a postgresql:// connection URI"));
+  return absl::OkStatus();
 }
 
-}  // namespace
+std::unique_ptr<Database> WithMetrics(std::unique_ptr<Database> db,
+                                      const Options& options) {
+  if (options.metrics == nullptr) return db;
+  return std::make_unique<MeteredDatabase>(std::move(db), options.metrics);
+}
+
+}  // namespace internal
+
+absl::StatusOr<std::unique_ptr<Database>> Database::OpenSqlite(
+    std::string_view path, const Options& options) {
+  RETURN_IF_ERROR(internal::ValidateOptions(options));
+  if (path.empty()) {
+    return absl::InvalidArgumentError(
+        "no SQLite file named; give a path, or :memory:");
+  }
+  ASSIGN_OR_RETURN(std::unique_ptr<Database> db,
+                   internal::OpenSqlite(std::string(path), options));
+  return internal::WithMetrics(std::move(db), options);
+}
 
 absl::Status Database::Migrate(std::string_view std_component,
                                const std::vector<Migration>& migrations) {
