@@ -2,6 +2,11 @@
 // and on PostgreSQL.
 #include <signal.h>
 
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/client.h"
@@ -202,6 +207,45 @@ INSTANTIATE_TEST_SUITE_P(Backends, CliE2eTest,
                            return info.param == Backend::kSqlite ? "Sqlite"
                                                                  : "Postgres";
                          });
+
+// The shared libraries `mm` asks the dynamic loader for: every one costs
+// start-up time on every command (cli/CMakeLists.txt, docs/sql.md).
+std::vector<std::string> NeededLibraries() {
+  absl::StatusOr<CommandResult> dynamic =
+      RunCommand({"/usr/bin/readelf", "--dynamic", MM_BIN}, absl::Seconds(60));
+  EXPECT_OK(dynamic.status());
+  if (!dynamic.ok()) return {};
+  EXPECT_EQ(dynamic->exit_code, 0) << dynamic->err;
+  std::vector<std::string> needed;
+  for (absl::string_view line : absl::StrSplit(dynamic->out, '\n')) {
+    const size_t open = line.find("Shared library: [");
+    if (open == absl::string_view::npos) continue;
+    line.remove_prefix(open + 17);
+    needed.emplace_back(line.substr(0, line.find(']')));
+  }
+  return needed;
+}
+
+TEST(MmBinaryTest, StartsWithoutLibpq) {
+  const std::vector<std::string> needed = NeededLibraries();
+  ASSERT_FALSE(needed.empty()) << "readelf listed no shared library";
+  for (const std::string& library : needed) {
+    EXPECT_THAT(library, ::testing::Not(StartsWith("libpq"))) << library;
+  }
+}
+
+// MM_STATIC_CLI (on by default, off in the sanitizer presets) decides
+// whether gRPC and what it needs come from static archives.
+TEST(MmBinaryTest, LinksGrpcAsTheBuildSays) {
+  const std::vector<std::string> needed = NeededLibraries();
+  for (const char* prefix : {"libgrpc", "libgpr", "libprotobuf", "libabsl_",
+                             "libre2", "libupb", "libcares"}) {
+    const bool shared = std::any_of(
+        needed.begin(), needed.end(),
+        [&](const std::string& l) { return absl::StartsWith(l, prefix); });
+    EXPECT_EQ(shared, !MM_STATIC_CLI) << prefix;
+  }
+}
 
 }  // namespace
 }  // namespace mm
