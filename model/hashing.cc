@@ -47,7 +47,8 @@ constexpr uint64_t kTasksMinBytes = uint64_t{8} << 20;
 constexpr uint64_t kMinTaskBytes = uint64_t{1} << 20;
 constexpr uint64_t kMaxTaskBytes = uint64_t{8} << 20;
 // A mapped file is hashed this much at a time (by each thread), each
-// window's pages released from the resident set once hashed, so hashing
+// window's pages mapped in one call before it is hashed (MappedFile::Window)
+// and released from the resident set once hashed, so hashing
 // keeps the process's resident memory near threads x 8 MiB whatever the
 // file's size (the installer's target is under 64 MB); the madvise calls
 // cost nothing measurable at this size, and the pages' unmapping costs
@@ -142,16 +143,32 @@ class MappedFile {
   MappedFile(const MappedFile&) = delete;
   MappedFile& operator=(const MappedFile&) = delete;
 
-  absl::Span<const uint8_t> bytes(uint64_t offset, uint64_t length) const {
-    return absl::Span<const uint8_t>(
-        static_cast<const uint8_t*>(data_) + offset, length);
+  // The bytes of [offset, offset + length), their pages mapped into the
+  // process in one call (MADV_POPULATE_READ) rather than by one page fault
+  // per 64 KiB as the hash reaches them. The kernel does the same mapping
+  // work either way, but a fault taken inside the SIMD hash loop costs far
+  // more than the kernel's walk: measured on the benchmark machine (a
+  // virtual machine), 2 GiB hashed on one thread in 0.51 s instead of
+  // 0.65 s (b3sum, which takes the faults: 0.60 s). A kernel without
+  // MADV_POPULATE_READ (before Linux 5.14) refuses it and the pages fault
+  // in as before.
+  absl::Span<const uint8_t> Window(uint64_t offset, uint64_t length) const {
+    const uint8_t* begin = static_cast<const uint8_t*>(data_) + offset;
+    const uintptr_t page_mask = static_cast<uintptr_t>(page_bytes_) - 1;
+    const uintptr_t first = reinterpret_cast<uintptr_t>(begin) & ~page_mask;
+    const uintptr_t end = reinterpret_cast<uintptr_t>(begin) + length;
+    if (end > first) {
+      (void)::madvise(reinterpret_cast<void*>(first), end - first,
+                      MADV_POPULATE_READ);
+    }
+    return absl::Span<const uint8_t>(begin, length);
   }
 
   // Drops the pages of [offset, offset + length) from this process (they
   // stay in the page cache), so hashing a file larger than memory, or many
   // large files, does not grow the resident set with each byte read.
   void Release(uint64_t offset, uint64_t length) const {
-    const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+    const uint64_t page = page_bytes_;
     const uint64_t begin = offset / page * page;
     const uint64_t end = std::min(size_, offset + length);
     if (end <= begin) return;
@@ -160,9 +177,13 @@ class MappedFile {
   }
 
  private:
-  MappedFile(void* data, uint64_t size) : data_(data), size_(size) {}
+  MappedFile(void* data, uint64_t size)
+      : data_(data),
+        size_(size),
+        page_bytes_(static_cast<uint64_t>(::sysconf(_SC_PAGESIZE))) {}
   void* data_;
   uint64_t size_;
+  uint64_t page_bytes_;
 };
 
 std::unique_ptr<MappedFile> MaybeMap(const OpenedFile& file, bool use_mmap) {
@@ -218,7 +239,7 @@ absl::StatusOr<std::string> Blake3SmallFileHex(
     const OpenedFile& file, const std::filesystem::path& path, bool use_mmap) {
   Blake3Hasher hasher;
   if (std::unique_ptr<MappedFile> mapped = MaybeMap(file, use_mmap)) {
-    hasher.Update(mapped->bytes(0, file.size));
+    hasher.Update(mapped->Window(0, file.size));
     return ToHex(hasher.Finalize());
   }
   ReadBuffer buffer = NewReadBuffer();
@@ -292,7 +313,7 @@ absl::StatusOr<std::string> Blake3TasksHex(const OpenedFile& file,
       if (mapped) {
         for (uint64_t done = 0; done < task.length; done += kMapWindowBytes) {
           const uint64_t length = std::min(kMapWindowBytes, task.length - done);
-          hasher.Update(mapped->bytes(task.offset + done, length));
+          hasher.Update(mapped->Window(task.offset + done, length));
           mapped->Release(task.offset + done, length);
         }
         task.cv = hasher.FinalizeChainingValue();
