@@ -11,18 +11,17 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
-#include <map>
 #include <random>
 #include <string>
 #include <vector>
 
-#include "common/mutex.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "services/loader/dtype_conversion.h"
 #include "services/loader/load_plan.h"
 #include "services/loader/model_loader.h"
 #include "services/loader/region_reader.h"
+#include "tests/loader/fake_records.h"
 #include "tests/testing/model_fixtures.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/subprocess.h"
@@ -43,24 +42,6 @@ using ::testing::HasSubstr;
 // Debian's interpreter, where python3-torch lives (a python3 earlier on
 // PATH, such as a pyenv shim, may lack torch).
 constexpr char kPython[] = "/usr/bin/python3";
-
-class FakeRecords : public RecordSource {
- public:
-  absl::StatusOr<v1::Model> Get(const std::string& key) override {
-    MutexLock lock(&mu_);
-    auto it = records_.find(key);
-    if (it == records_.end()) return absl::NotFoundError("unknown " + key);
-    return it->second;
-  }
-  void Put(v1::Model record) {
-    MutexLock lock(&mu_);
-    records_[record.key()] = std::move(record);
-  }
-
- private:
-  Mutex mu_;
-  std::map<std::string, v1::Model> records_ ABSL_GUARDED_BY(mu_);
-};
 
 template <typename T>
 void Append(std::string& out, T value) {
@@ -190,14 +171,10 @@ class DtypeConversionTest : public ::testing::Test {
   void AddModel(const std::string& key,
                 const std::vector<FixtureTensor>& tensors) {
     WriteSafetensors(dir_.path() / "models" / (key + ".safetensors"), tensors);
-    v1::Model record;
-    record.set_key(key);
+    v1::Model record =
+        TestRecord(key, key + ".safetensors", "vae", "checkpoint");
     record.set_name("model " + key);
-    record.set_path(key + ".safetensors");
     record.set_hash("blake3:" + key);
-    record.set_type("vae");
-    record.set_format("checkpoint");
-    record.set_base("sd-1");
     records_.Put(record);
   }
 

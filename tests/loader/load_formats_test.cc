@@ -16,6 +16,7 @@
 #include "services/loader/load_plan.h"
 #include "services/loader/model_loader.h"
 #include "services/loader/ram_tier.h"
+#include "tests/loader/fake_records.h"
 #include "tests/testing/model_fixtures.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
@@ -336,15 +337,6 @@ TEST(CheckpointLayoutTest, CollidingEntriesAreRefused) {
 // The budget is checked against the submodel's bytes, before reading: a
 // budget too small for the whole file loads its VAE, and refuses a UNet
 // bigger than the budget without reading it.
-class OneRecord : public RecordSource {
- public:
-  absl::StatusOr<v1::Model> Get(const std::string& key) override {
-    if (key != record.key()) return absl::NotFoundError("unknown " + key);
-    return record;
-  }
-  v1::Model record;
-};
-
 TEST(CheckpointSplitTest, BudgetCountsOnlyTheSubmodel) {
   TempDir dir;
   std::vector<FixtureTensor> tensors = {
@@ -353,12 +345,8 @@ TEST(CheckpointSplitTest, BudgetCountsOnlyTheSubmodel) {
   };
   FillRandom(tensors, 5);
   WriteSafetensors(dir.path() / "sd1.safetensors", tensors);
-  OneRecord records;
-  records.record.set_key("k");
-  records.record.set_path("sd1.safetensors");
-  records.record.set_type("main");
-  records.record.set_format("checkpoint");
-  records.record.set_base("sd-1");
+  FakeRecords records;
+  records.Put(TestRecord("k", "sd1.safetensors", "main", "checkpoint"));
   ModelLoader loader({.models_dir = dir.path(),
                       .ram_budget_bytes = 1024,
                       .records = &records});

@@ -12,6 +12,7 @@
 #include "services/loader/load_plan.h"
 #include "services/loader/loader_service.h"
 #include "services/loader/model_loader.h"
+#include "tests/loader/fake_records.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
 
@@ -26,27 +27,14 @@ using ::testing::IsEmpty;
 using ::testing::Pair;
 using ::testing::UnorderedElementsAre;
 
-class OneRecord : public RecordSource {
- public:
-  absl::StatusOr<v1::Model> Get(const std::string& key) override {
-    if (key != record.key()) return absl::NotFoundError("unknown " + key);
-    return record;
-  }
-  v1::Model record;
-};
-
 TEST(LoadedModelFilesTest, FilesOnlySubmodelHasNoTensorsAndItsFiles) {
   TempDir dir;
   fs::path model = dir.path() / "sd";
   WriteFile(model / "model_index.json", "{}");
   WriteFile(model / "tokenizer" / "merges.txt", "a b\n");
   WriteFile(model / "tokenizer" / "special_tokens_map.json", "{}");
-  OneRecord records;
-  records.record.set_key("k");
-  records.record.set_path("sd");
-  records.record.set_type("main");
-  records.record.set_format("diffusers");
-  records.record.set_base("sd-1");
+  FakeRecords records;
+  records.Put(TestRecord("k", "sd", "main", "diffusers"));
   ModelLoader loader({.models_dir = dir.path(),
                       .ram_budget_bytes = 1 << 20,
                       .records = &records});

@@ -1,7 +1,6 @@
 // The C++ client against an in-process loader service.
 #include "services/loader/client/loaded_model.h"
 
-#include <map>
 #include <memory>
 #include <random>
 #include <string>
@@ -13,6 +12,7 @@
 #include "gtest/gtest.h"
 #include "services/loader/loader_service.h"
 #include "services/loader/model_loader.h"
+#include "tests/loader/fake_records.h"
 #include "tests/testing/model_fixtures.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
@@ -28,15 +28,6 @@ using ::mm::testing::TempDir;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
-class OneRecord : public RecordSource {
- public:
-  absl::StatusOr<v1::Model> Get(const std::string& key) override {
-    if (key != record.key()) return absl::NotFoundError("unknown " + key);
-    return record;
-  }
-  v1::Model record;
-};
-
 class LoadedModelTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -48,11 +39,7 @@ class LoadedModelTest : public ::testing::Test {
       for (char& c : t.data) c = static_cast<char>(random());
     }
     testing::WriteSafetensors(dir_.path() / "m.safetensors", tensors_);
-    records_.record.set_key("k");
-    records_.record.set_path("m.safetensors");
-    records_.record.set_type("vae");
-    records_.record.set_format("checkpoint");
-    records_.record.set_base("sd-1");
+    records_.Put(TestRecord("k", "m.safetensors", "vae", "checkpoint"));
     loader_ = std::make_unique<ModelLoader>(
         ModelLoader::Options{.models_dir = dir_.path(),
                              .ram_budget_bytes = 1 << 20,
@@ -80,7 +67,7 @@ class LoadedModelTest : public ::testing::Test {
 
   TempDir dir_;
   std::vector<FixtureTensor> tensors_;
-  OneRecord records_;
+  FakeRecords records_;
   std::unique_ptr<ModelLoader> loader_;
   std::unique_ptr<LoaderService> service_;
   std::unique_ptr<ServiceHost> host_;
@@ -113,8 +100,9 @@ TEST_F(LoadedModelTest, SpansShowTheFilesBytesAndDestroyingReleases) {
 }
 
 TEST_F(LoadedModelTest, LoaderErrorsComeBackAsTheyAre) {
-  EXPECT_THAT(LoadedModel::Load(channel_, {.key = "missing"}),
-              StatusIs(absl::StatusCode::kNotFound, "unknown missing"));
+  EXPECT_THAT(
+      LoadedModel::Load(channel_, {.key = "missing"}),
+      StatusIs(absl::StatusCode::kNotFound, "unknown model key 'missing'"));
 }
 
 TEST_F(LoadedModelTest, LoaderShutdownEndsTheLease) {

@@ -5,7 +5,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <map>
 #include <memory>
 #include <random>
 #include <string>
@@ -20,6 +19,7 @@
 #include "modelmanager/v1/loader.grpc.pb.h"
 #include "services/loader/loader_metrics.h"
 #include "services/loader/model_loader.h"
+#include "tests/loader/fake_records.h"
 #include "tests/testing/model_fixtures.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
@@ -37,32 +37,6 @@ using ::testing::HasSubstr;
 using ::testing::Not;
 
 constexpr absl::Duration kCallTimeout = absl::Seconds(30);
-
-class FakeRecords : public RecordSource {
- public:
-  absl::StatusOr<v1::Model> Get(const std::string& key) override {
-    MutexLock lock(&mu_);
-    if (!down_.ok()) return down_;
-    auto it = records_.find(key);
-    if (it == records_.end()) {
-      return absl::NotFoundError("unknown model key '" + key + "'");
-    }
-    return it->second;
-  }
-  void Put(v1::Model record) {
-    MutexLock lock(&mu_);
-    records_[record.key()] = std::move(record);
-  }
-  void SetDown(absl::Status status) {
-    MutexLock lock(&mu_);
-    down_ = std::move(status);
-  }
-
- private:
-  Mutex mu_;
-  std::map<std::string, v1::Model> records_ ABSL_GUARDED_BY(mu_);
-  absl::Status down_ ABSL_GUARDED_BY(mu_);
-};
 
 std::vector<FixtureTensor> Tensors(int n_floats, uint32_t seed) {
   std::vector<FixtureTensor> tensors = {
@@ -113,14 +87,10 @@ class LoaderServiceTest : public ::testing::Test {
 
   void AddModel(const std::string& key, const std::vector<FixtureTensor>& t) {
     WriteSafetensors(dir_.path() / "models" / (key + ".safetensors"), t);
-    v1::Model record;
-    record.set_key(key);
+    v1::Model record =
+        TestRecord(key, key + ".safetensors", "vae", "checkpoint");
     record.set_name("model " + key);
-    record.set_path(key + ".safetensors");
     record.set_hash("blake3:" + key);
-    record.set_type("vae");
-    record.set_format("checkpoint");
-    record.set_base("sd-1");
     records_.Put(record);
   }
 

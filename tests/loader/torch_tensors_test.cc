@@ -20,6 +20,7 @@
 #include "gtest/gtest.h"
 #include "services/loader/loader_service.h"
 #include "services/loader/model_loader.h"
+#include "tests/loader/fake_records.h"
 #include "tests/testing/model_fixtures.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
@@ -32,15 +33,6 @@ using ::mm::testing::FixtureByteSize;
 using ::mm::testing::FixtureTensor;
 using ::mm::testing::StatusIs;
 using ::mm::testing::TempDir;
-
-class OneRecord : public RecordSource {
- public:
-  absl::StatusOr<v1::Model> Get(const std::string& key) override {
-    if (key != record.key()) return absl::NotFoundError("unknown " + key);
-    return record;
-  }
-  v1::Model record;
-};
 
 // The file's tensor as torch sees it (a copy, owning its memory).
 at::Tensor FromFixture(const FixtureTensor& t, at::ScalarType type) {
@@ -71,11 +63,7 @@ class TorchTensorsTest : public ::testing::Test {
       }
     }
     testing::WriteSafetensors(dir_.path() / "m.safetensors", tensors_);
-    records_.record.set_key("k");
-    records_.record.set_path("m.safetensors");
-    records_.record.set_type("vae");
-    records_.record.set_format("checkpoint");
-    records_.record.set_base("sd-1");
+    records_.Put(TestRecord("k", "m.safetensors", "vae", "checkpoint"));
     loader_ = std::make_unique<ModelLoader>(
         ModelLoader::Options{.models_dir = dir_.path(),
                              .ram_budget_bytes = 1 << 20,
@@ -97,7 +85,7 @@ class TorchTensorsTest : public ::testing::Test {
 
   TempDir dir_;
   std::vector<FixtureTensor> tensors_;
-  OneRecord records_;
+  FakeRecords records_;
   std::unique_ptr<ModelLoader> loader_;
   std::unique_ptr<LoaderService> service_;
   std::unique_ptr<ServiceHost> host_;

@@ -2,7 +2,6 @@
 // a device copy of the RAM entry, unleased entries are moved out smallest
 // first, leased ones never, and a load that cannot fit is
 // RESOURCE_EXHAUSTED.
-#include <map>
 #include <memory>
 #include <random>
 #include <string>
@@ -12,6 +11,7 @@
 #include "gtest/gtest.h"
 #include "services/loader/model_loader.h"
 #include "tests/loader/fake_device.h"
+#include "tests/loader/fake_records.h"
 #include "tests/testing/model_fixtures.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
@@ -26,16 +26,6 @@ using ::mm::testing::StatusIs;
 using ::mm::testing::TempDir;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
-
-class MapRecords : public RecordSource {
- public:
-  absl::StatusOr<v1::Model> Get(const std::string& key) override {
-    auto it = records.find(key);
-    if (it == records.end()) return absl::NotFoundError("unknown " + key);
-    return it->second;
-  }
-  std::map<std::string, v1::Model> records;
-};
 
 class VramTierTest : public ::testing::Test {
  protected:
@@ -54,13 +44,7 @@ class VramTierTest : public ::testing::Test {
     t.data.resize(FixtureByteSize(t));
     for (char& c : t.data) c = static_cast<char>(random());
     testing::WriteSafetensors(dir_.path() / (key + ".safetensors"), {t});
-    v1::Model record;
-    record.set_key(key);
-    record.set_path(key + ".safetensors");
-    record.set_type("vae");
-    record.set_format("checkpoint");
-    record.set_base("sd-1");
-    records_.records[key] = record;
+    records_.Put(TestRecord(key, key + ".safetensors", "vae", "checkpoint"));
     return t.data;
   }
   absl::StatusOr<ModelLoader::Loaded> LoadVram(const std::string& key) {
@@ -79,7 +63,7 @@ class VramTierTest : public ::testing::Test {
   }
 
   TempDir dir_;
-  MapRecords records_;
+  FakeRecords records_;
   FakeDevice device_{1 << 20};
   std::unique_ptr<ModelLoader> loader_;
 };
