@@ -31,7 +31,6 @@ using ::mm::testing::RandomBody;
 using ::mm::testing::ReadFile;
 using ::mm::testing::TempDir;
 
-
 class EngineClockTest : public ::testing::Test {
  protected:
   void SetUp() override {
