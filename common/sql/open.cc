@@ -1,7 +1,6 @@
-// Database::Open: the URL names the backend. The only file outside
-// postgres_database.cc that refers to PostgreSQL, so a program that opens
-// SQLite alone (Database::OpenSqlite; library mm_sql_sqlite) links without
-// libpq.
+// Database::Open: the URL names the backend. The only caller of the
+// PostgreSQL backend, so a program that opens SQLite alone
+// (Database::OpenSqlite; library mm_sql_sqlite) links without libpq.
 #include <memory>
 #include <string>
 #include <string_view>
@@ -18,11 +17,12 @@ namespace mm::sql {
 
 absl::StatusOr<std::unique_ptr<Database>> Database::Open(
     std::string_view std_url, const Options& options) {
+  // Every SQLite branch goes through OpenSqlite, which checks the options.
   const absl::string_view url = AsAbsl(std_url);
-  RETURN_IF_ERROR(internal::ValidateOptions(options));
   if (url == "sqlite::memory:") return OpenSqlite(":memory:", options);
   if (absl::StartsWith(url, "postgresql://") ||
       absl::StartsWith(url, "postgres://")) {
+    RETURN_IF_ERROR(internal::ValidateOptions(options));
     ASSIGN_OR_RETURN(std::unique_ptr<Database> db,
                      internal::OpenPostgres(std::string(url), options));
     return internal::WithMetrics(std::move(db), options);

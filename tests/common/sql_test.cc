@@ -444,12 +444,17 @@ TEST(OpenTest, RejectsUnknownUrlsAndBadOptions) {
   EXPECT_THAT(Database::Open("mysql://localhost/x"),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("mysql://localhost/x")));
-  EXPECT_THAT(Database::Open("sqlite:"),
-              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(
+      Database::Open("sqlite:"),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("names no file")));
   Options options;
   options.pool_size = 0;
   EXPECT_THAT(
       Database::Open("sqlite::memory:", options),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("pool_size")));
+  // Checked before any connection is tried: no server is needed.
+  EXPECT_THAT(
+      Database::Open("postgresql://127.0.0.1:1/db", options),
       StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("pool_size")));
   EXPECT_THAT(Database::Open("postgresql://h/db?nonsense_option=1"),
               StatusIs(absl::StatusCode::kInvalidArgument,

@@ -59,10 +59,11 @@ TEST(OpenSqliteTest, RefusesAnEmptyPathAndBadOptions) {
 TEST(OpenSqliteTest, AFolderThatDoesNotExistIsAClearError) {
   TempDir dir;
   const std::filesystem::path file = dir.path() / "missing" / "state.db";
-  absl::StatusOr<std::unique_ptr<Database>> db =
-      Database::OpenSqlite(file.string());
-  ASSERT_FALSE(db.ok());
-  EXPECT_THAT(db.status().message(), HasSubstr(file.string()));
+  EXPECT_THAT(Database::OpenSqlite(file.string()),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       ::testing::AllOf(HasSubstr("opening SQLite database " +
+                                                  file.string()),
+                                        HasSubstr("its directory exist"))));
 }
 
 TEST(OpenSqliteTest, CountsFailedCallsInTheRegistry) {
